@@ -1,0 +1,195 @@
+"""The ``seglab`` command line.
+
+    seglab train --data ../shared/camvid --model unet:resnet34 --epochs 3 --size 192x256
+    seglab evaluate runs/<run> --split test
+    seglab data check ../shared/camvid
+    seglab models
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from seglab.errors import SeglabError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Reproducible semantic-segmentation studies: train, evaluate, compare and report.")
+data_app = typer.Typer(no_args_is_help=True, help="Inspect datasets.")
+app.add_typer(data_app, name="data")
+
+# CLI option -> config key; options left unset keep the YAML/default value.
+TRAIN_OPTIONS = {
+    "data": "data.root", "layout": "data.layout", "remap": "data.remap", "size": "data.size",
+    "eval_size": "data.eval_size", "batch": "data.batch_size", "workers": "data.workers",
+    "model": "model.spec", "weights": "model.weights", "epochs": "train.epochs", "budget": "train.budget",
+    "max_time": "train.max_time", "loss": "train.loss", "class_weights": "train.class_weights",
+    "optimizer": "train.optimizer", "lr": "train.lr", "scheduler": "train.scheduler", "seed": "train.seed",
+    "precision": "train.precision", "accelerator": "train.accelerator", "devices": "train.devices",
+    "early_stop": "train.early_stop", "name": "name", "out": "out_dir",
+}
+
+
+@app.command()
+def train(
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config; options below override it."),
+    data: Optional[str] = typer.Option(None, help="Dataset folder (default: $SEGLAB_DATA or ~/.cache/seglab/camvid)."),
+    layout: Optional[str] = typer.Option(None, help="auto, camvid, camvid32 or folder."),
+    remap: Optional[str] = typer.Option(None, help="Built-in class remap, e.g. camvid6."),
+    model: Optional[str] = typer.Option(None, help="arch:encoder (unet:resnet34, segformer:mit_b0, "
+                                                   "unet:efficientnet-lite0) or scratch:simplesegnet|unet|vit."),
+    weights: Optional[str] = typer.Option(None, help="Encoder weights: auto, imagenet, none, or a file."),
+    epochs: Optional[int] = typer.Option(None),
+    budget: Optional[str] = typer.Option(None, help="Train for a time budget (e.g. 10m) instead of epochs."),
+    max_time: Optional[str] = typer.Option(None, help="Hard stop after this long (e.g. 1h)."),
+    size: Optional[str] = typer.Option(None, help="Training crop HxW, multiples of 32 (e.g. 192x256)."),
+    eval_size: Optional[str] = typer.Option(None, help="Evaluate at HxW instead of native resolution."),
+    batch: Optional[int] = typer.Option(None, help="Batch size."),
+    workers: Optional[int] = typer.Option(None, help="DataLoader worker processes."),
+    loss: Optional[str] = typer.Option(None, help="ce, dice, dice_ce or focal."),
+    class_weights: Optional[str] = typer.Option(None, help="median-frequency, or comma-separated weights."),
+    optimizer: Optional[str] = typer.Option(None, help="adam, adamw or sgd."),
+    lr: Optional[float] = typer.Option(None, help="Learning rate."),
+    scheduler: Optional[str] = typer.Option(None, help="none, cosine or poly."),
+    early_stop: Optional[int] = typer.Option(None, help="Patience in epochs without better val mIoU."),
+    seed: Optional[int] = typer.Option(None),
+    precision: Optional[str] = typer.Option(None, help="auto, 32, bf16-mixed or 16-mixed."),
+    accelerator: Optional[str] = typer.Option(None, help="auto, cpu or cuda."),
+    devices: Optional[str] = typer.Option(None, help="Devices for Lightning (auto, 1, 2, ...)."),
+    name: Optional[str] = typer.Option(None, help="Run name (default: derived from the setup)."),
+    out: Optional[str] = typer.Option(None, help="Folder that holds run folders (default: runs)."),
+    set_: list[str] = typer.Option([], "--set", help="Any config key, e.g. --set train.weight_decay=1e-4."),
+    resume: Optional[Path] = typer.Option(None, help="Continue an interrupted run folder."),
+):
+    """Train one model; writes runs/<name>/ with config, checkpoints, metrics.csv and test metrics.json."""
+    from seglab.config import load_config, parse_override
+    from seglab.training.run import load_run_config, train as run_train
+    from seglab.runs import RunDir
+
+    if resume is not None:
+        cfg = load_run_config(RunDir(resume))
+        cfg.name, cfg.out_dir = resume.name, str(resume.parent)
+        run_train(cfg, resume=True)
+        return
+    values = dict(locals())
+    overrides = {key: values[opt] for opt, key in TRAIN_OPTIONS.items() if values[opt] is not None}
+    if class_weights and class_weights != "median-frequency":
+        try:
+            overrides["train.class_weights"] = [float(x) for x in class_weights.split(",")]
+        except ValueError:
+            raise SeglabError(f"--class-weights {class_weights!r}: use median-frequency or numbers like 1,2.5,0.7")
+    overrides.update(parse_override(s) for s in set_)
+    run_train(load_config(config, overrides))
+
+
+@app.command()
+def evaluate(
+    target: Path = typer.Argument(..., help="Run folder or checkpoint file."),
+    split: str = typer.Option("test", help="train, val or test."),
+    data: Optional[str] = typer.Option(None, help="Dataset folder, if not where the run was trained."),
+    batch: Optional[int] = typer.Option(None, help="Batch size for evaluation."),
+):
+    """Score a trained model on a split; writes metrics.json (metrics_<split>.json for other splits)."""
+    from seglab.evaluate import evaluate as run_evaluate
+
+    run_evaluate(target, split=split, data_root=data, batch_size=batch)
+
+
+@data_app.command("check")
+def data_check(
+    path: str = typer.Argument(..., help="Dataset folder."),
+    layout: str = typer.Option("auto", help="auto, camvid, camvid32 or folder."),
+    remap: Optional[str] = typer.Option(None, help="Built-in class remap, e.g. camvid6."),
+):
+    """Counts per split, image sizes, label histogram, and every unmatched or unreadable file."""
+    from seglab.data import check_source, open_source
+    from seglab.data.check import format_check
+
+    report = check_source(open_source(path, layout, remap))
+    typer.echo(format_check(report))
+    if report["problems"]:
+        raise typer.Exit(1)
+
+
+@app.command()
+def models():
+    """The model specs seglab knows, with parameter counts and offline-pretrained options."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from seglab.models import list_models
+
+    table = Table(title="models (any smp arch:encoder works; these are the tested ones)")
+    for col in ("spec", "params", "pretrained weights", "note"):
+        table.add_column(col, justify="right" if col == "params" else "left")
+    for row in list_models():
+        table.add_row(row["spec"], f"{row['params'] / 1e6:.2f} M", str(row.get("weights", "")), row.get("note", ""))
+    Console().print(table)
+
+
+@app.command()
+def study(
+    study_name: str = typer.Argument("quick", metavar="[STUDY]", help="Built-in study (quick, seed000, seed001) "
+                                                                       "or a path to a study YAML."),
+    data: Optional[str] = typer.Option(None, help="Dataset folder for every run (default: each run's config, "
+                                                  "else $SEGLAB_DATA or ~/.cache/seglab/camvid)."),
+    out: str = typer.Option("runs/studies", help="Folder that holds study folders."),
+    only: Optional[str] = typer.Option(None, help="Comma-separated run names to train now."),
+    report: bool = typer.Option(True, help="Build report.md and report.html when done."),
+):
+    """Train every run of a study not yet finished (resumable), then write the comparison report."""
+    from seglab.study.runner import run_study
+    from seglab.study.spec import load_study
+
+    spec = load_study(study_name, data_root=data)
+    folder = run_study(spec, out=out, only=only.split(",") if only else None)
+    if report:
+        from seglab.study.report import build_report
+
+        md, html = build_report(folder.path, data_root=data)
+        typer.echo(f"report: {html}\n        {md}")
+
+
+def _register_feature_commands() -> None:
+    """Commands that live beside their feature's code (each module imports its heavy parts lazily)."""
+    register_bench = lambda app: None  # TEMP
+    from seglab.inference.cli import register as register_inference
+    from seglab.study.report_cli import register as register_report
+
+    for register in (register_report, register_inference, register_bench):
+        register(app)
+
+
+_register_feature_commands()
+
+
+def _one_line(err: BaseException) -> str:
+    """A SeglabError re-raised from a DataLoader worker carries a traceback; keep its last line."""
+    lines = [ln for ln in str(err).splitlines() if ln.strip()]
+    last = lines[-1] if lines else type(err).__name__
+    return last.split("SeglabError: ", 1)[-1]
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    for noisy in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda",
+                  "lightning.fabric.utilities.seed"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    os.environ.setdefault("PYTHONWARNINGS", "ignore::UserWarning:lightning")
+    try:
+        app()
+    except SeglabError as e:
+        typer.echo(f"error: {_one_line(e)}", err=True)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""LightningDataModule: splits, presets and loaders for one DataSource. It never builds models."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from seglab.constants import IGNORE_INDEX
+from seglab.data.dataset import SegmentationDataset
+from seglab.data.sources import DataSource
+from seglab.data.transforms import EvalPreset, TrainPreset
+
+
+def pad_collate(batch):
+    """Stack (image, mask) pairs, padding bottom/right to the largest size in the batch.
+    Padded mask pixels are IGNORE_INDEX, so padding is never learned from or scored."""
+    h = max(img.shape[-2] for img, _ in batch)
+    w = max(img.shape[-1] for img, _ in batch)
+    images = [F.pad(img, (0, w - img.shape[-1], 0, h - img.shape[-2])) for img, _ in batch]
+    masks = [F.pad(m, (0, w - m.shape[-1], 0, h - m.shape[-2]), value=IGNORE_INDEX) for _, m in batch]
+    return torch.stack(images), torch.stack(masks)
+
+
+def seed_worker_augmentations(worker_id: int) -> None:
+    """Give each loader worker its own augmentation stream. torch seeds workers with distinct,
+    reproducible seeds (base seed + worker id), but each worker holds a copy of the same
+    albumentations RNG, which would otherwise repeat the same augmentations in every worker."""
+    info = torch.utils.data.get_worker_info()
+    transform = getattr(info.dataset, "transform", None)
+    if hasattr(transform, "reseed"):
+        transform.reseed(torch.initial_seed() % 2**32)
+
+
+class SegDataModule(L.LightningDataModule):
+    def __init__(self, source: DataSource, data_cfg: dict, eval_batch_size: int | None = None, seed: int = 0):
+        super().__init__()
+        self.source, self.cfg, self.seed = source, data_cfg, seed
+        self.eval_batch_size = eval_batch_size or data_cfg["batch_size"]
+        self.datasets: dict[str, SegmentationDataset] = {}
+        self.test_split = "test"  # the split `trainer.test` scores; evaluate may point it at "val"
+
+    def dataset(self, split: str) -> SegmentationDataset:
+        """The split's dataset, built and decoded once (errors surface here, in the main process)."""
+        if split not in self.datasets:
+            c = self.cfg
+            if split == "train":
+                transform = TrainPreset(tuple(c["size"]), scale_crop=c["scale_crop"], hflip=c["hflip"],
+                                        color_jitter=c["color_jitter"], seed=self.seed)
+            else:
+                transform = EvalPreset(tuple(c["eval_size"]) if c["eval_size"] else None)
+            ds = SegmentationDataset(self.source.split(split), self.source.lut, self.source.classes.num_classes,
+                                     transform=transform, color_table=self.source.color_table, cache=c["cache"])
+            if c["cache"]:
+                ds.preload(progress=True)
+            self.datasets[split] = ds
+        return self.datasets[split]
+
+    def setup(self, stage: str):
+        splits = {"fit": ("train", "val"), "validate": ("val",), "test": (self.test_split,)}.get(stage, ())
+        for s in splits:
+            self.dataset(s)
+
+    def _loader(self, split: str, shuffle: bool, batch_size: int) -> DataLoader:
+        workers = self.cfg["workers"]
+        return DataLoader(self.dataset(split), batch_size=batch_size, shuffle=shuffle, num_workers=workers,
+                          collate_fn=pad_collate, drop_last=shuffle and len(self.dataset(split)) > batch_size,
+                          worker_init_fn=seed_worker_augmentations if workers > 0 else None,
+                          persistent_workers=workers > 0, pin_memory=torch.cuda.is_available())
+
+    def train_dataloader(self):
+        return self._loader("train", True, self.cfg["batch_size"])
+
+    def val_dataloader(self):
+        return self._loader("val", False, self.eval_batch_size)
+
+    def test_dataloader(self):
+        return self._loader(self.test_split, False, self.eval_batch_size)

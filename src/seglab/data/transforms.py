@@ -1,0 +1,63 @@
+"""Training and evaluation presets: paired (image, mask) transforms built from albumentations.
+
+Masks are always resized with nearest neighbour (a blended label is a different class) and padded with
+IGNORE_INDEX, so padding is never learned from or scored.
+"""
+
+from __future__ import annotations
+
+import os
+
+import cv2
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # skip its import-time PyPI query (up to 2 s offline)
+import albumentations as A
+
+from seglab.constants import IGNORE_INDEX, SIZE_DIVISOR
+
+# Images: area filter when shrinking, linear when enlarging. Masks: nearest, always.
+_RESIZE = {"interpolation": cv2.INTER_LINEAR, "area_for_downscale": "image",
+           "mask_interpolation": cv2.INTER_NEAREST}
+_PAD = {"border_mode": cv2.BORDER_CONSTANT, "fill": 0, "fill_mask": IGNORE_INDEX}
+
+
+class _Preset:
+    pipeline: A.Compose
+
+    def __call__(self, image, mask):
+        out = self.pipeline(image=image, mask=mask)
+        return out["image"], out["mask"]
+
+
+class TrainPreset(_Preset):
+    """Resize to ``size`` (H, W), then random scale + pad + crop back to ``size``, flip and colour jitter."""
+
+    def __init__(self, size: tuple[int, int], scale_crop: bool = True, hflip: bool = True,
+                 color_jitter: bool = True, scale_range: tuple[float, float] = (0.5, 2.0), seed: int | None = None):
+        h, w = size
+        ops = [A.Resize(h, w, **_RESIZE)]
+        if scale_crop:
+            lo, hi = scale_range
+            ops += [A.RandomScale(scale_limit=(lo - 1, hi - 1), p=1.0, **_RESIZE),  # factor = 1 + limit
+                    A.PadIfNeeded(h, w, **_PAD),
+                    A.RandomCrop(h, w)]
+        if hflip:
+            ops.append(A.HorizontalFlip(p=0.5))
+        if color_jitter:
+            ops.append(A.ColorJitter(brightness=0.25, contrast=0.25, saturation=0.25, hue=0.02, p=0.8))
+        # albumentations keeps its own RNG, untouched by global seeds: seed it so runs repeat
+        self.pipeline = A.Compose(ops, seed=seed)
+
+    def reseed(self, seed: int) -> None:
+        self.pipeline.set_random_seed(seed)
+
+
+class EvalPreset(_Preset):
+    """Native resolution (``size=None``) or a resize to ``size``; then pad bottom/right to a multiple of 32,
+    so the original pixels keep their place and the padding (IGNORE_INDEX) is never scored."""
+
+    def __init__(self, size: tuple[int, int] | None = None):
+        ops = [] if size is None else [A.Resize(*size, **_RESIZE)]
+        ops.append(A.PadIfNeeded(min_height=None, min_width=None, pad_height_divisor=SIZE_DIVISOR,
+                                 pad_width_divisor=SIZE_DIVISOR, position="top_left", **_PAD))
+        self.pipeline = A.Compose(ops)

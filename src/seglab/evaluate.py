@@ -1,0 +1,79 @@
+"""Score a trained model on a split with the one confusion matrix, and write ``metrics.json``.
+
+    seglab evaluate runs/<run> --split test
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from seglab.config import from_dict
+from seglab.data.datamodule import SegDataModule
+from seglab.errors import SeglabError
+from seglab.runs import load_module, resolve_checkpoint, write_json
+from seglab.training.trainer import make_trainer
+from seglab.training.trainer import quiet as quiet_warnings
+
+
+def evaluate(target: str | Path, split: str = "test", data_root: str | None = None, batch_size: int | None = None,
+             datamodule: SegDataModule | None = None, quiet: bool = False) -> dict:
+    """Metrics of the run's best checkpoint (or the given checkpoint) on ``split``, written to the run folder."""
+    from seglab.training.run import open_data
+
+    ckpt, run = resolve_checkpoint(target)
+    module = load_module(ckpt)
+    config = module.hparams.config
+    cfg = from_dict(config)
+    if data_root:
+        cfg.data.root = data_root
+    dm = datamodule
+    if dm is None:
+        source = open_data(cfg)
+        names = list(module.hparams.class_names)
+        if list(source.classes.names) != names:
+            raise SeglabError(f"{source.root}: its classes {list(source.classes.names)} differ from the "
+                              f"{len(names)} classes the model was trained on {names}")
+        dm = SegDataModule(source, cfg.to_dict()["data"], eval_batch_size=batch_size)
+    if split not in dm.source.splits:
+        raise SeglabError(f"--split {split}: {dm.source.root} has splits {', '.join(dm.source.splits)}")
+    dm.test_split = split
+
+    trainer = make_trainer(cfg.train, devices=1, logger=False, enable_checkpointing=False,
+                           enable_progress_bar=not quiet)
+    t0 = time.monotonic()
+    with quiet_warnings():
+        trainer.test(module, datamodule=dm, verbose=False)
+    metrics = module.cm["test"].compute()
+    metrics.update(split=split, num_images=module.test_num_images, checkpoint=str(ckpt), model=cfg.model.spec,
+                   eval_size=list(cfg.data.eval_size) if cfg.data.eval_size else "native",
+                   seconds=round(time.monotonic() - t0, 2))
+    out = run.metrics(split) if run else ckpt.with_name(f"metrics_{split}.json" if split != "test" else "metrics.json")
+    write_json(out, metrics)
+    if not quiet:
+        print_metrics(metrics)
+        Console().print(f"wrote {out}")
+    return metrics
+
+
+def _fmt(v) -> str:
+    return "—" if v is None else f"{100 * v:.2f}"
+
+
+def print_metrics(m: dict) -> None:
+    """Per-class IoU and Dice, then the summary numbers, as a table."""
+    table = Table(title=f"{m['model']} on {m['split']} ({m['num_images']} images)")
+    table.add_column("class")
+    table.add_column("IoU %", justify="right")
+    table.add_column("Dice %", justify="right")
+    for name, iou, dice in zip(m["class_names"], m["per_class_iou"], m["per_class_dice"]):
+        table.add_row(name, _fmt(iou), _fmt(dice))
+    table.add_section()
+    table.add_row("mean", _fmt(m["miou"]), _fmt(m["mean_dice"]), style="bold")
+    console = Console()
+    console.print(table)
+    console.print(f"pixel accuracy {_fmt(m['pixel_accuracy'])}%  mean class accuracy "
+                  f"{_fmt(m['mean_class_accuracy'])}%  frequency-weighted IoU {_fmt(m['fw_iou'])}%")

@@ -1,0 +1,80 @@
+"""One confusion matrix, accumulated over a whole split, from which every reported number is derived.
+
+Why a matrix and not per-batch scores: averaging IoU or Dice per batch weights small batches like big
+ones and scores classes absent from a batch as perfect (a bug of the source notebooks). Summing
+intersections and unions over the split is the standard CamVid protocol.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from seglab.constants import IGNORE_INDEX
+
+
+class ConfusionMatrix:
+    """``mat[t, p]`` counts pixels of true class ``t`` predicted as ``p``; ignored pixels are dropped."""
+
+    def __init__(self, num_classes: int, class_names: list[str] | None = None):
+        self.num_classes = num_classes
+        self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
+        self.mat = torch.zeros(num_classes, num_classes, dtype=torch.int64)
+
+    def update(self, target: torch.Tensor, pred: torch.Tensor) -> None:
+        """Add a batch: ``target`` and ``pred`` are integer tensors of the same shape (pred = argmax)."""
+        n = self.num_classes
+        target, pred = target.reshape(-1).long(), pred.reshape(-1).long()
+        keep = (target >= 0) & (target < n)  # drops IGNORE_INDEX and anything else out of range
+        idx = n * target[keep] + pred[keep]
+        self.mat += torch.bincount(idx, minlength=n * n).reshape(n, n).to(self.mat.device)
+
+    def reset(self) -> None:
+        self.mat.zero_()
+
+    def merge(self, other: torch.Tensor) -> None:
+        """Add another matrix (e.g. gathered from other processes)."""
+        self.mat += other.to(self.mat)
+
+    def compute(self) -> dict:
+        """All metrics as plain Python values. A class absent from both labels and predictions has no
+        defined IoU or Dice: it is reported as ``None`` and left out of the means."""
+        m = self.mat.double()
+        tp = m.diag()
+        gt = m.sum(1)  # pixels of each true class
+        pr = m.sum(0)  # pixels predicted as each class
+        union = gt + pr - tp
+        total = m.sum()
+        present = union > 0
+        iou = torch.where(present, tp / union.clamp(min=1), torch.nan)
+        dice = torch.where(present, 2 * tp / (gt + pr).clamp(min=1), torch.nan)
+        acc = torch.where(gt > 0, tp / gt.clamp(min=1), torch.nan)
+        freq = gt / total if total > 0 else gt
+        return {
+            "pixel_accuracy": _item(tp.sum() / total) if total > 0 else None,
+            "mean_class_accuracy": _nanmean(acc),
+            "miou": _nanmean(iou),
+            "per_class_iou": _list(iou),
+            "mean_dice": _nanmean(dice),
+            "per_class_dice": _list(dice),
+            "per_class_accuracy": _list(acc),
+            "fw_iou": _item((freq[present] * iou[present]).sum()) if total > 0 else None,
+            "confusion_matrix": self.mat.tolist(),
+            "class_names": self.class_names,
+        }
+
+
+def _item(x: torch.Tensor) -> float:
+    return float(x)
+
+
+def _nanmean(x: torch.Tensor) -> float | None:
+    ok = ~torch.isnan(x)
+    return float(x[ok].mean()) if ok.any() else None
+
+
+def _list(x: torch.Tensor) -> list[float | None]:
+    return [None if np.isnan(v) else float(v) for v in x.tolist()]
+
+
+__all__ = ["ConfusionMatrix", "IGNORE_INDEX"]

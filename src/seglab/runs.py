@@ -1,0 +1,146 @@
+"""The run folder: where each artefact lives, and safe loading of a trained model from it.
+
+    runs/<name>/
+        config.yaml          fully resolved config
+        run.json             status, timings, model facts, environment
+        metrics.csv          one row per epoch
+        metrics.json         test metrics of the best checkpoint (metrics_<split>.json for other splits)
+        checkpoints/best.ckpt, checkpoints/last.ckpt
+        logs/                Lightning's step-level log
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import yaml
+
+from seglab.errors import SeglabError
+
+
+@dataclass(frozen=True)
+class RunDir:
+    path: Path
+
+    @property
+    def config(self) -> Path:
+        return self.path / "config.yaml"
+
+    @property
+    def info(self) -> Path:
+        return self.path / "run.json"
+
+    @property
+    def epochs_csv(self) -> Path:
+        return self.path / "metrics.csv"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def best(self) -> Path:
+        return self.checkpoints / "best.ckpt"
+
+    @property
+    def last(self) -> Path:
+        return self.checkpoints / "last.ckpt"
+
+    def metrics(self, split: str = "test") -> Path:
+        return self.path / ("metrics.json" if split == "test" else f"metrics_{split}.json")
+
+    def read_info(self) -> dict:
+        return json.loads(self.info.read_text()) if self.info.exists() else {}
+
+    def write_info(self, **updates) -> dict:
+        info = {**self.read_info(), **updates}
+        write_json(self.info, info)
+        return info
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Write atomically, so an interrupted write never leaves a truncated file behind."""
+    tmp = Path(path).with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def resolve_checkpoint(target: str | Path) -> tuple[Path, RunDir | None]:
+    """A run folder (its best checkpoint, else its last) or a checkpoint file."""
+    p = Path(target)
+    if p.is_dir():
+        run = RunDir(p)
+        for ckpt in (run.best, run.last):
+            if ckpt.is_file():
+                return ckpt, run
+        raise SeglabError(f"{p}: no checkpoint in {run.checkpoints} (is this a seglab run folder?)")
+    if p.is_file():
+        run_path = p.parent.parent if p.parent.name == "checkpoints" else p.parent
+        return p, RunDir(run_path) if (run_path / "config.yaml").exists() else None
+    raise SeglabError(f"{p}: no such run folder or checkpoint file")
+
+
+def load_checkpoint(path: Path) -> dict:
+    """Load a checkpoint without running code from it (weights_only), so untrusted files are safe."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any failure means the file is not a usable checkpoint
+        raise SeglabError(f"{path}: not a readable seglab checkpoint ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0][:200]})") from None
+    if "hyper_parameters" not in ckpt or "config" not in ckpt.get("hyper_parameters", {}):
+        raise SeglabError(f"{path}: not a seglab checkpoint (no seglab config inside)")
+    return ckpt
+
+
+def load_module(target: str | Path):
+    """The trained SegModule of a run folder or checkpoint, in eval mode on the CPU."""
+    from seglab.training.module import SegModule
+
+    path, _ = resolve_checkpoint(target)
+    ckpt = load_checkpoint(path)
+    hp = ckpt["hyper_parameters"]
+    module = SegModule(hp["config"], hp["class_names"], hp["class_colors"], hp.get("class_weights"),
+                       pretrained=False)
+    try:
+        module.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as e:
+        raise SeglabError(f"{path}: weights do not fit model {hp['config']['model']['spec']} "
+                          f"({str(e).splitlines()[0][:200]})") from None
+    return module.eval()
+
+
+def save_config(run: RunDir, config: dict) -> None:
+    run.path.mkdir(parents=True, exist_ok=True)
+    run.config.write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def environment() -> dict:
+    """Versions and hardware, recorded with each run so numbers can be traced and repeated."""
+    import lightning
+    import segmentation_models_pytorch as smp
+    import timm
+
+    import seglab
+
+    env = {"seglab": seglab.__version__, "python": platform.python_version(), "torch": torch.__version__,
+           "lightning": lightning.__version__, "smp": smp.__version__, "timm": timm.__version__,
+           "platform": platform.platform(), "cpu": platform.processor() or platform.machine(),
+           "cpu_threads": torch.get_num_threads(),
+           "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+           "commit": _git_commit()}
+    return env
+
+
+def _git_commit() -> str | None:
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).parent)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None

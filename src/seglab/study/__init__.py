@@ -1,0 +1,1 @@
+"""Studies: several runs under one protocol, compared honestly and reported."""

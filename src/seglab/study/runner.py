@@ -1,0 +1,138 @@
+"""Run a study: each configuration once per seed, resumable, failures recorded and skipped over.
+
+    seglab study                       # built-in quick study
+    seglab study seed001 --data ../shared/camvid
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from seglab.errors import Interrupted, SeglabError
+from seglab.runs import RunDir, write_json
+from seglab.study.spec import Study, StudyRun
+
+log = logging.getLogger("seglab")
+
+
+class StudyFolder:
+    """``runs/studies/<name>/``: study.yaml, study.json (run list with status), runs/<run>/, report files."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.index = self.path / "study.json"
+
+    def run_dir(self, run: StudyRun) -> RunDir:
+        return RunDir(self.path / "runs" / run.name)
+
+    def write_index(self, study: Study, statuses: dict[str, dict]) -> None:
+        runs = [{"name": r.name, "config_name": r.config_name, "group": r.group, "baseline": r.baseline,
+                 "seed": r.seed, "description": r.description, "dir": f"runs/{r.name}",
+                 **statuses.get(r.name, {"status": "pending", "error": None})} for r in study.runs]
+        old = _read_json(self.index)
+        write_json(self.index, {"name": study.name, "description": study.description,
+                                "created": old.get("created", _now()), "updated": _now(), "runs": runs})
+
+
+def run_status(run_dir: RunDir) -> str:
+    info = run_dir.read_info()
+    if info.get("status") == "finished" and run_dir.metrics("test").is_file():
+        return "finished"
+    return info.get("status", "pending")
+
+
+def run_study(study: Study, out: str | Path = "runs/studies", only: list[str] | None = None) -> StudyFolder:
+    """Train every run not finished yet, then leave the folder ready for ``build_report``."""
+    from seglab.training.run import train
+
+    folder = StudyFolder(Path(out) / study.name)
+    folder.path.mkdir(parents=True, exist_ok=True)
+    saved = folder.path / "study.yaml"
+    if saved.exists() and saved.read_text() != study.source:
+        log.warning("study %s: the study file changed since the last invocation; finished runs are kept as they are",
+                    study.name)
+    saved.write_text(study.source)
+    selected = [r for r in study.runs if not only or r.name in only or r.config_name in only]
+    if only and not selected:
+        raise SeglabError(f"--only {','.join(only)}: no such run; runs: {', '.join(r.name for r in study.runs)}")
+
+    statuses = {r.name: {"status": run_status(folder.run_dir(r)), "error": None} for r in study.runs}
+    for name, st in _read_runs(folder.index).items():  # keep recorded errors of earlier invocations
+        if name in statuses and statuses[name]["status"] != "finished" and st.get("status") == "failed":
+            statuses[name] = {"status": "failed", "error": st.get("error")}
+    folder.write_index(study, statuses)
+
+    todo = [r for r in selected if statuses[r.name]["status"] != "finished"]
+    log.info("study %s: %d runs, %d to train, folder %s", study.name, len(selected), len(todo), folder.path)
+    t_start, durations = time.monotonic(), []
+    for i, run in enumerate(todo, 1):
+        log.info("[%d/%d] %s  (elapsed %s%s)", i, len(todo), run.name, _hms(time.monotonic() - t_start),
+                 f", about {_hms(_eta(durations, todo[i - 1:]))} left" if durations or _budgets(todo[i - 1:]) else "")
+        statuses[run.name] = {"status": "running", "error": None}
+        folder.write_index(study, statuses)
+        t0 = time.monotonic()
+        run_dir = folder.run_dir(run)
+        cfg = run.config
+        cfg.out_dir = str(run_dir.path.parent)
+        try:
+            if run_dir.last.is_file():
+                train(cfg, resume=True)
+            else:
+                train(cfg)
+            statuses[run.name] = {"status": "finished", "error": None}
+        except (KeyboardInterrupt, Interrupted):
+            statuses[run.name] = {"status": "pending", "error": None}
+            folder.write_index(study, statuses)
+            raise Interrupted("study interrupted; finished runs are kept: rerun the same command to go on") from None
+        except Exception as e:  # noqa: BLE001 - a failed run is recorded and the study goes on
+            message = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+            log.error("run %s failed: %s", run.name, message)
+            statuses[run.name] = {"status": "failed", "error": f"{type(e).__name__}: {message}"}
+        durations.append(time.monotonic() - t0)
+        folder.write_index(study, statuses)
+    failed = [n for n, s in statuses.items() if s["status"] == "failed"]
+    log.info("study %s: done in %s%s", study.name, _hms(time.monotonic() - t_start),
+             f"; failed: {', '.join(failed)}" if failed else "")
+    return folder
+
+
+def _eta(durations: list[float], remaining: list[StudyRun]) -> float:
+    from seglab.config import parse_duration
+
+    mean = sum(durations) / len(durations) if durations else None
+    total = 0.0
+    for r in remaining:
+        if r.config.train.budget:
+            total += parse_duration(r.config.train.budget, "train.budget") * 1.15  # + data load and test
+        elif mean is not None:
+            total += mean
+    return total
+
+
+def _budgets(runs: list[StudyRun]) -> bool:
+    return any(r.config.train.budget for r in runs)
+
+
+def _hms(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _read_json(path: Path) -> dict:
+    import json
+
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _read_runs(path: Path) -> dict[str, dict]:
+    return {r["name"]: r for r in _read_json(path).get("runs", [])}

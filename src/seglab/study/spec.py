@@ -1,0 +1,136 @@
+"""Study files: shared defaults, then named runs that override only what differs.
+
+    name: quick
+    description: CNN vs transformer, each with one improvement
+    repeats: 1                 # seeds per configuration
+    defaults:                  # RunConfig keys shared by every run
+      train: {budget: 3m}
+    runs:
+      - name: cnn
+        group: cnn
+        baseline: true
+        model: {spec: unet:efficientnet-lite0}
+      - name: cnn+recipe
+        group: cnn
+        train: {optimizer: adamw, scheduler: cosine}
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from seglab.config import RunConfig, from_dict, merge
+from seglab.errors import SeglabError
+
+STUDY_KEYS = ("name", "description", "repeats", "defaults", "runs")
+RUN_KEYS = ("name", "group", "baseline", "description", "data", "model", "train")
+
+
+@dataclass
+class StudyRun:
+    name: str  # unique run name (with -s<seed> when repeated)
+    config_name: str  # the configuration's name, shared by its repeats
+    group: str
+    baseline: bool
+    seed: int
+    description: str
+    config: RunConfig
+
+
+@dataclass
+class Study:
+    name: str
+    description: str
+    source: str  # the study file's text, saved with the study
+    runs: list[StudyRun]
+
+
+def builtin_studies() -> dict[str, Path]:
+    folder = resources.files("seglab") / "studies"
+    return {Path(str(p)).stem: Path(str(p)) for p in folder.iterdir() if str(p).endswith(".yaml")}
+
+
+def resolve_study_file(name_or_path: str) -> Path:
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        if not p.is_file():
+            raise SeglabError(f"{p}: study file not found")
+        return p
+    builtin = builtin_studies()
+    if name_or_path not in builtin:
+        raise SeglabError(f"unknown study {name_or_path!r}; built-in studies: {', '.join(sorted(builtin))}, "
+                          f"or give a path to a study YAML")
+    return builtin[name_or_path]
+
+
+def load_study(name_or_path: str, data_root: str | None = None) -> Study:
+    """Parse and validate a study: every run's merged config is checked before anything trains."""
+    path = resolve_study_file(name_or_path)
+    text = path.read_text()
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        raise SeglabError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    where = str(path)
+    _check_keys(raw, STUDY_KEYS, where)
+    name = str(raw.get("name") or path.stem)
+    if not re.fullmatch(r"[\w.+-]+", name):
+        raise SeglabError(f"{where}: study name {name!r} may only hold letters, digits, '.', '_', '+', '-'")
+    repeats = raw.get("repeats", 1)
+    if not isinstance(repeats, int) or isinstance(repeats, bool) or repeats < 1:
+        raise SeglabError(f"{where}: 'repeats' must be a whole number >= 1, got {repeats!r}")
+    defaults = raw.get("defaults") or {}
+    if not isinstance(defaults, dict):
+        raise SeglabError(f"{where}: 'defaults' must be a mapping of config keys")
+    entries = raw.get("runs")
+    if not isinstance(entries, list) or not entries:
+        raise SeglabError(f"{where}: 'runs' must be a non-empty list of runs")
+    if data_root:
+        defaults = merge(defaults, {"data": {"root": data_root}})
+
+    runs: list[StudyRun] = []
+    seen: set[str] = set()
+    baselines: dict[str, str] = {}
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict) or not entry.get("name"):
+            raise SeglabError(f"{where}: run #{i + 1} needs a 'name'")
+        cname = str(entry["name"])
+        here = f"{where}: run '{cname}'"
+        if cname in seen:
+            raise SeglabError(f"{where}: two runs are named '{cname}'; run names must be unique")
+        seen.add(cname)
+        _check_keys(entry, RUN_KEYS, here)
+        group = str(entry.get("group", "default"))
+        baseline = entry.get("baseline", False)
+        if not isinstance(baseline, bool):
+            raise SeglabError(f"{here}: 'baseline' must be true or false")
+        if baseline:
+            if group in baselines:
+                raise SeglabError(f"{here}: group '{group}' already has baseline '{baselines[group]}'")
+            baselines[group] = cname
+        overrides = {k: entry[k] for k in ("data", "model", "train") if k in entry}
+        merged = merge(defaults, overrides)
+        try:
+            config = from_dict(merged)
+        except SeglabError as e:
+            raise SeglabError(f"{here}: {e}") from None
+        for r in range(repeats):
+            seed = config.train.seed + r
+            run_name = cname if repeats == 1 else f"{cname}-s{seed}"
+            run_cfg = from_dict(merge(merged, {"name": run_name, "train": {"seed": seed}}))
+            runs.append(StudyRun(run_name, cname, group, baseline, seed, str(entry.get("description", "")),
+                                 run_cfg))
+    return Study(name, str(raw.get("description", "")).strip(), text, runs)
+
+
+def _check_keys(d, allowed, where):
+    if not isinstance(d, dict):
+        raise SeglabError(f"{where}: expected a mapping")
+    for key in d:
+        if key not in allowed:
+            raise SeglabError(f"{where}: unknown key '{key}'; valid keys: {', '.join(allowed)}")

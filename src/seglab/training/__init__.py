@@ -1,0 +1,1 @@
+"""Training: losses, learning-rate schedule, the LightningModule and the run driver."""

@@ -1,0 +1,88 @@
+"""The LightningModule: one shared step for train/val/test, metrics from one confusion matrix."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+
+from seglab.metrics import ConfusionMatrix
+from seglab.models import build_model
+from seglab.training.losses import build_loss
+
+
+class SegModule(L.LightningModule):
+    """Organises (does not abstract) training: the model, the loss, the optimiser and the metrics.
+
+    ``config`` is the resolved RunConfig as a plain dict (saved in every checkpoint);
+    ``class_weights`` is resolved before construction (e.g. median-frequency from the train labels).
+    ``pretrained=False`` skips fetching encoder weights when the state dict is about to be loaded anyway.
+    """
+
+    def __init__(self, config: dict, class_names: list[str], class_colors: list[list[int]],
+                 class_weights: list[float] | None = None, pretrained: bool = True):
+        super().__init__()
+        self.save_hyperparameters(ignore=["pretrained"])
+        m, t = config["model"], config["train"]
+        self.model = build_model(m["spec"], len(class_names), weights=m["weights"] if pretrained else "none")
+        self.criterion = build_loss(t["loss"], class_weights, t["ce_weight"], t["dice_weight"])
+        self.channels_last = bool(t.get("channels_last", True))
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.cm = {s: ConfusionMatrix(len(class_names), class_names) for s in ("val", "test")}
+        self.test_num_images = 0
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return self.model(images)
+
+    def _shared_step(self, batch, stage: str) -> torch.Tensor:
+        images, masks = batch
+        logits = self(images)
+        loss = self.criterion(logits.float(), masks)
+        self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, prog_bar=stage == "train",
+                 batch_size=images.shape[0], sync_dist=stage != "train")
+        if stage in self.cm:
+            self.cm[stage].update(masks.cpu(), logits.argmax(1).cpu())
+        if stage == "test":
+            self.test_num_images += images.shape[0]
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._shared_step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        self._shared_step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._shared_step(batch, "test")
+
+    def on_validation_epoch_start(self):
+        self.cm["val"].reset()
+
+    def on_test_epoch_start(self):
+        self.cm["test"].reset()
+        self.test_num_images = 0
+
+    def on_validation_epoch_end(self):
+        if self.trainer.sanity_checking:
+            return
+        metrics = self.reduced_metrics("val")
+        for key in ("miou", "pixel_accuracy", "mean_dice", "mean_class_accuracy"):
+            self.log(f"val/{key}", metrics[key] if metrics[key] is not None else 0.0, prog_bar=key == "miou")
+
+    def reduced_metrics(self, stage: str) -> dict:
+        """Sum the matrix over processes (a no-op on one device), then compute."""
+        cm = self.cm[stage]
+        total = self.trainer.strategy.reduce(cm.mat.to(self.device), reduce_op="sum") \
+            if self.trainer.world_size > 1 else cm.mat
+        cm.mat = total.cpu().long()
+        return cm.compute()
+
+    def configure_optimizers(self):
+        t = self.hparams.config["train"]
+        params = [p for p in self.parameters() if p.requires_grad]
+        if t["optimizer"] == "sgd":
+            return torch.optim.SGD(params, lr=t["lr"], momentum=t["momentum"], weight_decay=t["weight_decay"])
+        cls = torch.optim.AdamW if t["optimizer"] == "adamw" else torch.optim.Adam
+        return cls(params, lr=t["lr"], weight_decay=t["weight_decay"])

@@ -1,0 +1,66 @@
+"""Learning-rate schedule driven by the run's progress p in [0, 1].
+
+One function serves epoch-based runs (p = step / total steps) and time-budgeted runs
+(p = elapsed / budget), so a cosine schedule spans the whole run exactly once either way.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import lightning as L
+
+
+def lr_factor(schedule: str, progress: float, warmup: float = 0.0, power: float = 0.9) -> float:
+    """Multiplier of the base learning rate at ``progress`` (0 = start, 1 = end)."""
+    p = min(max(progress, 0.0), 1.0)
+    if warmup > 0 and p < warmup:
+        return (p + 1e-3) / (warmup + 1e-3)  # linear warm-up, never exactly 0
+    q = (p - warmup) / (1 - warmup) if warmup > 0 else p
+    if schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * q))
+    if schedule == "poly":
+        return (1 - q) ** power
+    return 1.0
+
+
+class ScheduleCallback(L.Callback):
+    """Sets the learning rate before every optimiser step and, with a time budget, ends training
+    when the budget is spent. Elapsed time is saved in checkpoints so a resumed run keeps its budget."""
+
+    def __init__(self, schedule: str = "none", warmup: float = 0.0, budget_s: float | None = None):
+        self.schedule, self.warmup, self.budget_s = schedule, warmup, budget_s
+        self.elapsed_before = 0.0  # seconds spent in earlier (interrupted) sessions of this run
+        self._t0 = None
+        self.base_lrs: list[float] | None = None
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + (time.monotonic() - self._t0 if self._t0 else 0.0)
+
+    def progress(self, trainer: L.Trainer) -> float:
+        if self.budget_s:
+            return self.elapsed() / self.budget_s
+        total = max(trainer.estimated_stepping_batches, 1)
+        return trainer.global_step / total
+
+    def on_train_start(self, trainer, pl_module):
+        self._t0 = time.monotonic()
+        self.base_lrs = [g.get("initial_lr", g["lr"]) for g in trainer.optimizers[0].param_groups]
+        for g, lr in zip(trainer.optimizers[0].param_groups, self.base_lrs):
+            g["initial_lr"] = lr
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        f = lr_factor(self.schedule, self.progress(trainer), self.warmup)
+        for g, lr in zip(trainer.optimizers[0].param_groups, self.base_lrs):
+            g["lr"] = lr * f
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if self.budget_s and self.elapsed() >= self.budget_s:
+            trainer.should_stop = True
+
+    def state_dict(self):
+        return {"elapsed": self.elapsed()}
+
+    def load_state_dict(self, state):
+        self.elapsed_before = float(state.get("elapsed", 0.0))

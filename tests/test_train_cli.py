@@ -1,0 +1,151 @@
+"""End to end through the real CLI: train, evaluate, resume, and the one-line errors a user sees."""
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+
+from cli_helpers import assert_one_line_error, run_cli
+from seglab.training.schedule import lr_factor
+
+CAMVID = Path(__file__).resolve().parents[2] / "shared" / "camvid"
+TRAIN = ["train", "--model", "scratch:simplesegnet", "--size", "64x96", "--batch", "2", "--seed", "3"]
+METRIC_KEYS = {"miou", "pixel_accuracy", "mean_class_accuracy", "per_class_iou", "mean_dice", "per_class_dice",
+               "fw_iou", "confusion_matrix", "class_names", "split", "num_images"}
+
+
+def epochs_csv(run: Path) -> list[dict]:
+    with (run / "metrics.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_train_writes_a_complete_run_folder(capsys, tiny_camvid, tmp_path):
+    r = run_cli(capsys, *TRAIN, "--data", tiny_camvid, "--epochs", "2", "--out", tmp_path / "runs", "--name", "r")
+    assert r.code == 0, r.err[-3000:]
+    run = tmp_path / "runs" / "r"
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["model"]["spec"] == "scratch:simplesegnet" and config["data"]["size"] == [64, 96]
+    assert Path(config["data"]["root"]).is_absolute()  # the saved config names the data actually used
+    assert (run / "checkpoints" / "best.ckpt").is_file() and (run / "checkpoints" / "last.ckpt").is_file()
+    rows = epochs_csv(run)
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert all(float(r["val_miou"]) >= 0 and float(r["seconds"]) > 0 and float(r["lr"]) > 0 for r in rows)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert METRIC_KEYS <= metrics.keys()
+    assert metrics["split"] == "test" and metrics["num_images"] == 3 and len(metrics["class_names"]) == 11
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "finished" and info["epochs"] == 2 and info["weights"] == "none"
+    assert "Traceback" not in r.err
+
+    # evaluate another split, and a checkpoint file directly
+    r = run_cli(capsys, "evaluate", run, "--split", "val")
+    assert r.code == 0, r.err[-3000:]
+    assert json.loads((run / "metrics_val.json").read_text())["split"] == "val"
+    assert "mean" in r.out and "sky" in r.out  # the per-class table
+    r = run_cli(capsys, "evaluate", run / "checkpoints" / "last.ckpt")
+    assert r.code == 0, r.err[-3000:]
+
+    # the same run again is refused rather than overwritten
+    r = run_cli(capsys, *TRAIN, "--data", tiny_camvid, "--epochs", "2", "--out", tmp_path / "runs", "--name", "r")
+    assert_one_line_error(r, "already exists", "--resume")
+
+
+def test_resume_continues_where_it_stopped(capsys, tiny_camvid, tmp_path):
+    r = run_cli(capsys, *TRAIN, "--data", tiny_camvid, "--epochs", "1", "--out", tmp_path, "--name", "r")
+    assert r.code == 0, r.err[-3000:]
+    run = tmp_path / "r"
+    first = epochs_csv(run)
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    cfg["train"]["epochs"] = 2  # as if the run had been stopped after its first of two epochs
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    r = run_cli(capsys, "train", "--resume", run)
+    assert r.code == 0, r.err[-3000:]
+    rows = epochs_csv(run)
+    assert [int(x["epoch"]) for x in rows] == [1, 2] and rows[0] == first[0]
+    assert json.loads((run / "run.json").read_text())["epochs"] == 2
+
+
+def test_same_seed_repeats_exactly(capsys, tiny_camvid, tmp_path):
+    for name in ("a", "b"):
+        r = run_cli(capsys, *TRAIN, "--data", tiny_camvid, "--epochs", "2", "--out", tmp_path, "--name", name,
+                    "--set", "data.scale_crop=true", "--set", "data.color_jitter=true")
+        assert r.code == 0, r.err[-3000:]
+    a, b = epochs_csv(tmp_path / "a"), epochs_csv(tmp_path / "b")
+    for key in ("train_loss", "val_loss", "val_miou"):
+        assert [x[key] for x in a] == [x[key] for x in b], key
+
+
+def test_class_weights_and_schedules_train(capsys, tiny_camvid, tmp_path):
+    r = run_cli(capsys, *TRAIN, "--data", tiny_camvid, "--epochs", "2", "--out", tmp_path, "--name", "w",
+                "--class-weights", "median-frequency", "--loss", "dice_ce", "--optimizer", "adamw",
+                "--scheduler", "cosine", "--set", "train.warmup=0.2")
+    assert r.code == 0, r.err[-3000:]
+    rows = epochs_csv(tmp_path / "w")
+    # 3 images, batch 2, drop_last: one step per epoch, so the last step runs at progress 1/2
+    assert float(rows[-1]["lr"]) == pytest.approx(1e-3 * lr_factor("cosine", 0.5, warmup=0.2))
+    assert float(rows[0]["lr"]) == pytest.approx(1e-3 * lr_factor("cosine", 0.0, warmup=0.2))
+
+
+@pytest.mark.parametrize("args,fragments", [
+    (["--model", "unet:nosuchnet"], ["nosuchnet"]),
+    (["--model", "banana"], ["banana"]),
+    (["--set", "train.lrr=1"], ["train.lrr", "train.lr"]),
+    (["--size", "100x100"], ["data.size", "multiples of 32"]),
+    (["--loss", "hinge"], ["train.loss", "dice_ce"]),
+    (["--data", "/nonexistent/camvid"], ["/nonexistent/camvid"]),
+])
+def test_bad_options_are_one_line_errors(capsys, tiny_camvid, tmp_path, args, fragments):
+    base = [*TRAIN, "--data", tiny_camvid, "--epochs", "1", "--out", tmp_path]
+    r = run_cli(capsys, *base, *args)
+    assert_one_line_error(r, *fragments)
+
+
+def test_bad_files_are_named(capsys, tiny_camvid, tmp_path):
+    label = sorted((tiny_camvid / "trainannot").iterdir())[0]
+    mask = cv2.imread(str(label), cv2.IMREAD_UNCHANGED)
+    mask[0, 0] = 12
+    cv2.imwrite(str(label), mask)
+    r = run_cli(capsys, *TRAIN, "--data", tiny_camvid, "--epochs", "1", "--out", tmp_path)
+    assert_one_line_error(r, label.name, "12")
+    assert not any((tmp_path).glob("*/checkpoints/*.ckpt"))  # failed before any training
+
+    cv2.imwrite(str(label), np.zeros_like(mask))
+    image = sorted((tiny_camvid / "val").iterdir())[0]
+    image.write_bytes(image.read_bytes()[:100])  # truncated PNG
+    r = run_cli(capsys, *TRAIN, "--data", tiny_camvid, "--epochs", "1", "--out", tmp_path, "--name", "t")
+    assert_one_line_error(r, image.name)
+
+
+def test_evaluate_errors(capsys, tmp_path):
+    assert_one_line_error(run_cli(capsys, "evaluate", tmp_path / "nope"), "nope")
+    (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
+    assert_one_line_error(run_cli(capsys, "evaluate", tmp_path / "junk.ckpt"), "junk.ckpt")
+
+
+@pytest.mark.skipif(not CAMVID.is_dir(), reason="../shared/camvid not present")
+def test_real_camvid_smoke(capsys, tmp_path):
+    """A handful of real CamVid images: one epoch, then native-resolution test scoring where the
+    360 -> 384 padding is never counted: the matrix holds exactly the non-void pixels of the test labels."""
+    data = tmp_path / "camvid"
+    counts = {"train": 4, "val": 2, "test": 2}
+    labelled = 0
+    for split, n in counts.items():
+        (data / split).mkdir(parents=True)
+        (data / f"{split}annot").mkdir()
+        for f in sorted((CAMVID / split).iterdir())[:n]:
+            shutil.copy(f, data / split / f.name)
+            shutil.copy(CAMVID / f"{split}annot" / f.name, data / f"{split}annot" / f.name)
+            if split == "test":
+                labelled += int((cv2.imread(str(CAMVID / "testannot" / f.name), cv2.IMREAD_UNCHANGED) != 11).sum())
+    r = run_cli(capsys, *TRAIN, "--data", data, "--epochs", "1", "--size", "96x128", "--out", tmp_path / "runs",
+                "--name", "real")
+    assert r.code == 0, r.err[-3000:]
+    metrics = json.loads((tmp_path / "runs" / "real" / "metrics.json").read_text())
+    assert metrics["num_images"] == 2
+    assert sum(map(sum, metrics["confusion_matrix"])) == labelled
+    assert 0 <= metrics["miou"] <= 1 and metrics["class_names"][0] == "sky"

@@ -1,0 +1,66 @@
+"""Losses and the learning-rate schedule, on tiny hand-made tensors."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from seglab.constants import IGNORE_INDEX
+from seglab.errors import SeglabError
+from seglab.training.losses import build_loss, median_frequency_weights
+from seglab.training.schedule import lr_factor
+
+
+@pytest.mark.parametrize("name", ["ce", "dice", "dice_ce", "focal"])
+def test_losses_ignore_void(name):
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 4, 4, requires_grad=True)
+    target = torch.randint(0, 3, (2, 4, 4))
+    loss_fn = build_loss(name)
+    base = loss_fn(logits, target)
+    # changing logits only where the label is void must not change the loss
+    target[:, :2] = IGNORE_INDEX
+    changed = logits.detach().clone()
+    changed[:, :, :2] += 5.0
+    a, b = loss_fn(logits, target), loss_fn(changed, target)
+    assert torch.isfinite(base) and a.item() == pytest.approx(b.item(), abs=1e-6)
+    a.backward()
+    assert logits.grad[:, :, :2].abs().sum() == 0  # no gradient from void pixels
+
+
+def test_weighted_ce_and_mixing():
+    logits = torch.zeros(1, 2, 1, 2)
+    target = torch.tensor([[[0, 1]]])
+    plain = build_loss("ce")(logits, target)
+    assert plain.item() == pytest.approx(math.log(2))
+    mix = build_loss("dice_ce", ce_weight=0.0, dice_weight=1.0)(logits, target)
+    dice = build_loss("dice")(logits, target)
+    assert mix.item() == pytest.approx(dice.item())
+    weighted = build_loss("ce", class_weights=[1.0, 3.0])
+    assert weighted.weight.tolist() == [1.0, 3.0]
+    with pytest.raises(SeglabError, match="class_weights"):
+        build_loss("focal", class_weights=[1.0, 1.0])
+
+
+def test_median_frequency_matches_segnet_definition():
+    # image 1: class0 3 px, class1 1 px; image 2: class0 2 px, class2 2 px (one void)
+    masks = [np.array([0, 0, 0, 1]), np.array([0, 0, 2, 2, IGNORE_INDEX])]
+    w = median_frequency_weights(masks, 4)
+    freq = [5 / 8, 1 / 4, 2 / 4]  # pixels of c / pixels of images that contain c
+    med = np.median(freq)
+    assert w == pytest.approx([med / freq[0], med / freq[1], med / freq[2], 0.0])
+
+
+def test_schedules_span_the_run_once():
+    assert lr_factor("none", 0.7) == 1.0
+    assert lr_factor("cosine", 0.0) == pytest.approx(1.0)
+    assert lr_factor("cosine", 0.5) == pytest.approx(0.5)
+    assert lr_factor("cosine", 1.0) == pytest.approx(0.0, abs=1e-12)
+    assert lr_factor("poly", 1.0) == pytest.approx(0.0)
+    # warm-up rises linearly, then the cosine starts at 1 and ends at 0
+    assert lr_factor("cosine", 0.05, warmup=0.1) < lr_factor("cosine", 0.09, warmup=0.1) < 1.0
+    assert lr_factor("cosine", 0.1, warmup=0.1) == pytest.approx(1.0)
+    assert lr_factor("cosine", 1.0, warmup=0.1) == pytest.approx(0.0, abs=1e-12)
+    values = [lr_factor("cosine", p / 100) for p in range(101)]
+    assert all(a >= b for a, b in zip(values, values[1:]))  # monotone: one half-period, not restarted
