@@ -41,4 +41,4 @@ def assert_one_line_error(result: Result, *fragments: str) -> None:
         assert fragment in lines[0], (fragment, lines[0])
 
 
-__all__ = ["run_cli", "assert_one_line_error", "pytest"]
+__all__ = ["assert_one_line_error", "pytest", "run_cli"]

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+# Tests never touch the network: hub look-ups fail at once instead of trying to connect.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import cv2
 import numpy as np

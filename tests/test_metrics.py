@@ -23,7 +23,7 @@ def random_batches(num_classes, n=4, seed=0, void_share=0.1):
 
 @pytest.mark.parametrize("num_classes,seed", [(2, 0), (6, 1), (11, 2), (32, 3)])
 def test_agrees_with_torchmetrics(num_classes, seed):
-    kw = dict(num_classes=num_classes, ignore_index=IGNORE_INDEX, average="macro")
+    kw = {"num_classes": num_classes, "ignore_index": IGNORE_INDEX, "average": "macro"}
     tm = {"miou": MulticlassJaccardIndex(**kw), "mean_class_accuracy": MulticlassAccuracy(**kw),
           "mean_dice": MulticlassF1Score(**kw),
           "pixel_accuracy": MulticlassAccuracy(num_classes=num_classes, ignore_index=IGNORE_INDEX, average="micro")}

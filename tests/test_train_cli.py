@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 import yaml
-
 from cli_helpers import assert_one_line_error, run_cli
+
 from seglab.training.schedule import lr_factor
 
 CAMVID = Path(__file__).resolve().parents[2] / "shared" / "camvid"
@@ -106,7 +106,7 @@ def test_bad_options_are_one_line_errors(capsys, tiny_camvid, tmp_path, args, fr
 
 
 def test_bad_files_are_named(capsys, tiny_camvid, tmp_path):
-    label = sorted((tiny_camvid / "trainannot").iterdir())[0]
+    label = min((tiny_camvid / "trainannot").iterdir())
     mask = cv2.imread(str(label), cv2.IMREAD_UNCHANGED)
     mask[0, 0] = 12
     cv2.imwrite(str(label), mask)
@@ -115,7 +115,7 @@ def test_bad_files_are_named(capsys, tiny_camvid, tmp_path):
     assert not any((tmp_path).glob("*/checkpoints/*.ckpt"))  # failed before any training
 
     cv2.imwrite(str(label), np.zeros_like(mask))
-    image = sorted((tiny_camvid / "val").iterdir())[0]
+    image = min((tiny_camvid / "val").iterdir())
     image.write_bytes(image.read_bytes()[:100])  # truncated PNG
     r = run_cli(capsys, *TRAIN, "--data", tiny_camvid, "--epochs", "1", "--out", tmp_path, "--name", "t")
     assert_one_line_error(r, image.name)

@@ -1,5 +1,6 @@
 """Losses and the learning-rate schedule, on tiny hand-made tensors."""
 
+import itertools
 import math
 
 import numpy as np
@@ -63,4 +64,4 @@ def test_schedules_span_the_run_once():
     assert lr_factor("cosine", 0.1, warmup=0.1) == pytest.approx(1.0)
     assert lr_factor("cosine", 1.0, warmup=0.1) == pytest.approx(0.0, abs=1e-12)
     values = [lr_factor("cosine", p / 100) for p in range(101)]
-    assert all(a >= b for a, b in zip(values, values[1:]))  # monotone: one half-period, not restarted
+    assert all(a >= b for a, b in itertools.pairwise(values))  # monotone: one half-period, not restarted

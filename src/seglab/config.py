@@ -295,8 +295,8 @@ def validate(cfg: RunConfig) -> None:
     if isinstance(cw, str) and cw != "median-frequency":
         raise SeglabError(f"config key 'train.class_weights': {cw!r}; use median-frequency or a list of numbers")
     for key in ("budget", "max_time"):
-        if getattr(cfg.train, key) is not None:
-            if parse_duration(getattr(cfg.train, key), f"train.{key}") <= 0:
-                raise SeglabError(f"config key 'train.{key}': must be a positive duration")
+        value = getattr(cfg.train, key)
+        if value is not None and parse_duration(value, f"train.{key}") <= 0:
+            raise SeglabError(f"config key 'train.{key}': must be a positive duration")
     if cfg.name is not None and not re.fullmatch(r"[\w.+-]+", cfg.name):
         raise SeglabError(f"config key 'name': {cfg.name!r} may only hold letters, digits, '.', '_', '+', '-'")

@@ -77,4 +77,4 @@ def _list(x: torch.Tensor) -> list[float | None]:
     return [None if np.isnan(v) else float(v) for v in x.tolist()]
 
 
-__all__ = ["ConfusionMatrix", "IGNORE_INDEX"]
+__all__ = ["IGNORE_INDEX", "ConfusionMatrix"]

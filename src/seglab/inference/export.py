@@ -1,0 +1,163 @@
+"""Hand a trained model on: ONNX (checked against PyTorch) and a self-contained ``save_pretrained`` folder.
+
+    folder/
+        seglab.json         spec, class names and colours, mean/std, input range, ignore index
+        model.safetensors   weights (never pickled, so loading cannot run code)
+        config.json         smp models only: smp's own config, so ``smp.from_pretrained(folder)`` works
+        README.md           smp models only: smp's model card
+
+For smp models the folder follows segmentation_models.pytorch's convention (``model.net.save_pretrained``),
+so it can be pushed to a model hub as is; seglab.json adds what smp does not store.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import torch
+
+import seglab
+from seglab.constants import IGNORE_INDEX, SIZE_DIVISOR
+from seglab.data.classes import ClassSet
+from seglab.errors import SeglabError
+
+ONNX_INPUT, ONNX_OUTPUT = "images", "logits"
+ONNX_OPSET = 17
+FORMAT = "seglab-pretrained"
+INPUT_NOTE = "RGB (B, 3, H, W), values 0..255 (uint8 or float), H and W multiples of 32; normalised inside"
+
+
+def model_info(model: torch.nn.Module, classes: ClassSet) -> dict:
+    """What a user needs besides the weights: stored in seglab.json and in the ONNX metadata."""
+    if model.num_classes != classes.num_classes:
+        raise SeglabError(f"model has {model.num_classes} outputs but {classes.num_classes} class names")
+    return {"format": FORMAT, "version": 1, "seglab_version": seglab.__version__, "spec": model.spec,
+            "num_classes": model.num_classes, "class_names": list(classes.names),
+            "class_colors": [list(c) for c in classes.colors], "mean": list(model.mean), "std": list(model.std),
+            "input": INPUT_NOTE, "ignore_index": IGNORE_INDEX}
+
+
+# ---------------------------------------------------------------------------------------------------
+# ONNX
+
+
+def export_onnx(model: torch.nn.Module, classes: ClassSet, path: Path, dynamic: bool = True,
+                size: tuple[int, int] = (512, 512), opset: int = ONNX_OPSET) -> Path:
+    """Write ``model`` as ONNX: input "images" (B, 3, H, W) float 0..255, output "logits" (B, C, H, W).
+
+    ``dynamic`` leaves batch, height and width free; otherwise they are fixed to 1 x ``size``.
+    Class names, colours and normalisation go into the file's metadata (key "seglab").
+    """
+    import onnx
+
+    if size[0] % SIZE_DIVISOR or size[1] % SIZE_DIVISOR:
+        raise SeglabError(f"--size {size[0]}x{size[1]}: height and width must be multiples of 32")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = model.eval().float()
+    sample = torch.zeros(1, 3, *size, device=next(model.parameters()).device)
+    axes = {0: "batch", 2: "height", 3: "width"}
+    with warnings.catch_warnings():
+        # The TorchScript-based exporter is deprecated in favour of the dynamo one, which needs onnxscript,
+        # not a dependency of seglab; tracer warnings about shape-dependent Python branches are expected.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (sample,), str(path), dynamo=False, opset_version=opset,
+                          input_names=[ONNX_INPUT], output_names=[ONNX_OUTPUT],
+                          dynamic_axes={ONNX_INPUT: axes, ONNX_OUTPUT: axes} if dynamic else None)
+    proto = onnx.load(str(path))
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = "seglab", json.dumps(model_info(model, classes))
+    onnx.save(proto, str(path))
+    return path
+
+
+def verify_onnx(model: torch.nn.Module, path: Path, sizes: list[tuple[int, int]], batch: int = 2,
+                seed: int = 0) -> dict:
+    """Run ONNX Runtime and PyTorch on the same random images at each size and compare.
+
+    Returns the largest absolute logit difference and the fraction of pixels whose argmax agrees
+    (the worst over ``sizes``), with the numbers per size.
+    """
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    device = next(model.parameters()).device
+    gen = torch.Generator().manual_seed(seed)
+    per_size = []
+    for h, w in sizes:
+        # Smooth random images (noise upsampled 8x) resemble photos more than per-pixel noise does.
+        low = torch.rand(batch, 3, max(h // 8, 1), max(w // 8, 1), generator=gen) * 255
+        images = torch.nn.functional.interpolate(low, size=(h, w), mode="bilinear").round()  # (B, 3, H, W)
+        with torch.inference_mode():
+            expected = model.eval()(images.to(device)).float().cpu()
+        (got,) = session.run(None, {ONNX_INPUT: images.numpy()})
+        got = torch.from_numpy(got)
+        per_size.append({"size": [h, w], "max_abs_diff": float((got - expected).abs().max()),
+                         "pixel_agreement": float((got.argmax(1) == expected.argmax(1)).float().mean())})
+    return {"max_abs_diff": max(r["max_abs_diff"] for r in per_size),
+            "pixel_agreement": min(r["pixel_agreement"] for r in per_size), "sizes": per_size}
+
+
+# ---------------------------------------------------------------------------------------------------
+# save_pretrained / load_pretrained
+
+
+def _smp_net(model: torch.nn.Module):
+    """The inner smp model when ``model`` is a SegmentationNet around one, else None."""
+    from segmentation_models_pytorch.base import SegmentationModel
+
+    net = getattr(model, "net", None)
+    return net if isinstance(net, SegmentationModel) else None
+
+
+def save_pretrained(model: torch.nn.Module, classes: ClassSet, folder: Path) -> Path:
+    """Write the folder described in the module docstring; returns it."""
+    from safetensors.torch import save_model
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    info = model_info(model, classes)
+    net = _smp_net(model)
+    if net is not None:
+        net.save_pretrained(folder)
+        # The weights are in the folder: loading must not try to download ImageNet weights first.
+        config = json.loads((folder / "config.json").read_text())
+        (folder / "config.json").write_text(json.dumps({**config, "encoder_weights": None}, indent=2) + "\n")
+        info["weights_layout"] = "smp"  # model.safetensors holds model.net; mean/std live in seglab.json
+    else:
+        save_model(model, str(folder / "model.safetensors"))
+        info["weights_layout"] = "seglab"  # model.safetensors holds the whole SegmentationNet
+    (folder / "seglab.json").write_text(json.dumps(info, indent=2) + "\n")
+    return folder
+
+
+def load_pretrained(folder: Path):
+    """(SegmentationNet in eval mode, ClassSet) from a save_pretrained folder; needs no run folder."""
+    from safetensors.torch import load_model
+
+    from seglab.models import build_model
+
+    folder = Path(folder)
+    meta_path, weights = folder / "seglab.json", folder / "model.safetensors"
+    try:
+        meta = json.loads(meta_path.read_text())
+        classes = ClassSet.from_dict({"names": meta["class_names"], "colors": meta["class_colors"]})
+        spec, layout = meta["spec"], meta.get("weights_layout", "seglab")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise SeglabError(f"{meta_path}: not a seglab.json from save_pretrained ({type(e).__name__}: {e})") from None
+    if not weights.is_file():
+        raise SeglabError(f"{weights}: missing; the folder needs the weights saved next to seglab.json")
+    model = build_model(spec, classes.num_classes, weights="none")
+    target = model.net if layout == "smp" else model
+    try:
+        load_model(target, str(weights), strict=True)
+    except Exception as e:  # noqa: BLE001 - shape/key mismatches and corrupt files alike
+        raise SeglabError(f"{weights}: weights do not fit {spec} with {classes.num_classes} classes "
+                          f"({str(e).splitlines()[0][:200]})") from None
+    if layout == "smp" and (tuple(meta["mean"]), tuple(meta["std"])) != (model.mean, model.std):
+        mean = torch.tensor(meta["mean"], dtype=torch.float32).mul(255).view(1, -1, 1, 1)  # 0..1 -> 0..255
+        std = torch.tensor(meta["std"], dtype=torch.float32).mul(255).view(1, -1, 1, 1)
+        model.load_state_dict({"mean": mean, "std": std}, strict=False)
+    return model.eval(), classes

@@ -1,0 +1,215 @@
+"""The report's figures, saved as PNG: training curves, per-class IoU, confusion matrix, examples.
+
+Figures are built with ``matplotlib.figure.Figure`` (no pyplot): no global state and no display, so a
+report builds the same on a headless server as on a laptop. Each function returns the file it wrote,
+or None when there is nothing to draw.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+from seglab.constants import IGNORE_INDEX
+from seglab.errors import SeglabError
+from seglab.study.compare import ConfigRow, RunRecord
+
+DPI = 100
+CURVES = (("train_loss", "train loss"), ("val_loss", "validation loss"), ("val_miou", "validation mIoU"))
+VOID_RGB = (0, 0, 0)  # ground truth and predictions: void black, as in CamVid's colour masks
+ERROR_RGB = {"correct": (20, 20, 20), "wrong": (230, 40, 40), "void": (150, 150, 150)}
+
+
+def _colors(n: int) -> list:
+    """Distinct colours, tab10 then tab20, so a configuration keeps one colour in every figure."""
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if n <= 10 else "tab20"]
+    return [cmap(i % cmap.N) for i in range(n)]
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight", facecolor="white")
+    return path
+
+
+def training_curves(rows: list[ConfigRow], path: Path) -> Path | None:
+    """Train loss, validation loss and validation mIoU per epoch; one colour per configuration,
+    one line per seed."""
+    series = [(i, r, r.epochs()) for i, row in enumerate(rows) for r in row.runs]
+    series = [(i, r, e) for i, r, e in series if e]
+    if not series:
+        return None
+    colors = _colors(len(rows))
+    fig = Figure(figsize=(15, 4.8), layout="constrained")
+    axes = fig.subplots(1, len(CURVES))
+    labelled: set[int] = set()
+    for i, run, epochs in series:
+        x = [e["epoch"] for e in epochs]
+        label = None if i in labelled else rows[i].config_name
+        labelled.add(i)
+        for ax, (key, _) in zip(axes, CURVES):
+            y = [np.nan if e.get(key) is None else e[key] * (100 if key == "val_miou" else 1) for e in epochs]
+            ax.plot(x, y, color=colors[i], lw=1.6, alpha=0.9, marker="o" if len(x) < 15 else None, ms=3,
+                    label=label if ax is axes[0] else None)
+    for ax, (key, title) in zip(axes, CURVES):
+        ax.set_title(title + (" (%)" if key == "val_miou" else ""))
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    fig.legend(loc="outside lower center", ncol=min(len(labelled), 6), frameon=False)
+    fig.suptitle("Training curves (one line per run; seeds of a configuration share its colour)")
+    return _save(fig, path)
+
+
+def per_class_iou(rows: list[ConfigRow], class_names: list[str], path: Path) -> Path | None:
+    """Grouped bars: test IoU per class, one bar per configuration (mean over seeds, std as error bar)."""
+    rows = [r for r in rows if r.finished]
+    if not rows or not class_names:
+        return None
+    k = len(class_names)
+    means = np.full((len(rows), k), np.nan)
+    stds = np.zeros((len(rows), k))
+    for j, row in enumerate(rows):
+        per_seed = np.array([[np.nan if v is None else v for v in (r.test or {}).get("per_class_iou", [None] * k)]
+                             for r in row.finished], float)
+        if per_seed.shape[1:] != (k,):
+            continue
+        with warnings.catch_warnings():  # a class absent in every seed gives an all-NaN column
+            warnings.simplefilter("ignore", RuntimeWarning)
+            means[j] = np.nanmean(per_seed, 0) * 100
+            stds[j] = np.nan_to_num(np.nanstd(per_seed, 0, ddof=1) * 100) if len(per_seed) > 1 else 0
+    width = 0.8 / len(rows)
+    x = np.arange(k)
+    fig = Figure(figsize=(max(10, 0.9 * k + 2), 5), layout="constrained")
+    ax = fig.subplots()
+    for j, (row, color) in enumerate(zip(rows, _colors(len(rows)))):
+        ax.bar(x - 0.4 + width * (j + 0.5), np.nan_to_num(means[j]), width, yerr=stds[j], color=color,
+               label=row.config_name, capsize=2, error_kw={"lw": 0.8})
+    for i in np.flatnonzero(np.isnan(means).all(0)):  # no IoU: the class is in neither labels nor predictions
+        ax.text(i, 2, "absent", ha="center", va="bottom", rotation=90, fontsize=8, color="0.4")
+    ax.set_xticks(x, class_names, rotation=30, ha="right")
+    ax.set_ylabel("test IoU (%)")
+    ax.set_ylim(0, 100)
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_axisbelow(True)
+    ax.set_title("Per-class test IoU (mean over seeds, error bar: standard deviation)")
+    fig.legend(loc="outside upper center", ncol=min(len(rows), 6), fontsize=9, frameon=False)
+    return _save(fig, path)
+
+
+def confusion_matrix(metrics: dict, title: str, path: Path) -> Path | None:
+    """Row-normalised heat map (rows: true class, columns: predicted), each cell annotated in percent."""
+    mat = np.asarray(metrics.get("confusion_matrix") or [], float)
+    names = metrics.get("class_names") or [str(i) for i in range(len(mat))]
+    if mat.ndim != 2 or mat.size == 0:
+        return None
+    totals = mat.sum(1, keepdims=True)
+    norm = np.divide(mat, totals, out=np.zeros_like(mat), where=totals > 0) * 100
+    k = len(mat)
+    fig = Figure(figsize=(0.62 * k + 3, 0.55 * k + 2.5), layout="constrained")
+    ax = fig.subplots()
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=100)
+    for t in range(k):
+        for p in range(k):
+            if norm[t, p] >= 0.5:
+                ax.text(p, t, f"{norm[t, p]:.0f}", ha="center", va="center", fontsize=8,
+                        color="white" if norm[t, p] > 55 else "black")
+    ax.set_xticks(range(k), names, rotation=45, ha="right")
+    ax.set_yticks(range(k), names)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="% of the true class's pixels")
+    return _save(fig, path)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Qualitative examples: the best run's predictions on fixed test images.
+
+
+def example_indices(n: int, k: int = 4) -> list[int]:
+    """Evenly spaced test indices: fixed for a given split, so rebuilds show the same images."""
+    return sorted({round(i) for i in np.linspace(0, n - 1, min(k, n))}) if n else []
+
+
+def predict_examples(run: RunRecord, data_root: str | None, k: int = 4) -> tuple[list, list[str], list]:
+    """[(name, image HxWx3, truth HxW, prediction HxW)], class names and colours, for the best run.
+
+    Raises SeglabError (the report turns it into a note) when the checkpoint or the data is unusable.
+    """
+    import torch
+
+    from seglab.data import EvalPreset, SegmentationDataset, open_source
+    from seglab.runs import load_module
+
+    module = load_module(run.run_dir.path)
+    hp = module.hparams
+    data = dict(hp.config.get("data", {}))
+    root = data_root or data.get("root")
+    if not root or not Path(root).is_dir():
+        raise SeglabError(f"data folder {root or '(none recorded)'} not found; pass --data PATH")
+    source = open_source(Path(root), data.get("layout", "auto"), data.get("remap"), data.get("classes_file"))
+    if list(source.classes.names) != list(hp.class_names):
+        raise SeglabError(f"{root}: its classes differ from the {len(hp.class_names)} the model was trained on")
+    samples = source.split("test")
+    idx = example_indices(len(samples), k)
+    ds = SegmentationDataset([samples[i] for i in idx], source.lut, len(hp.class_names), transform=EvalPreset(None),
+                             color_table=source.color_table, cache=False)
+    out = []
+    with torch.inference_mode():
+        for j, i in enumerate(idx):
+            image, mask = ds[j]
+            h, w = ds.decoded(j)[1].shape  # native size: the padding is cropped away
+            logits = module.model(image.unsqueeze(0))  # (1, C, H32, W32)
+            pred = logits.argmax(1)[0, :h, :w].numpy()
+            out.append((samples[i].image.name, image[:, :h, :w].permute(1, 2, 0).numpy(), mask[:h, :w].numpy(),
+                        pred))
+    return out, list(hp.class_names), [tuple(c) for c in hp.class_colors]
+
+
+def colorize(labels: np.ndarray, colors: list) -> np.ndarray:
+    """(H, W) labels -> (H, W, 3) uint8 with class colours, void black."""
+    palette = np.zeros((256, 3), np.uint8)
+    palette[:] = VOID_RGB
+    palette[: len(colors)] = np.asarray(colors, np.uint8)
+    return palette[np.clip(labels, 0, 255)]
+
+
+def error_map(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """(H, W, 3): wrong pixels red, correct dark, void grey."""
+    out = np.empty((*truth.shape, 3), np.uint8)
+    out[:] = ERROR_RGB["correct"]
+    out[truth != pred] = ERROR_RGB["wrong"]
+    out[truth == IGNORE_INDEX] = ERROR_RGB["void"]
+    return out
+
+
+def qualitative_grid(examples: list, class_names: list[str], colors: list, title: str, path: Path) -> Path | None:
+    """Rows of image | ground truth | prediction | error map, with a class-colour legend."""
+    if not examples:
+        return None
+    h, w = examples[0][1].shape[:2]
+    cell = 3.2  # inches per panel width
+    fig = Figure(figsize=(4 * cell, len(examples) * (cell * h / w + 0.35) + 1.2), layout="constrained")
+    axes = np.atleast_2d(fig.subplots(len(examples), 4))
+    for row, (name, image, truth, pred) in zip(axes, examples):
+        scored = truth != IGNORE_INDEX
+        acc = (truth[scored] == pred[scored]).mean() * 100 if scored.any() else float("nan")
+        panels = [(image, name), (colorize(truth, colors), "ground truth"),
+                  (colorize(pred, colors), "prediction"), (error_map(truth, pred), f"errors: {acc:.1f}% correct")]
+        for ax, (img, label) in zip(row, panels):
+            ax.imshow(img, interpolation="nearest")
+            ax.set_title(label, fontsize=9)
+            ax.axis("off")
+    handles = [Patch(color=np.asarray(c) / 255, label=n) for n, c in zip(class_names, colors)]
+    handles += [Patch(color=np.asarray(VOID_RGB) / 255, label="void (not scored)"),
+                Patch(color=np.asarray(ERROR_RGB["wrong"]) / 255, label="error"),
+                Patch(color=np.asarray(ERROR_RGB["void"]) / 255, label="void in error map")]
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 7), fontsize=8, frameon=False)
+    fig.suptitle(title)
+    return _save(fig, path)

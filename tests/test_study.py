@@ -1,0 +1,93 @@
+"""Study files and the runner: validation, resumability, and failures that do not stop the study."""
+
+import json
+import logging
+
+import pytest
+import yaml
+from cli_helpers import assert_one_line_error, run_cli
+
+from seglab.errors import SeglabError
+from seglab.study.spec import builtin_studies, load_study
+
+TINY = {
+    "name": "tiny",
+    "defaults": {"data": {"size": "64x96", "batch_size": 2}, "model": {"spec": "scratch:simplesegnet"},
+                 "train": {"epochs": 1}},
+    "runs": [
+        {"name": "base", "group": "g", "baseline": True},
+        {"name": "adamw", "group": "g", "train": {"optimizer": "adamw", "scheduler": "cosine"}},
+    ],
+}
+
+
+def write_study(tmp_path, study, name="study.yaml"):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(study))
+    return path
+
+
+def test_builtin_studies_load_and_validate():
+    assert {"quick", "seed000", "seed001"} <= builtin_studies().keys()
+    quick = load_study("quick")
+    groups = {r.group for r in quick.runs}
+    assert len(quick.runs) == 4 and groups == {"cnn", "transformer"}
+    assert sum(r.baseline for r in quick.runs) == 2
+    assert all(r.config.train.budget == "3m" for r in quick.runs)  # equal cost
+    seed000 = load_study("seed000", data_root="/data/camvid")
+    assert all(r.config.data.remap == "camvid6" and r.config.data.root == "/data/camvid" for r in seed000.runs)
+    seed001 = load_study("seed001")
+    specs = {r.config.model.spec for r in seed001.runs}
+    assert {"unet:resnet34", "unet:mit_b0", "scratch:unet", "scratch:vit"} == specs
+    assert {r.name for r in seed001.runs} >= {"unet-r34+aug", "unet-r34+adamw-cosine", "unet-r34+dice-ce",
+                                              "unet-r34+all", "scratch-vit+all"}
+
+
+def test_repeats_make_one_run_per_seed(tmp_path):
+    study = load_study(str(write_study(tmp_path, {**TINY, "repeats": 3})))
+    assert [r.name for r in study.runs][:3] == ["base-s0", "base-s1", "base-s2"]
+    assert [r.config.train.seed for r in study.runs][:3] == [0, 1, 2]
+    assert {r.config_name for r in study.runs} == {"base", "adamw"}
+
+
+@pytest.mark.parametrize("change,fragment", [
+    ({"runs": [{"name": "a"}, {"name": "a"}]}, "two runs are named 'a'"),
+    ({"colour": 1}, "unknown key 'colour'"),
+    ({"runs": [{"name": "a", "trian": {}}]}, "run 'a': unknown key 'trian'"),
+    ({"runs": [{"name": "a", "train": {"lr": "fast"}}]}, "run 'a': config key 'train.lr'"),
+    ({"runs": [{"name": "a", "baseline": True}, {"name": "b", "baseline": True}]}, "already has baseline"),
+    ({"repeats": 0}, "repeats"),
+    ({"runs": []}, "non-empty list"),
+])
+def test_bad_study_files(tmp_path, change, fragment):
+    with pytest.raises(SeglabError, match=fragment.replace("(", r"\(").replace("+", r"\+")) as err:
+        load_study(str(write_study(tmp_path, {**TINY, **change})))
+    assert "\n" not in str(err.value)
+
+
+def test_unknown_study_name_is_one_line(capsys):
+    assert_one_line_error(run_cli(capsys, "study", "nosuchstudy"), "nosuchstudy", "quick")
+
+
+def test_runner_is_resumable_and_records_failures(capsys, caplog, tmp_path, tiny_camvid):
+    study = {**TINY, "runs": [*TINY["runs"], {"name": "broken", "group": "g", "model": {"spec": "unet:nosuchnet"}}]}
+    path = write_study(tmp_path, study)
+    out = tmp_path / "studies"
+    r = run_cli(capsys, "study", path, "--data", tiny_camvid, "--out", out, "--no-report")
+    assert r.code == 0, r.err[-3000:]
+    index = json.loads((out / "tiny" / "study.json").read_text())
+    status = {x["name"]: x for x in index["runs"]}
+    assert status["base"]["status"] == "finished" and status["adamw"]["status"] == "finished"
+    assert status["broken"]["status"] == "failed" and "nosuchnet" in status["broken"]["error"]
+    assert (out / "tiny" / "runs" / "base" / "metrics.json").is_file()
+    assert (out / "tiny" / "study.yaml").read_text() == path.read_text()
+
+    ckpt = out / "tiny" / "runs" / "base" / "checkpoints" / "best.ckpt"
+    stamp = ckpt.stat().st_mtime_ns
+    caplog.clear()
+    caplog.set_level(logging.INFO, logger="seglab")
+    r = run_cli(capsys, "study", path, "--data", tiny_camvid, "--out", out, "--no-report")
+    assert r.code == 0, r.err[-3000:]
+    assert ckpt.stat().st_mtime_ns == stamp  # a finished run is never re-run
+    assert "3 runs, 1 to train" in caplog.text  # only the failed one is tried again
+    assert "[1/1] broken" in caplog.text
