@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import logging
 import numbers
 import warnings
 from pathlib import Path
@@ -40,6 +41,8 @@ from seglab.models.pretrained import (
     smp_encoder_name,
 )
 from seglab.models.scratch import SCRATCH_MODELS
+
+log = logging.getLogger("seglab")
 
 ARCHITECTURES = sorted(smp.MODEL_ARCHITECTURES_MAPPING) + ["scratch"]
 WEIGHT_KEYWORDS = ("auto", "imagenet", "none")
@@ -221,9 +224,7 @@ def _smp_with_weights(arch, encoder, num_classes, in_channels, choice) -> tuple[
                 f"use --weights none, a local .pth/.safetensors file, or an offline-pretrained encoder "
                 f"such as unet:efficientnet-lite0"
             ) from None
-        warnings.warn(
-            f"{arch}:{encoder}: ImageNet weights unavailable ({err}); using random init", stacklevel=3
-        )
+        log.warning("%s:%s: ImageNet weights unavailable (%s); training from random init", arch, encoder, err)
         net = _create_smp(arch, encoder, num_classes, in_channels, pretrained=False)
         return net, f"none (imagenet unavailable: {err})"
 
