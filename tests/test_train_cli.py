@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 import yaml
 from cli_helpers import assert_one_line_error, run_cli
 
@@ -149,3 +150,71 @@ def test_real_camvid_smoke(capsys, tmp_path):
     assert metrics["num_images"] == 2
     assert sum(map(sum, metrics["confusion_matrix"])) == labelled
     assert 0 <= metrics["miou"] <= 1 and metrics["class_names"][0] == "sky"
+
+
+def test_image_without_label_stops_with_its_name(capsys, tiny_camvid, tmp_path):
+    orphan = tiny_camvid / "train" / "0001TP_orphan.png"
+    shutil.copy(min((tiny_camvid / "train").iterdir()), orphan)
+    r = run_cli(capsys, *TRAIN, "--data", tiny_camvid, "--epochs", "1", "--out", tmp_path)
+    assert_one_line_error(r, "0001TP_orphan.png", "no label", "seglab data check")
+
+
+def test_early_stopping_max_time_and_budget(capsys, tiny_camvid, tmp_path):
+    # a learning rate too small to change anything: validation mIoU never improves after epoch 1
+    r = run_cli(capsys, *TRAIN, "--data", tiny_camvid, "--epochs", "6", "--lr", "1e-12", "--early-stop", "1",
+                "--out", tmp_path, "--name", "es")
+    assert r.code == 0, r.err[-3000:]
+    assert len(epochs_csv(tmp_path / "es")) == 2
+    r = run_cli(capsys, *TRAIN, "--data", tiny_camvid, "--epochs", "500", "--max-time", "00:00:01", "--out",
+                tmp_path, "--name", "mt")
+    assert r.code == 0, r.err[-3000:]
+    assert 1 <= len(epochs_csv(tmp_path / "mt")) < 500 and (tmp_path / "mt" / "metrics.json").is_file()
+    r = run_cli(capsys, *TRAIN, "--data", tiny_camvid, "--budget", "2s", "--scheduler", "cosine", "--out", tmp_path,
+                "--name", "budget")
+    assert r.code == 0, r.err[-3000:]
+    rows = epochs_csv(tmp_path / "budget")
+    assert len(rows) >= 1 and (tmp_path / "budget" / "metrics.json").is_file()
+    assert float(rows[-1]["lr"]) < 1e-3  # the cosine schedule ran over the budget's time, not epochs
+
+
+def test_ctrl_c_keeps_last_checkpoint_and_resumes(capsys, tiny_camvid, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run = tmp_path / "int"
+    cmd = [sys.executable, "-m", "seglab.cli", *TRAIN, "--data", str(tiny_camvid), "--epochs", "1000",
+           "--out", str(tmp_path), "--name", "int"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        for _ in range(600):  # wait (at most a minute) for the first saved epoch
+            if (run / "checkpoints" / "last.ckpt").exists():
+                break
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    assert "resume with `seglab train --resume" in err and "Traceback" not in err
+    assert json.loads((run / "run.json").read_text())["status"] == "interrupted"
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    saved = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] + 1  # epochs it holds
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    cfg["train"]["epochs"] = saved + 1
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    r = run_cli(capsys, "train", "--resume", run)
+    assert r.code == 0, r.err[-3000:]
+    assert json.loads((run / "run.json").read_text())["status"] == "finished"
+    assert [int(x["epoch"]) for x in epochs_csv(run)] == list(range(1, saved + 2))  # no duplicated epoch
+
+
+def test_models_command_lists_specs_with_params(capsys):
+    r = run_cli(capsys, "models")
+    assert r.code == 0
+    for spec in ("scratch:simplesegnet", "scratch:vit", "unet:efficientnet-lite0", "unet:resnet34"):
+        assert spec in r.out
+    assert " M" in r.out  # parameter counts in millions

@@ -54,7 +54,7 @@ class ModelConfig:
 @dataclass
 class TrainConfig:
     epochs: int = 20
-    budget: str | None = None  # time budget like "10m": train until it is spent, schedule spans it
+    budget: str | None = None  # time budget like "10m": train until spent (at least one epoch); schedule spans it
     max_time: str | None = None  # hard stop like "1h" or "00:30:00"; the schedule is not reshaped
     loss: str = "ce"  # ce, dice, dice_ce, focal; void is ignored by all of them
     ce_weight: float = 1.0  # mixing weights for dice_ce

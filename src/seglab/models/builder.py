@@ -55,7 +55,7 @@ RECOMMENDED = {
     "scratch:simplesegnet": "notebook baseline: two conv stages, no skips",
     "scratch:unet": "U-Net from scratch (base 32)",
     "scratch:vit": "tiny ViT, per-patch linear decoder",
-    "unet:efficientnet-lite0": "ImageNet-pretrained offline; first choice on CPU",
+    "unet:efficientnet-lite0": "ImageNet-pretrained offline (depthwise convs: slow to train on CPU)",
     "fpn:efficientnet-lite0": "lighter decoder on the same offline encoder",
     "unet:efficientnet-lite2": "larger offline-pretrained encoder",
     "unet:resnet18": "the notebooks' pretrained model",

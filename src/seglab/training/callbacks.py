@@ -19,6 +19,19 @@ class EpochCSV(L.Callback):
         self.path = Path(path)
         self._t0 = 0.0
 
+    def on_train_start(self, trainer, pl_module):
+        """On resume, drop rows of epochs the checkpoint does not hold (an interrupt can land between
+        this callback's row and Lightning's checkpoint of the same epoch); they will be trained again."""
+        if trainer.global_rank != 0 or not self.path.exists():
+            return
+        rows = read_epoch_csv(self.path)
+        keep = [r for r in rows if r["epoch"] <= trainer.current_epoch]
+        if len(keep) != len(rows):
+            with self.path.open("w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=EPOCH_COLUMNS)
+                w.writeheader()
+                w.writerows({**r, "epoch": int(r["epoch"])} for r in keep)
+
     def on_train_epoch_start(self, trainer, pl_module):
         self._t0 = time.monotonic()
 

@@ -35,10 +35,9 @@ def open_data(cfg: RunConfig):
     """The DataSource a config names (downloading CamVid to the default place if needed)."""
     root = ensure_camvid(cfg.data.root)
     source = open_source(root, cfg.data.layout, cfg.data.remap, cfg.data.classes_file)
-    for problem in source.problems[:20]:
-        log.warning("data: %s (skipped)", problem)
-    if len(source.problems) > 20:
-        log.warning("data: %d more problems; run `seglab data check %s`", len(source.problems) - 20, root)
+    if source.problems:  # e.g. an image without its label: training on the rest would hide it
+        more = f" (and {len(source.problems) - 1} more)" if len(source.problems) > 1 else ""
+        raise SeglabError(f"{source.problems[0]}{more}; run `seglab data check {root}` for the full list")
     return source
 
 
