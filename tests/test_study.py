@@ -91,3 +91,14 @@ def test_runner_is_resumable_and_records_failures(capsys, caplog, tmp_path, tiny
     assert ckpt.stat().st_mtime_ns == stamp  # a finished run is never re-run
     assert "3 runs, 1 to train" in caplog.text  # only the failed one is tried again
     assert "[1/1] broken" in caplog.text
+
+    # the report of what finished, through the CLI, naming the failed run
+    r = run_cli(capsys, "report", out / "tiny", "--data", tiny_camvid)
+    assert r.code == 0, r.err[-3000:]
+    html = (out / "tiny" / "report.html").read_text()
+    assert "adamw" in html and "broken" in html and "nosuchnet" in html
+
+
+def test_report_on_folder_without_runs_is_one_line(capsys, tmp_path):
+    assert_one_line_error(run_cli(capsys, "report", tmp_path), str(tmp_path))
+
