@@ -56,6 +56,12 @@ class ScheduleCallback(L.Callback):
             g["lr"] = lr * f
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self._stop_if_spent(trainer)
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self._stop_if_spent(trainer)  # validation may have used up the rest: start no new epoch
+
+    def _stop_if_spent(self, trainer):
         if self.budget_s and self.elapsed() >= self.budget_s:
             trainer.should_stop = True
 
