@@ -65,3 +65,20 @@ def test_schedules_span_the_run_once():
     assert lr_factor("cosine", 1.0, warmup=0.1) == pytest.approx(0.0, abs=1e-12)
     values = [lr_factor("cosine", p / 100) for p in range(101)]
     assert all(a >= b for a, b in itertools.pairwise(values))  # monotone: one half-period, not restarted
+
+
+def test_budget_stops_at_batch_and_at_epoch_end():
+    from types import SimpleNamespace
+
+    from seglab.training.schedule import ScheduleCallback
+
+    cb = ScheduleCallback("cosine", budget_s=10.0)
+    trainer = SimpleNamespace(should_stop=False)
+    cb.elapsed_before = 9.0  # resumed run: 9 of its 10 seconds already spent
+    cb.on_train_epoch_end(trainer, None)
+    assert not trainer.should_stop
+    assert cb.progress(trainer) == pytest.approx(0.9, abs=0.01)
+    cb.elapsed_before = 10.5
+    cb.on_train_epoch_end(trainer, None)
+    assert trainer.should_stop
+    assert cb.state_dict()["elapsed"] >= 10.5  # saved in checkpoints, so a resumed run keeps its budget
