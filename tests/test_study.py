@@ -102,3 +102,12 @@ def test_runner_is_resumable_and_records_failures(capsys, caplog, tmp_path, tiny
 def test_report_on_folder_without_runs_is_one_line(capsys, tmp_path):
     assert_one_line_error(run_cli(capsys, "report", tmp_path), str(tmp_path))
 
+
+
+def test_eta_adds_measured_overhead_to_budgets(tmp_path):
+    from seglab.study.runner import _eta
+
+    study = {**TINY, "defaults": {**TINY["defaults"], "train": {"budget": "2m"}}}
+    runs = load_study(str(write_study(tmp_path, study))).runs
+    assert _eta([], runs) == pytest.approx(2 * (120 + 60))  # nothing measured yet: 60 s overhead each
+    assert _eta([(runs[0], 150.0)], runs[1:]) == pytest.approx(120 + 30)  # measured: 30 s over budget

@@ -67,10 +67,10 @@ def run_study(study: Study, out: str | Path = "runs/studies", only: list[str] | 
 
     todo = [r for r in selected if statuses[r.name]["status"] != "finished"]
     log.info("study %s: %d runs, %d to train, folder %s", study.name, len(selected), len(todo), folder.path)
-    t_start, durations = time.monotonic(), []
+    t_start, finished = time.monotonic(), []
     for i, run in enumerate(todo, 1):
         log.info("[%d/%d] %s  (elapsed %s%s)", i, len(todo), run.name, _hms(time.monotonic() - t_start),
-                 f", about {_hms(_eta(durations, todo[i - 1:]))} left" if durations or _budgets(todo[i - 1:]) else "")
+                 f", about {_hms(_eta(finished, todo[i - 1:]))} left" if finished or _budgets(todo[i - 1:]) else "")
         statuses[run.name] = {"status": "running", "error": None}
         folder.write_index(study, statuses)
         t0 = time.monotonic()
@@ -91,7 +91,7 @@ def run_study(study: Study, out: str | Path = "runs/studies", only: list[str] | 
             message = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
             log.error("run %s failed: %s", run.name, message)
             statuses[run.name] = {"status": "failed", "error": f"{type(e).__name__}: {message}"}
-        durations.append(time.monotonic() - t0)
+        finished.append((run, time.monotonic() - t0))
         folder.write_index(study, statuses)
     failed = [n for n, s in statuses.items() if s["status"] == "failed"]
     log.info("study %s: done in %s%s", study.name, _hms(time.monotonic() - t_start),
@@ -99,16 +99,21 @@ def run_study(study: Study, out: str | Path = "runs/studies", only: list[str] | 
     return folder
 
 
-def _eta(durations: list[float], remaining: list[StudyRun]) -> float:
+def _eta(finished: list[tuple[StudyRun, float]], remaining: list[StudyRun]) -> float:
+    """Seconds left: a budgeted run takes its budget plus the overhead measured on finished runs
+    (decoding, validation overrun, test scoring; 60 s until measured); others take the mean duration."""
     from seglab.config import parse_duration
 
-    mean = sum(durations) / len(durations) if durations else None
+    def budget(run: StudyRun) -> float | None:
+        return parse_duration(run.config.train.budget, "train.budget") if run.config.train.budget else None
+
+    overheads = [d - budget(r) for r, d in finished if budget(r)]
+    overhead = sum(overheads) / len(overheads) if overheads else 60.0
+    mean = sum(d for _, d in finished) / len(finished) if finished else None
     total = 0.0
     for r in remaining:
-        if r.config.train.budget:
-            total += parse_duration(r.config.train.budget, "train.budget") * 1.15  # + data load and test
-        elif mean is not None:
-            total += mean
+        b = budget(r)
+        total += b + overhead if b else (mean or 0.0)
     return total
 
 
