@@ -243,8 +243,9 @@ def test_eval_preset_pads_native_size_to_32_with_ignore():
     assert np.array_equal(out_mask[:70, :100], mask) and np.array_equal(out_img[:70, :100], image)
     assert (out_mask[70:] == IGNORE_INDEX).all() and (out_mask[:, 100:] == IGNORE_INDEX).all()
     assert (out_img[70:] == 0).all()
-    sized_img, sized_mask = EvalPreset((40, 50))(image, mask)
-    assert sized_img.shape == (64, 64, 3) and set(np.unique(sized_mask[:40, :50])) <= set(range(5))
+    # at the training scale: only the image is resized; the label stays native, to be scored as it is
+    sized_img, sized_mask = EvalPreset((64, 96))(image, mask)
+    assert sized_img.shape == (64, 96, 3) and sized_mask is mask
 
 
 # --- cache, histogram, check -----------------------------------------------------------------------------
@@ -362,3 +363,14 @@ def test_ensure_camvid_downloads_extracts_and_verifies(monkeypatch, tmp_path, ti
     with pytest.raises(SeglabError, match="valannot/ has 2 PNGs, expected 3"):
         dl.extract_camvid(broken, tmp_path / "other")
     assert not (tmp_path / "other").exists()
+
+
+def test_pad_collate_pads_images_and_masks_separately():
+    from seglab.data.datamodule import pad_collate
+
+    small = (torch.ones(3, 64, 96, dtype=torch.uint8), torch.zeros(90, 120, dtype=torch.int64))
+    large = (torch.ones(3, 96, 96, dtype=torch.uint8), torch.ones(100, 130, dtype=torch.int64))
+    images, masks = pad_collate([small, large])
+    assert images.shape == (2, 3, 96, 96) and masks.shape == (2, 100, 130)  # never cropped to image size
+    assert (images[0, :, 64:] == 0).all() and (masks[0, 90:] == IGNORE_INDEX).all()
+    assert (masks[0, :90, :120] == 0).all() and (masks[1] == 1).all()

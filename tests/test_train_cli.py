@@ -150,6 +150,12 @@ def test_real_camvid_smoke(capsys, tmp_path):
     assert metrics["num_images"] == 2
     assert sum(map(sum, metrics["confusion_matrix"])) == labelled
     assert 0 <= metrics["miou"] <= 1 and metrics["class_names"][0] == "sky"
+    assert metrics["eval_size"] == [96, 128]  # the model sees the training scale, labels stay native
+    r = run_cli(capsys, "evaluate", tmp_path / "runs" / "real", "--eval-size", "native")
+    assert r.code == 0, r.err[-3000:]
+    native = json.loads((tmp_path / "runs" / "real" / "metrics.json").read_text())
+    assert native["eval_size"] == "native"  # 360x480 padded to 384x480: padding never scored
+    assert sum(map(sum, native["confusion_matrix"])) == labelled
 
 
 def test_image_without_label_stops_with_its_name(capsys, tiny_camvid, tmp_path):

@@ -36,7 +36,10 @@ class DataConfig:
     remap: str | dict | None = None  # built-in remap (camvid6) or {keep: [...], rest: background|void}
     classes_file: str | None = None  # folder layout: classes.yaml with names, colours, ignore_index
     size: tuple[int, int] = (256, 320)  # training crop (H, W); both divisible by 32
-    eval_size: tuple[int, int] | None = None  # None: native resolution, padded to /32, padding unscored
+    # The scale the model sees at evaluation. None: the training scale (data.size); "native": full-resolution
+    # images, padded to /32 (padding unscored); or HxW. Scores always use the labels at native resolution:
+    # logits are upsampled to them, labels are never resized (the notebooks scored resized labels).
+    eval_size: tuple[int, int] | str | None = None
     batch_size: int = 8
     workers: int = 0  # loader processes; images are decoded once into memory, so 0 is usually fastest
     cache: bool = True  # keep decoded images in memory: each PNG is read once per run, not per epoch
@@ -87,9 +90,14 @@ class RunConfig:
         d = asdict(self)
         for sec in ("data",):
             for k in ("size", "eval_size"):
-                if d[sec][k] is not None:
+                if isinstance(d[sec][k], tuple):
                     d[sec][k] = list(d[sec][k])
         return d
+
+    def eval_input_size(self) -> tuple[int, int] | None:
+        """(H, W) images are resized to for evaluation and prediction; None for native resolution."""
+        e = self.data.eval_size
+        return None if e == "native" else (e or self.data.size)
 
     def run_name(self) -> str:
         if self.name:
@@ -272,9 +280,12 @@ def validate(cfg: RunConfig) -> None:
         value = getattr(getattr(cfg, sec), name)
         if value not in allowed:
             raise SeglabError(f"config key '{key}': bad value {value!r}; choose one of {', '.join(allowed)}")
+    if isinstance(cfg.data.eval_size, str) and cfg.data.eval_size != "native":
+        raise SeglabError(f"config key 'data.eval_size': bad value {cfg.data.eval_size!r}; use native, HxW, "
+                          "or leave it empty for the training size")
     for key in ("size", "eval_size"):
         size = getattr(cfg.data, key)
-        if size is not None and (min(size) <= 0 or size[0] % 32 or size[1] % 32):
+        if isinstance(size, tuple) and (min(size) <= 0 or size[0] % 32 or size[1] % 32):
             raise SeglabError(f"config key 'data.{key}': {size[0]}x{size[1]} must be positive multiples of 32 "
                               f"(e.g. {max(32, round(size[0] / 32) * 32)}x{max(32, round(size[1] / 32) * 32)})")
     positive = {"data.batch_size": cfg.data.batch_size, "train.lr": cfg.train.lr}

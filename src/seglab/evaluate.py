@@ -20,7 +20,8 @@ from seglab.training.trainer import quiet as quiet_warnings
 
 
 def evaluate(target: str | Path, split: str = "test", data_root: str | None = None, batch_size: int | None = None,
-             datamodule: SegDataModule | None = None, quiet: bool = False) -> dict:
+             eval_size: tuple[int, int] | None = None, datamodule: SegDataModule | None = None,
+             quiet: bool = False) -> dict:
     """Metrics of the run's best checkpoint (or the given checkpoint) on ``split``, written to the run folder."""
     from seglab.training.run import open_data
 
@@ -30,6 +31,8 @@ def evaluate(target: str | Path, split: str = "test", data_root: str | None = No
     cfg = from_dict(config)
     if data_root:
         cfg.data.root = data_root
+    if eval_size:
+        cfg.data.eval_size = eval_size
     dm = datamodule
     if dm is None:
         source = open_data(cfg)
@@ -49,7 +52,7 @@ def evaluate(target: str | Path, split: str = "test", data_root: str | None = No
         trainer.test(module, datamodule=dm, verbose=False)
     metrics = module.cm["test"].compute()
     metrics.update(split=split, num_images=module.test_num_images, checkpoint=str(ckpt), model=cfg.model.spec,
-                   eval_size=list(cfg.data.eval_size) if cfg.data.eval_size else "native",
+                   eval_size=list(cfg.eval_input_size()) if cfg.eval_input_size() else "native",
                    seconds=round(time.monotonic() - t0, 2))
     out = run.metrics(split) if run else ckpt.with_name(f"metrics_{split}.json" if split != "test" else "metrics.json")
     write_json(out, metrics)

@@ -13,14 +13,18 @@ from seglab.data.sources import DataSource
 from seglab.data.transforms import EvalPreset, TrainPreset
 
 
+def _pad_to_largest(tensors: list[torch.Tensor], value: int) -> torch.Tensor:
+    h = max(t.shape[-2] for t in tensors)
+    w = max(t.shape[-1] for t in tensors)
+    return torch.stack([F.pad(t, (0, w - t.shape[-1], 0, h - t.shape[-2]), value=value) for t in tensors])
+
+
 def pad_collate(batch):
-    """Stack (image, mask) pairs, padding bottom/right to the largest size in the batch.
+    """Stack (image, mask) pairs, padding images and masks bottom/right to the largest of each in the batch
+    (at evaluation they differ: images at the model's scale, masks at native resolution).
     Padded mask pixels are IGNORE_INDEX, so padding is never learned from or scored."""
-    h = max(img.shape[-2] for img, _ in batch)
-    w = max(img.shape[-1] for img, _ in batch)
-    images = [F.pad(img, (0, w - img.shape[-1], 0, h - img.shape[-2])) for img, _ in batch]
-    masks = [F.pad(m, (0, w - m.shape[-1], 0, h - m.shape[-2]), value=IGNORE_INDEX) for _, m in batch]
-    return torch.stack(images), torch.stack(masks)
+    images, masks = zip(*batch)
+    return _pad_to_largest(list(images), 0), _pad_to_largest(list(masks), IGNORE_INDEX)
 
 
 def seed_worker_augmentations(worker_id: int) -> None:
@@ -49,7 +53,8 @@ class SegDataModule(L.LightningDataModule):
                 transform = TrainPreset(tuple(c["size"]), scale_crop=c["scale_crop"], hflip=c["hflip"],
                                         color_jitter=c["color_jitter"], seed=self.seed)
             else:
-                transform = EvalPreset(tuple(c["eval_size"]) if c["eval_size"] else None)
+                e = c["eval_size"]
+                transform = EvalPreset(None if e == "native" else tuple(e or c["size"]))
             ds = SegmentationDataset(self.source.split(split), self.source.lut, self.source.classes.num_classes,
                                      transform=transform, color_table=self.source.color_table, cache=c["cache"])
             if c["cache"]:
@@ -72,8 +77,17 @@ class SegDataModule(L.LightningDataModule):
     def train_dataloader(self):
         return self._loader("train", True, self.cfg["batch_size"])
 
+    def _eval_batch_size(self, split: str) -> int:
+        """Resized evaluation upsamples logits to the labels' size: labels of different sizes in one batch
+        would be padded to the largest and misalign, so such splits go one image at a time."""
+        ds = self.dataset(split)
+        if self.cfg["eval_size"] == "native" or not self.cfg["cache"]:
+            return self.eval_batch_size if self.cfg["eval_size"] == "native" else 1
+        sizes = {ds.decoded(i)[1].shape for i in range(len(ds))}
+        return self.eval_batch_size if len(sizes) == 1 else 1
+
     def val_dataloader(self):
-        return self._loader("val", False, self.eval_batch_size)
+        return self._loader("val", False, self._eval_batch_size("val"))
 
     def test_dataloader(self):
-        return self._loader(self.test_split, False, self.eval_batch_size)
+        return self._loader(self.test_split, False, self._eval_batch_size(self.test_split))

@@ -53,11 +53,21 @@ class TrainPreset(_Preset):
 
 
 class EvalPreset(_Preset):
-    """Native resolution (``size=None``) or a resize to ``size``; then pad bottom/right to a multiple of 32,
-    so the original pixels keep their place and the padding (IGNORE_INDEX) is never scored."""
+    """What the model sees at evaluation; the label always stays at native resolution.
+
+    ``size=None``: the native image, padded bottom/right to a multiple of 32; the label is padded with
+    IGNORE_INDEX, so padding is never scored. ``size=(H, W)``: the image resized to the training scale;
+    the label is left as it is, and the model's logits are upsampled to it before scoring.
+    """
 
     def __init__(self, size: tuple[int, int] | None = None):
-        ops = [] if size is None else [A.Resize(*size, **_RESIZE)]
-        ops.append(A.PadIfNeeded(min_height=None, min_width=None, pad_height_divisor=SIZE_DIVISOR,
-                                 pad_width_divisor=SIZE_DIVISOR, position="top_left", **_PAD))
-        self.pipeline = A.Compose(ops)
+        self.size = size
+        self.pipeline = A.Compose([A.PadIfNeeded(min_height=None, min_width=None, pad_height_divisor=SIZE_DIVISOR,
+                                                 pad_width_divisor=SIZE_DIVISOR, position="top_left", **_PAD)])
+
+    def __call__(self, image, mask):
+        if self.size is None:
+            return super().__call__(image, mask)
+        h, w = self.size
+        shrink = h * w < image.shape[0] * image.shape[1]
+        return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR), mask

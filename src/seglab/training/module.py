@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import lightning as L
 import torch
+import torch.nn.functional as F
 
 from seglab.metrics import ConfusionMatrix
 from seglab.models import build_model
@@ -39,6 +40,8 @@ class SegModule(L.LightningModule):
     def _shared_step(self, batch, stage: str) -> torch.Tensor:
         images, masks = batch
         logits = self(images)
+        if logits.shape[-2:] != masks.shape[-2:]:  # evaluation at the training scale: score native labels
+            logits = F.interpolate(logits.float(), size=masks.shape[-2:], mode="bilinear", align_corners=False)
         loss = self.criterion(logits.float(), masks)
         self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, prog_bar=stage == "train",
                  batch_size=images.shape[0], sync_dist=stage != "train")

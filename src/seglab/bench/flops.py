@@ -1,0 +1,84 @@
+"""The compute limit: a model's training FLOPs per image against this machine's measured matmul peak.
+
+utilisation = FLOPs per image x images per second / peak FLOP/s of the dtype the path computes in, so a
+report says what fraction of the CPU a pipeline uses, not just how it compares with another pipeline.
+FLOPs are torch's FlopCounterMode count (convolutions and matmuls; elementwise work is free), which is the
+usual convention for model FLOP utilisation.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
+
+from seglab.constants import IGNORE_INDEX
+
+aten = torch.ops.aten
+
+
+def _conv_backward_flop(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding, _dilation, transposed,
+                        _output_padding, groups, output_mask, out_shape=None, **kwargs) -> int:
+    """torch's formula, except that a grouped conv's weight gradient is divided by ``groups``.
+
+    torch 2.x counts the weight gradient of a grouped convolution as if it were dense, which inflates
+    depthwise models (EfficientNet-Lite: about 9x the forward FLOPs instead of about 2x).
+    """
+    def t(shape):
+        return [shape[1], shape[0], *shape[2:]]
+
+    flops = 0
+    if output_mask[0]:
+        flops += conv_flop_count(grad_out_shape, w_shape, out_shape[0], not transposed)
+    if output_mask[1]:
+        a, b = (grad_out_shape, x_shape) if transposed else (x_shape, grad_out_shape)
+        flops += conv_flop_count(t(a), t(b), t(out_shape[1]), transposed=False) // groups
+    return flops
+
+
+def train_flops_per_image(model: torch.nn.Module, size: tuple[int, int], num_classes: int) -> float:
+    """FLOPs of one training step (forward, cross-entropy, backward) on one ``size`` image.
+
+    Pass a model that may be changed: its gradients are left filled in.
+    """
+    h, w = size
+    images = torch.rand(2, 3, h, w) * 255  # two images, so batch norm sees more than one value per channel
+    masks = torch.randint(0, num_classes, (2, h, w))
+    model.train()
+    with FlopCounterMode(display=False, custom_mapping={aten.convolution_backward: _conv_backward_flop}) as fc:
+        F.cross_entropy(model(images).float(), masks, ignore_index=IGNORE_INDEX).backward()
+    return fc.get_total_flops() / 2
+
+
+def forward_flops(model: torch.nn.Module, images: torch.Tensor) -> float:
+    """FLOPs of one inference forward pass over ``images``."""
+    with FlopCounterMode(display=False) as fc, torch.inference_mode():
+        model.eval()(images)
+    return float(fc.get_total_flops())
+
+
+def matmul_peak(dtype: torch.dtype, min_seconds: float = 0.05, max_n: int = 4096, repeats: int = 3) -> float:
+    """FLOP/s of the fastest of ``repeats`` square matmuls in ``dtype``, with the current thread count.
+
+    The size doubles from 256 until one product takes ``min_seconds`` (or reaches ``max_n``), so the
+    measurement is short on slow machines and still large enough to reach the peak on fast ones.
+    The best time, not the median, is kept: the peak is what the CPU can do at all.
+    """
+    n = 256
+    while True:
+        a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+        torch.mm(a, b)  # first call: kernel selection, page faults
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            torch.mm(a, b)
+            best = min(best, time.perf_counter() - t0)
+        if best >= min_seconds or n >= max_n:
+            return 2 * n**3 / best
+        n *= 2
+
+
+def utilisation(flops_per_image: float, images_per_s: float, peak: float) -> float:
+    return flops_per_image * images_per_s / peak

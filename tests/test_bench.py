@@ -1,0 +1,134 @@
+"""The benchmarks' reports: structure and internal consistency, never timings (the machine is shared)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import typer
+from typer.testing import CliRunner
+
+from seglab.bench.cli import register
+from seglab.bench.flops import matmul_peak, train_flops_per_image
+from seglab.bench.infer_bench import AGREEMENT, run_infer_bench
+from seglab.bench.memory import PeakRSS, rss_mb
+from seglab.bench.train_bench import run_train_bench
+from seglab.errors import SeglabError
+
+MODEL = "scratch:simplesegnet"
+
+
+def _positive(*values):
+    return all(isinstance(v, (int, float)) and v > 0 for v in values)
+
+
+def test_train_report(tiny_camvid, tmp_path):
+    out = tmp_path / "bench.json"
+    run_train_bench(str(tiny_camvid), MODEL, (64, 96), batch=2, steps=2, warmup=1, rounds=1, threads=1, out=out,
+                    show=False)
+    report = json.loads(out.read_text())
+    nb, sl = report["paths"]["notebook"], report["paths"]["seglab"]
+    assert report["speedup"] == pytest.approx(sl["imgs_per_s"] / nb["imgs_per_s"])
+    for p in (nb, sl):
+        assert p["timed_steps"] == 2
+        assert _positive(p["imgs_per_s"], p["step_s_median"], p["peak_rss_mb"], p["threads"], p["loader_imgs_per_s"])
+        assert 0 < p["utilisation"] <= 1
+    assert nb["precision"] == "32" and not nb["channels_last"] and not nb["cache"]
+    assert sl["precision"] in ("32", "bf16-mixed") and sl["cache"]
+    assert _positive(report["compute"]["train_flops_per_image"], *report["compute"]["matmul_peak_flops"].values())
+    assert {"cpu", "threads", "torch", "load_average_start", "load_average_end"} <= set(report["machine"])
+    assert report["setup"]["model"] == MODEL and report["setup"]["size"] == [64, 96]
+
+
+def test_infer_report_through_cli(tiny_camvid, tmp_path):
+    out = tmp_path / "infer.json"
+    app = typer.Typer()
+    register(app)
+    result = CliRunner().invoke(app, ["bench", "infer", "--data", str(tiny_camvid), "--model", MODEL,
+                                      "--frames", "2", "--repeats", "1", "--threads", "1",
+                                      "--paths", "eager_bf16_cl,jit_bf16_cl,onnx_fp32", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    paths = report["paths"]
+    assert set(paths) == {"eager_fp32", "eager_bf16_cl", "jit_bf16_cl", "onnx_fp32"}
+    assert paths["eager_fp32"]["agreement"] == 1.0
+    for p in paths.values():
+        assert 0 <= p["agreement"] <= 1
+        assert _positive(p["ms_per_frame"], p["fps"], p["peak_rss_mb"])
+        assert p["fps"] == pytest.approx(1000 / p["ms_per_frame"], rel=1e-3)
+    fastest = report["fastest"]
+    assert paths[fastest]["agreement"] >= AGREEMENT
+    assert all(paths[fastest]["ms_per_frame"] <= p["ms_per_frame"] for p in paths.values()
+               if p["agreement"] >= AGREEMENT)
+    assert report["speedup"] == pytest.approx(paths["eager_fp32"]["ms_per_frame"] / paths[fastest]["ms_per_frame"])
+    assert report["setup"]["frame_size"] == [64, 96] and report["setup"]["frames"] == 2
+
+
+def test_infer_without_checkpoint_defaults(tiny_camvid):
+    report = run_infer_bench(str(tiny_camvid), MODEL, frames=1, repeats=1, threads=1, paths=[], show=False)
+    assert list(report["paths"]) == ["eager_fp32"] and report["speedup"] == 1.0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--size", "100x100"], "multiples of 32"),
+    (["train", "--size", "big"], "HxW"),
+    (["train", "--batch", "0"], "--batch 0"),
+    (["train", "--steps", "2", "--rounds", "3"], "--rounds 3"),
+    (["infer", "--frames", "0"], "--frames 0"),
+    (["infer", "--paths", "eager_bf16_cl,warp"], "unknown warp"),
+])
+def test_bad_options(tiny_camvid, args, message):
+    app = typer.Typer()
+    register(app)
+    result = CliRunner().invoke(app, ["bench", *args, "--data", str(tiny_camvid)])
+    assert isinstance(result.exception, SeglabError)
+    assert message in str(result.exception)
+
+
+def test_missing_data_folder(tmp_path):
+    with pytest.raises(SeglabError, match="not found"):
+        run_infer_bench(str(tmp_path / "nowhere"), MODEL, frames=1, show=False)
+
+
+def test_depthwise_backward_flops_not_inflated():
+    """A conv's training FLOPs are forward + weight gradient (+ input gradient past the first layer),
+    each as large as the forward, grouped or not."""
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 64, 1), torch.nn.Conv2d(64, 64, 5, padding=2, groups=64))
+    pointwise, depthwise = 2 * 32 * 32 * 64 * 3, 2 * 32 * 32 * 64 * 25  # FLOPs of one 32x32 image
+    assert train_flops_per_image(model, (32, 32), num_classes=64) == 2 * pointwise + 3 * depthwise
+
+
+def test_matmul_peak_positive():
+    assert matmul_peak(torch.float32, min_seconds=0.001, max_n=512) > 0
+
+
+def test_peak_rss_sees_a_transient_allocation():
+    baseline = rss_mb()
+    with PeakRSS(baseline) as peak:
+        block = np.ones(64 * 2**20 // 8)  # 64 MiB, touched
+        del block
+    assert peak.mb >= baseline + 48
+
+
+def test_thread_tuner_keeps_the_faster_count(monkeypatch):
+    """Steps at 1 thread take 0.1 s and at 2 threads 1 s (a fake clock): the tuner settles on 1, then re-checks."""
+    from seglab.bench import threads
+
+    clock = {"now": 0.0}
+    monkeypatch.setattr(threads.time, "perf_counter", lambda: clock["now"])
+    before = torch.get_num_threads()
+    tuner = threads.ThreadTuner(candidates=[1, 2], trials=2, recheck=8)
+    used = []
+    try:
+        for _ in range(10):
+            tuner.on_train_batch_start(None, None, None, 0)
+            used.append(torch.get_num_threads())
+            clock["now"] += 0.1 if used[-1] == 1 else 1.0
+            tuner.on_train_batch_end(None, None, None, None, 0)
+    finally:
+        torch.set_num_threads(before)
+    assert used[1:5] == [1, 2, 1, 2]  # step 0 warms up untimed, then the trials alternate
+    assert tuner.chosen == 1 and used[5:8] == [1, 1, 1]
+    assert used[8:10] == [1, 1]  # the re-check: a warm-up step at the chosen count, then the trials again
