@@ -12,7 +12,6 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -37,39 +36,41 @@ TRAIN_OPTIONS = {
 
 @app.command()
 def train(
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config; options below override it."),
-    data: Optional[str] = typer.Option(None, help="Dataset folder (default: $SEGLAB_DATA or ~/.cache/seglab/camvid)."),
-    layout: Optional[str] = typer.Option(None, help="auto, camvid, camvid32 or folder."),
-    remap: Optional[str] = typer.Option(None, help="Built-in class remap, e.g. camvid6."),
-    model: Optional[str] = typer.Option(None, help="arch:encoder (unet:resnet34, segformer:mit_b0, "
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML config; options below override it."),
+    data: str | None = typer.Option(None, help="Dataset folder (default: $SEGLAB_DATA or ~/.cache/seglab/camvid)."),
+    layout: str | None = typer.Option(None, help="auto, camvid, camvid32 or folder."),
+    remap: str | None = typer.Option(None, help="Built-in class remap, e.g. camvid6."),
+    model: str | None = typer.Option(None, help="arch:encoder (unet:resnet34, segformer:mit_b0, "
                                                    "unet:efficientnet-lite0) or scratch:simplesegnet|unet|vit."),
-    weights: Optional[str] = typer.Option(None, help="Encoder weights: auto, imagenet, none, or a file."),
-    epochs: Optional[int] = typer.Option(None),
-    budget: Optional[str] = typer.Option(None, help="Train for a time budget (e.g. 10m) instead of epochs."),
-    max_time: Optional[str] = typer.Option(None, help="Hard stop after this long (e.g. 1h)."),
-    size: Optional[str] = typer.Option(None, help="Training crop HxW, multiples of 32 (e.g. 192x256)."),
-    eval_size: Optional[str] = typer.Option(None, help="Evaluate at HxW instead of native resolution."),
-    batch: Optional[int] = typer.Option(None, help="Batch size."),
-    workers: Optional[int] = typer.Option(None, help="DataLoader worker processes."),
-    loss: Optional[str] = typer.Option(None, help="ce, dice, dice_ce or focal."),
-    class_weights: Optional[str] = typer.Option(None, help="median-frequency, or comma-separated weights."),
-    optimizer: Optional[str] = typer.Option(None, help="adam, adamw or sgd."),
-    lr: Optional[float] = typer.Option(None, help="Learning rate."),
-    scheduler: Optional[str] = typer.Option(None, help="none, cosine or poly."),
-    early_stop: Optional[int] = typer.Option(None, help="Patience in epochs without better val mIoU."),
-    seed: Optional[int] = typer.Option(None),
-    precision: Optional[str] = typer.Option(None, help="auto, 32, bf16-mixed or 16-mixed."),
-    accelerator: Optional[str] = typer.Option(None, help="auto, cpu or cuda."),
-    devices: Optional[str] = typer.Option(None, help="Devices for Lightning (auto, 1, 2, ...)."),
-    name: Optional[str] = typer.Option(None, help="Run name (default: derived from the setup)."),
-    out: Optional[str] = typer.Option(None, help="Folder that holds run folders (default: runs)."),
+    weights: str | None = typer.Option(None, help="Encoder weights: auto, imagenet, none, or a file."),
+    epochs: int | None = typer.Option(None),
+    budget: str | None = typer.Option(None, help="Train for a time budget (e.g. 10m) instead of epochs."),
+    max_time: str | None = typer.Option(None, help="Hard stop after this long (e.g. 1h)."),
+    size: str | None = typer.Option(None, help="Training crop HxW, multiples of 32 (e.g. 192x256)."),
+    eval_size: str | None = typer.Option(None, help="Model input size for evaluation: HxW or native "
+                                                    "(default: the training size; labels stay native)."),
+    batch: int | None = typer.Option(None, help="Batch size."),
+    workers: int | None = typer.Option(None, help="DataLoader worker processes."),
+    loss: str | None = typer.Option(None, help="ce, dice, dice_ce or focal."),
+    class_weights: str | None = typer.Option(None, help="median-frequency, or comma-separated weights."),
+    optimizer: str | None = typer.Option(None, help="adam, adamw or sgd."),
+    lr: float | None = typer.Option(None, help="Learning rate."),
+    scheduler: str | None = typer.Option(None, help="none, cosine or poly."),
+    early_stop: int | None = typer.Option(None, help="Patience in epochs without better val mIoU."),
+    seed: int | None = typer.Option(None),
+    precision: str | None = typer.Option(None, help="auto, 32, bf16-mixed or 16-mixed."),
+    accelerator: str | None = typer.Option(None, help="auto, cpu or cuda."),
+    devices: str | None = typer.Option(None, help="Devices for Lightning (auto, 1, 2, ...)."),
+    name: str | None = typer.Option(None, help="Run name (default: derived from the setup)."),
+    out: str | None = typer.Option(None, help="Folder that holds run folders (default: runs)."),
     set_: list[str] = typer.Option([], "--set", help="Any config key, e.g. --set train.weight_decay=1e-4."),
-    resume: Optional[Path] = typer.Option(None, help="Continue an interrupted run folder."),
+    resume: Path | None = typer.Option(None, help="Continue an interrupted run folder."),
 ):
     """Train one model; writes runs/<name>/ with config, checkpoints, metrics.csv and test metrics.json."""
     from seglab.config import load_config, parse_override
-    from seglab.training.run import load_run_config, train as run_train
     from seglab.runs import RunDir
+    from seglab.training.run import load_run_config
+    from seglab.training.run import train as run_train
 
     if resume is not None:
         cfg = load_run_config(RunDir(resume))
@@ -91,20 +92,24 @@ def train(
 def evaluate(
     target: Path = typer.Argument(..., help="Run folder or checkpoint file."),
     split: str = typer.Option("test", help="train, val or test."),
-    data: Optional[str] = typer.Option(None, help="Dataset folder, if not where the run was trained."),
-    batch: Optional[int] = typer.Option(None, help="Batch size for evaluation."),
+    data: str | None = typer.Option(None, help="Dataset folder, if not where the run was trained."),
+    batch: int | None = typer.Option(None, help="Batch size for evaluation."),
+    eval_size: str | None = typer.Option(None, help="Model input size: HxW or native (default: the run's "
+                                                       "setting, normally its training size)."),
 ):
     """Score a trained model on a split; writes metrics.json (metrics_<split>.json for other splits)."""
+    from seglab.config import load_config
     from seglab.evaluate import evaluate as run_evaluate
 
-    run_evaluate(target, split=split, data_root=data, batch_size=batch)
+    size = load_config(None, {"data.eval_size": eval_size}).data.eval_size if eval_size else None
+    run_evaluate(target, split=split, data_root=data, batch_size=batch, eval_size=size)
 
 
 @data_app.command("check")
 def data_check(
     path: str = typer.Argument(..., help="Dataset folder."),
     layout: str = typer.Option("auto", help="auto, camvid, camvid32 or folder."),
-    remap: Optional[str] = typer.Option(None, help="Built-in class remap, e.g. camvid6."),
+    remap: str | None = typer.Option(None, help="Built-in class remap, e.g. camvid6."),
 ):
     """Counts per split, image sizes, label histogram, and every unmatched or unreadable file."""
     from seglab.data import check_source, open_source
@@ -125,8 +130,10 @@ def models():
     from seglab.models import list_models
 
     table = Table(title="models (any smp arch:encoder works; these are the tested ones)")
-    for col in ("spec", "params", "pretrained weights", "note"):
-        table.add_column(col, justify="right" if col == "params" else "left")
+    table.add_column("spec", no_wrap=True)
+    table.add_column("params", justify="right", no_wrap=True)
+    table.add_column("pretrained weights")
+    table.add_column("note")
     for row in list_models():
         table.add_row(row["spec"], f"{row['params'] / 1e6:.2f} M", str(row.get("weights", "")), row.get("note", ""))
     Console().print(table)
@@ -136,10 +143,10 @@ def models():
 def study(
     study_name: str = typer.Argument("quick", metavar="[STUDY]", help="Built-in study (quick, seed000, seed001) "
                                                                        "or a path to a study YAML."),
-    data: Optional[str] = typer.Option(None, help="Dataset folder for every run (default: each run's config, "
+    data: str | None = typer.Option(None, help="Dataset folder for every run (default: each run's config, "
                                                   "else $SEGLAB_DATA or ~/.cache/seglab/camvid)."),
     out: str = typer.Option("runs/studies", help="Folder that holds study folders."),
-    only: Optional[str] = typer.Option(None, help="Comma-separated run names to train now."),
+    only: str | None = typer.Option(None, help="Comma-separated run names to train now."),
     report: bool = typer.Option(True, help="Build report.md and report.html when done."),
 ):
     """Train every run of a study not yet finished (resumable), then write the comparison report."""
@@ -157,7 +164,7 @@ def study(
 
 def _register_feature_commands() -> None:
     """Commands that live beside their feature's code (each module imports its heavy parts lazily)."""
-    register_bench = lambda app: None  # TEMP
+    from seglab.bench.cli import register as register_bench
     from seglab.inference.cli import register as register_inference
     from seglab.study.report_cli import register as register_report
 
