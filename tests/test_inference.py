@@ -15,7 +15,7 @@ import yaml
 from PIL import Image
 from typer.testing import CliRunner
 
-from seglab.config import ModelConfig, RunConfig
+from seglab.config import DataConfig, ModelConfig, RunConfig
 from seglab.data.classes import CAMVID11
 from seglab.errors import SeglabError
 from seglab.inference import Predictor, TorchBackend, export_onnx, load, save_pretrained, verify_onnx
@@ -29,10 +29,12 @@ NAMES, COLORS = list(CAMVID11.names), [list(c) for c in CAMVID11.colors]
 
 
 def save_run(run: Path, names: list[str] = NAMES, colors: list[list[int]] = COLORS, state_dict=None,
-             spec: str = SPEC) -> Path:
-    """A seglab run folder with a Lightning-format best.ckpt and config.yaml."""
+             spec: str = SPEC, eval_size="native") -> Path:
+    """A seglab run folder with a Lightning-format best.ckpt and config.yaml; by default a model that
+    predicts at native resolution (padding and tiling), ``eval_size=None`` for one at its training size."""
     torch.manual_seed(0)
-    config = RunConfig(model=ModelConfig(spec=spec, weights="none")).to_dict()
+    config = RunConfig(model=ModelConfig(spec=spec, weights="none"),
+                       data=DataConfig(size=(64, 96), eval_size=eval_size)).to_dict()
     module = SegModule(config, names, colors, pretrained=False)
     (run / "checkpoints").mkdir(parents=True)
     torch.save({"state_dict": state_dict or module.state_dict(), "hyper_parameters": dict(module.hparams)},
@@ -390,3 +392,25 @@ def test_pretrained_folder_with_other_class_count_is_refused(tmp_path, predictor
     with pytest.raises(SeglabError, match="model.safetensors: weights do not fit scratch:simplesegnet with 3") as e:
         load(folder)
     assert "\n" not in str(e.value)
+
+
+def test_predicts_at_the_scale_the_model_was_trained_at(tmp_path):
+    """A model trained on images resized to 64x96 sees every input resized to 64x96; the mask comes back
+    at the input's size. The scale travels with exports."""
+    run = save_run(tmp_path / "scaled", eval_size=None)
+    predictor = load(run, device="cpu")
+    assert predictor.input_size == (64, 96)
+    image = rgb(150, 200)
+    mask = predictor.predict(image)
+    assert mask.shape == (150, 200)
+    model = predictor.backend.model.eval()
+    small = torch.from_numpy(cv2.resize(image, (96, 64), interpolation=cv2.INTER_AREA)).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        logits = torch.nn.functional.interpolate(model(small), size=(150, 200), mode="bilinear")
+    assert (logits.argmax(1)[0].numpy() == mask).mean() > 0.999
+    assert load(run, device="cpu", input_size="native").input_size is None  # override
+    folder = save_pretrained(model, predictor.classes, tmp_path / "pre", predictor.input_size)
+    assert load(folder, device="cpu").input_size == (64, 96)
+    onnx_path = export_onnx(model, predictor.classes, tmp_path / "m.onnx", input_size=(64, 96))
+    assert load(onnx_path, device="cpu").input_size == (64, 96)
+

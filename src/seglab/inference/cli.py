@@ -199,14 +199,29 @@ def predict(
     overlap: Annotated[int, typer.Option(help="Pixels neighbouring tiles share (multiple of 32).")] = 128,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     amp: Annotated[bool | None, typer.Option("--amp/--no-amp", help="Autocast (default: CUDA only).")] = None,
+    input_size: Annotated[str | None, typer.Option(help="Model input HxW, or native (default: the scale the "
+                                                        "model was trained at).")] = None,
 ):
     """Predict label masks for images, folders and videos; exit 1 if some inputs were skipped."""
-    predictor = load(target, device=device, amp=amp, tile=tile, overlap=overlap, batch_size=batch)
+    predictor = load(target, device=device, amp=amp, tile=tile, overlap=overlap, batch_size=batch,
+                     input_size=_input_size(input_size))
     summary = predict_paths(predictor, inputs, OutputOptions(out, overlay, alpha, fmt), legend=legend,
                             progress=True)
     typer.echo(_summary_line(summary, out))
     if summary.skipped:
         raise typer.Exit(1)
+
+
+def _input_size(text: str | None) -> tuple[int, int] | str | None:
+    if text in (None, "native"):
+        return text
+    try:
+        h, w = parse_size(text)
+    except ValueError:
+        raise SeglabError(f"--input-size {text!r}: expected HxW (e.g. 192x256) or native") from None
+    if h % 32 or w % 32:
+        raise SeglabError(f"--input-size {text}: height and width must be multiples of 32")
+    return h, w
 
 
 def export(
@@ -215,7 +230,8 @@ def export(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Default: model.onnx or pretrained/ next to "
                                                                   "the checkpoint's run.")] = None,
     dynamic: Annotated[bool, typer.Option(help="ONNX: free batch, height and width.")] = False,
-    size: Annotated[str, typer.Option(help="ONNX: input HxW of a static export, and of the check.")] = "512x512",
+    size: Annotated[str | None, typer.Option(help="ONNX: input HxW of a static export, and of the check "
+                                                  "(default: the model's training size, else 512x512).")] = None,
     opset: Annotated[int, typer.Option(help="ONNX opset.")] = 17,
 ):
     """Export a trained model to ONNX (checked against PyTorch) or a self-contained pretrained folder."""
@@ -228,19 +244,22 @@ def export(
         raise SeglabError(f"{target}: already an ONNX file; export from the run folder or checkpoint")
     model, base = predictor.backend.model, target if target.is_dir() else target.parent
     if fmt == "pretrained":
-        folder = ex.save_pretrained(model, predictor.classes, out or base / "pretrained")
+        folder = ex.save_pretrained(model, predictor.classes, out or base / "pretrained", predictor.input_size)
         check = load(folder, device="cpu").predict_batch  # reloaded from the folder alone
         image = np.random.default_rng(0).integers(0, 256, (96, 128, 3), dtype=np.uint8)
         agree = float((check([image])[0] == predictor.predict(image)).mean())
         typer.echo(f"wrote {folder} ({', '.join(sorted(p.name for p in folder.iterdir()))}); reloaded from it: "
                    f"{100 * agree:.2f}% of pixels agree. Load with seglab.load('{folder}')")
         return
-    try:
-        h, w = parse_size(size)
-    except ValueError:
-        raise SeglabError(f"--size {size!r}: expected HxW, e.g. 512x512") from None
+    if size is None:
+        h, w = predictor.input_size or (512, 512)
+    else:
+        try:
+            h, w = parse_size(size)
+        except ValueError:
+            raise SeglabError(f"--size {size!r}: expected HxW, e.g. 512x512") from None
     path = ex.export_onnx(model, predictor.classes, out or base / "model.onnx", dynamic=dynamic, size=(h, w),
-                          opset=opset)
+                          opset=opset, input_size=predictor.input_size)
     sizes = [(h, w), (max(h // 2 // 32 * 32, 32), w + 64)] if dynamic else [(h, w)]
     report = ex.verify_onnx(model, path, sizes, batch=2 if dynamic else 1)
     axes = "dynamic batch, height and width" if dynamic else f"static 1x3x{h}x{w}"

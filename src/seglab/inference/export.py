@@ -29,14 +29,15 @@ FORMAT = "seglab-pretrained"
 INPUT_NOTE = "RGB (B, 3, H, W), values 0..255 (uint8 or float), H and W multiples of 32; normalised inside"
 
 
-def model_info(model: torch.nn.Module, classes: ClassSet) -> dict:
+def model_info(model: torch.nn.Module, classes: ClassSet, input_size: tuple[int, int] | None = None) -> dict:
     """What a user needs besides the weights: stored in seglab.json and in the ONNX metadata."""
     if model.num_classes != classes.num_classes:
         raise SeglabError(f"model has {model.num_classes} outputs but {classes.num_classes} class names")
     return {"format": FORMAT, "version": 1, "seglab_version": seglab.__version__, "spec": model.spec,
             "num_classes": model.num_classes, "class_names": list(classes.names),
             "class_colors": [list(c) for c in classes.colors], "mean": list(model.mean), "std": list(model.std),
-            "input": INPUT_NOTE, "ignore_index": IGNORE_INDEX}
+            "input": INPUT_NOTE, "ignore_index": IGNORE_INDEX,
+            "input_size": list(input_size) if input_size else None}  # the scale it was trained at; None: native
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -44,7 +45,8 @@ def model_info(model: torch.nn.Module, classes: ClassSet) -> dict:
 
 
 def export_onnx(model: torch.nn.Module, classes: ClassSet, path: Path, dynamic: bool = True,
-                size: tuple[int, int] = (512, 512), opset: int = ONNX_OPSET) -> Path:
+                size: tuple[int, int] = (512, 512), opset: int = ONNX_OPSET,
+                input_size: tuple[int, int] | None = None) -> Path:
     """Write ``model`` as ONNX: input "images" (B, 3, H, W) float 0..255, output "logits" (B, C, H, W).
 
     ``dynamic`` leaves batch, height and width free; otherwise they are fixed to 1 x ``size``.
@@ -68,7 +70,7 @@ def export_onnx(model: torch.nn.Module, classes: ClassSet, path: Path, dynamic: 
                           dynamic_axes={ONNX_INPUT: axes, ONNX_OUTPUT: axes} if dynamic else None)
     proto = onnx.load(str(path))
     entry = proto.metadata_props.add()
-    entry.key, entry.value = "seglab", json.dumps(model_info(model, classes))
+    entry.key, entry.value = "seglab", json.dumps(model_info(model, classes, input_size))
     onnx.save(proto, str(path))
     return path
 
@@ -112,13 +114,14 @@ def _smp_net(model: torch.nn.Module):
     return net if isinstance(net, SegmentationModel) else None
 
 
-def save_pretrained(model: torch.nn.Module, classes: ClassSet, folder: Path) -> Path:
+def save_pretrained(model: torch.nn.Module, classes: ClassSet, folder: Path,
+                    input_size: tuple[int, int] | None = None) -> Path:
     """Write the folder described in the module docstring; returns it."""
     from safetensors.torch import save_model
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    info = model_info(model, classes)
+    info = model_info(model, classes, input_size)
     net = _smp_net(model)
     if net is not None:
         net.save_pretrained(folder)

@@ -15,8 +15,10 @@ import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from seglab.constants import SIZE_DIVISOR
@@ -109,10 +111,13 @@ class Predictor:
         tile: largest tile side in pixels (a multiple of 32); bounds the memory of one forward pass.
         overlap: pixels shared by neighbouring tiles (a multiple of 32); cover the receptive field you need.
         batch_size: images or tiles per forward pass.
+        input_size: (H, W) the model was trained at: each image is resized to it and the prediction
+            resized back, so the model sees objects at the scale it learned. None: native resolution,
+            padded (and tiled when large).
     """
 
     def __init__(self, backend: Backend, classes: ClassSet, tile: int = 1024, overlap: int = 128,
-                 batch_size: int = 4):
+                 batch_size: int = 4, input_size: tuple[int, int] | None = None):
         if tile <= 0 or tile % SIZE_DIVISOR or overlap < 0 or overlap % SIZE_DIVISOR or overlap >= tile:
             raise SeglabError(f"--tile {tile} --overlap {overlap}: need multiples of 32 with 0 <= overlap < tile")
         if batch_size < 1:
@@ -120,6 +125,9 @@ class Predictor:
         self.backend, self.classes = backend, classes
         self.tile, self.overlap = tile, overlap
         self.batch_size = min(batch_size, backend.max_batch or batch_size)
+        self.input_size = tuple(input_size) if input_size else None
+        if backend.fixed_size and self.input_size and tuple(backend.fixed_size) != self.input_size:
+            self.input_size = tuple(backend.fixed_size)  # a static ONNX file takes only its own size
 
     @property
     def num_classes(self) -> int:
@@ -139,6 +147,8 @@ class Predictor:
     def predict_batch(self, images: Sequence[ImageLike], proba: bool = False) -> list[np.ndarray]:
         """Masks (or probabilities) for several images; same-size images that fit one tile share batches."""
         arrays = [to_rgb(im) for im in images]
+        if self.input_size:
+            return self._predict_resized(arrays, proba)
         out: list[np.ndarray | None] = [None] * len(arrays)
         groups: dict[tuple[int, int], list[int]] = {}
         for i, a in enumerate(arrays):
@@ -154,6 +164,21 @@ class Predictor:
             else:
                 for i in idx:
                     out[i] = self._assemble(arrays[i], proba)
+        return out
+
+    def _predict_resized(self, arrays: list[np.ndarray], proba: bool) -> list[np.ndarray]:
+        """Resize to the training scale, predict in batches, resize probabilities back to each image."""
+        h, w = self.input_size
+        out = []
+        for s in range(0, len(arrays), self.batch_size):
+            chunk = arrays[s:s + self.batch_size]
+            small = [cv2.resize(a, (w, h), interpolation=cv2.INTER_AREA if h * w < a.shape[0] * a.shape[1]
+                                else cv2.INTER_LINEAR) for a in chunk]
+            logits = self._logits(torch.stack([torch.from_numpy(a).permute(2, 0, 1) for a in small]))  # (n,C,h,w)
+            for a, z in zip(chunk, logits):
+                # logits, not probabilities, are upsampled: exactly what `seglab evaluate` scores
+                full = F.interpolate(z[None], size=a.shape[:2], mode="bilinear", align_corners=False)[0]
+                out.append(full.softmax(0).numpy() if proba else full.argmax(0).to(torch.uint8).numpy())
         return out
 
     # -----------------------------------------------------------------------------------------------
@@ -182,9 +207,11 @@ class Predictor:
 
     def _forward(self, tiles: torch.Tensor) -> torch.Tensor:
         """(N, 3, th, tw) uint8 -> (N, C, th, tw) float32 probabilities, ``batch_size`` tiles at a time."""
-        probs = [self.backend(tiles[s:s + self.batch_size]).softmax(1) for s in range(0, len(tiles),
-                                                                                     self.batch_size)]
-        out = torch.cat(probs)
+        return self._logits(tiles).softmax(1)
+
+    def _logits(self, tiles: torch.Tensor) -> torch.Tensor:
+        out = torch.cat([self.backend(tiles[s:s + self.batch_size]).float()
+                         for s in range(0, len(tiles), self.batch_size)])
         if out.shape[1] != self.num_classes:
             raise SeglabError(f"model outputs {out.shape[1]} classes but {self.num_classes} class names are "
                               "known; the class list does not belong to this model")
@@ -258,29 +285,39 @@ def _window(n: int, overlap: int, first: bool, last: bool) -> torch.Tensor:
 
 
 def load(target: str | Path, device: str | None = "auto", amp: bool | None = None, tile: int = 1024,
-         overlap: int = 128, batch_size: int = 4) -> Predictor:
+         overlap: int = 128, batch_size: int = 4, input_size: tuple[int, int] | str | None = None) -> Predictor:
     """A Predictor from a run folder, a ``.ckpt``, a ``save_pretrained`` folder or an ``.onnx`` file.
 
+    ``input_size``: None uses the scale the model was trained at (stored with it); "native" or (H, W) override.
     Nothing loaded here can run code: checkpoints are read weights-only, pretrained folders are safetensors,
     ONNX files are graphs.
     """
     path = Path(target)
     options = {"tile": tile, "overlap": overlap, "batch_size": batch_size}
+
+    def size(stored) -> tuple[int, int] | None:
+        chosen = stored if input_size is None else input_size
+        return None if chosen in (None, "native") else tuple(chosen)
+
     if path.suffix.lower() == ".onnx":
         if not path.is_file():
             raise SeglabError(f"{path}: no such ONNX file")
         backend = OnnxBackend(path, device)
-        return Predictor(backend, _onnx_classes(backend, path), **options)
+        meta = json.loads(backend.metadata.get("seglab", "{}"))
+        return Predictor(backend, _onnx_classes(backend, path), input_size=size(meta.get("input_size")), **options)
     if path.is_dir() and (path / "seglab.json").is_file():
         from seglab.inference.export import load_pretrained
 
         model, classes = load_pretrained(path)
-        return Predictor(TorchBackend(model, device, amp), classes, **options)
+        stored = json.loads((path / "seglab.json").read_text()).get("input_size")
+        return Predictor(TorchBackend(model, device, amp), classes, input_size=size(stored), **options)
+    from seglab.config import from_dict
     from seglab.runs import load_module
 
     module = load_module(path)
     classes = ClassSet.from_dict({"names": module.hparams.class_names, "colors": module.hparams.class_colors})
-    return Predictor(TorchBackend(module.model, device, amp), classes, **options)
+    stored = from_dict(module.hparams.config).eval_input_size()
+    return Predictor(TorchBackend(module.model, device, amp), classes, input_size=size(stored), **options)
 
 
 def _onnx_classes(backend: OnnxBackend, path: Path) -> ClassSet:

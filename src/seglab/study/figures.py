@@ -11,6 +11,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import yaml
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
@@ -142,34 +143,27 @@ def predict_examples(run: RunRecord, data_root: str | None, k: int = 4) -> tuple
 
     Raises SeglabError (the report turns it into a note) when the checkpoint or the data is unusable.
     """
-    import torch
+    from seglab.data import SegmentationDataset, open_source
+    from seglab.inference import load
 
-    from seglab.data import EvalPreset, SegmentationDataset, open_source
-    from seglab.runs import load_module
-
-    module = load_module(run.run_dir.path)
-    hp = module.hparams
-    data = dict(hp.config.get("data", {}))
+    predictor = load(run.run_dir.path, device="cpu")  # the scale and weights `seglab evaluate` scores
+    names = list(predictor.classes.names)
+    data = (yaml.safe_load(run.run_dir.config.read_text()) or {}).get("data", {})
     root = data_root or data.get("root")
     if not root or not Path(root).is_dir():
         raise SeglabError(f"data folder {root or '(none recorded)'} not found; pass --data PATH")
     source = open_source(Path(root), data.get("layout", "auto"), data.get("remap"), data.get("classes_file"))
-    if list(source.classes.names) != list(hp.class_names):
-        raise SeglabError(f"{root}: its classes differ from the {len(hp.class_names)} the model was trained on")
+    if list(source.classes.names) != names:
+        raise SeglabError(f"{root}: its classes differ from the {len(names)} the model was trained on")
     samples = source.split("test")
     idx = example_indices(len(samples), k)
-    ds = SegmentationDataset([samples[i] for i in idx], source.lut, len(hp.class_names), transform=EvalPreset(None),
+    ds = SegmentationDataset([samples[i] for i in idx], source.lut, len(names),
                              color_table=source.color_table, cache=False)
     out = []
-    with torch.inference_mode():
-        for j, i in enumerate(idx):
-            image, mask = ds[j]
-            h, w = ds.decoded(j)[1].shape  # native size: the padding is cropped away
-            logits = module.model(image.unsqueeze(0))  # (1, C, H32, W32)
-            pred = logits.argmax(1)[0, :h, :w].numpy()
-            out.append((samples[i].image.name, image[:, :h, :w].permute(1, 2, 0).numpy(), mask[:h, :w].numpy(),
-                        pred))
-    return out, list(hp.class_names), [tuple(c) for c in hp.class_colors]
+    for j, i in enumerate(idx):
+        image, mask = ds.decoded(j)  # native resolution
+        out.append((samples[i].image.name, image, mask, predictor.predict(image)))
+    return out, names, list(predictor.classes.colors)
 
 
 def colorize(labels: np.ndarray, colors: list) -> np.ndarray:
