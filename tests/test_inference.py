@@ -50,7 +50,7 @@ def run(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def predictor(run) -> Predictor:
-    return load(run, device="cpu")
+    return load(run, device="cpu", amp=False)  # fp32: exact comparisons with references below
 
 
 def rgb(h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -91,7 +91,7 @@ def test_checkpoint_loads_as_run_folder_and_as_file(run, predictor):
     module = load_module(run)
     assert isinstance(module, SegModule) and module.hparams.class_names == NAMES
     image = rgb(64, 96)
-    from_file = load(run / "checkpoints" / "best.ckpt", device="cpu").predict(image)
+    from_file = load(run / "checkpoints" / "best.ckpt", device="cpu", amp=False).predict(image)
     np.testing.assert_array_equal(predictor.predict(image), from_file)
     assert predictor.classes.names == CAMVID11.names and predictor.num_classes == 11
 
@@ -196,7 +196,7 @@ def test_read_image_gives_rgb_uint8(tmp_path, name, write):
 def test_outputs_named_after_the_input_with_the_class_palette(tmp_path, run, predictor):
     photo = rgb_file(tmp_path / "in" / "photo.jpg")
     out = tmp_path / "out"
-    code, output = cli(["predict", run, photo, "--out", out, "--overlay", "--legend", "--alpha", "0.4"])
+    code, output = cli(["predict", run, photo, "--out", out, "--overlay", "--legend", "--alpha", "0.4", "--no-amp"])
     assert code == 0, output
     assert sorted(p.name for p in out.iterdir()) == ["legend.png", "photo.png", "photo_overlay.png"]
     mask_img = Image.open(out / "photo.png")
@@ -210,7 +210,7 @@ def test_outputs_named_after_the_input_with_the_class_palette(tmp_path, run, pre
 
 def test_npy_probabilities_sum_to_one(tmp_path, run, predictor):
     photo = rgb_file(tmp_path / "photo.png", 40, 70)
-    code, output = cli(["predict", run, photo, "--out", tmp_path / "out", "--format", "npy"])
+    code, output = cli(["predict", run, photo, "--out", tmp_path / "out", "--format", "npy", "--no-amp"])
     assert code == 0, output
     probs = np.load(tmp_path / "out" / "photo.npy")
     assert probs.shape == (11, 40, 70) and probs.dtype == np.float32
@@ -358,7 +358,7 @@ def test_save_pretrained_scratch_model(tmp_path, run, predictor):
     assert meta["spec"] == SPEC and meta["class_names"] == NAMES and meta["class_colors"] == COLORS
     assert meta["mean"] == pytest.approx([0.485, 0.456, 0.406]) and meta["std"] == pytest.approx([0.229, 0.224, 0.225])
     image = rgb(45, 61)
-    np.testing.assert_array_equal(load(tmp_path / "hub").predict(image), predictor.predict(image))
+    np.testing.assert_array_equal(load(tmp_path / "hub", amp=False).predict(image), predictor.predict(image))
 
 
 def test_save_pretrained_smp_model_loads_with_smp_alone(tmp_path):
@@ -379,7 +379,7 @@ def test_save_pretrained_smp_model_loads_with_smp_alone(tmp_path):
         mean, std = (torch.tensor(json.loads((folder / "seglab.json").read_text())[k]).view(1, 3, 1, 1) * 255
                      for k in ("mean", "std"))
         torch.testing.assert_close(plain((image.float() - mean) / std), expected, atol=1e-4, rtol=1e-4)
-    reloaded = load(folder, device="cpu")
+    reloaded = load(folder, device="cpu", amp=False)
     assert reloaded.classes == classes
     np.testing.assert_array_equal(reloaded.predict(rgb(32, 64)), expected.argmax(1)[0].numpy())
 
@@ -398,7 +398,7 @@ def test_predicts_at_the_scale_the_model_was_trained_at(tmp_path):
     """A model trained on images resized to 64x96 sees every input resized to 64x96; the mask comes back
     at the input's size. The scale travels with exports."""
     run = save_run(tmp_path / "scaled", eval_size=None)
-    predictor = load(run, device="cpu")
+    predictor = load(run, device="cpu", amp=False)
     assert predictor.input_size == (64, 96)
     image = rgb(150, 200)
     mask = predictor.predict(image)
@@ -413,4 +413,15 @@ def test_predicts_at_the_scale_the_model_was_trained_at(tmp_path):
     assert load(folder, device="cpu").input_size == (64, 96)
     onnx_path = export_onnx(model, predictor.classes, tmp_path / "m.onnx", input_size=(64, 96))
     assert load(onnx_path, device="cpu").input_size == (64, 96)
+
+
+def test_default_precision_follows_training(run):
+    """Without --amp/--no-amp, prediction uses the arithmetic `precision: auto` trains and evaluates with."""
+    from seglab.training.device import resolve_precision
+
+    default = load(run, device="cpu")
+    assert default.backend.amp == (resolve_precision("auto", "cpu") != "32")
+    exported_from = load(run, device="cpu", amp=False)
+    assert not exported_from.backend.amp
+    assert exported_from.backend.model.net.state_dict()  # fp32 weights stay contiguous for safetensors
 

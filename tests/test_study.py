@@ -28,7 +28,7 @@ def write_study(tmp_path, study, name="study.yaml"):
 
 
 def test_builtin_studies_load_and_validate():
-    assert {"quick", "seed000", "seed001"} <= builtin_studies().keys()
+    assert {"quick", "seed000", "seed001", "precision"} <= builtin_studies().keys()
     quick = load_study("quick")
     groups = {r.group for r in quick.runs}
     assert len(quick.runs) == 4 and groups == {"cnn", "transformer"}

@@ -75,6 +75,9 @@ class TrainConfig:
     accelerator: str = "auto"
     devices: str = "auto"
     channels_last: bool = True  # faster convolutions on CPU and tensor cores
+    # CPU threads: 0 = one per usable core (repeatable); N = exactly N; auto = measure 1 vs all cores during
+    # training and keep the faster (on a busy 2-core machine 1 thread can be several times faster)
+    threads: int | str = 0
     deterministic: bool = False  # True: repeatable CUDA runs at some speed cost (CPU runs repeat anyway)
 
 
@@ -300,6 +303,9 @@ def validate(cfg: RunConfig) -> None:
     for key, value in nonneg.items():
         if value < 0:
             raise SeglabError(f"config key '{key}': must be >= 0, got {value}")
+    t = cfg.train.threads
+    if (isinstance(t, str) and t != "auto") or (isinstance(t, int) and t < 0):
+        raise SeglabError(f"config key 'train.threads': bad value {t!r}; use 0 (all cores), a count, or auto")
     if not 0 <= cfg.train.warmup < 1:
         raise SeglabError(f"config key 'train.warmup': a fraction of the run in [0, 1), got {cfg.train.warmup}")
     cw = cfg.train.class_weights

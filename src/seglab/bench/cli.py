@@ -44,7 +44,7 @@ def register(app: typer.Typer) -> None:
         warmup: int = typer.Option(2, help="Untimed steps per path before timing."),
         rounds: int = typer.Option(3, help="Turns the two paths take, so load changes hit both."),
         threads: int | None = typer.Option(None, help="torch threads for both paths (default: torch's)."),
-        tune_threads: bool = typer.Option(False, help="Prototype: seglab's path picks its thread count by timing."),
+        tune_threads: bool = typer.Option(False, help="Prototype: seglab's path times its thread counts."),
         out: Path | None = typer.Option(None, help="Write the JSON report here."),
     ):
         """Images/s of the notebooks' training loop and of seglab's, their ratio (speedup), FLOP use, memory."""

@@ -80,5 +80,25 @@ def matmul_peak(dtype: torch.dtype, min_seconds: float = 0.05, max_n: int = 4096
         n *= 2
 
 
+def machine_peaks(cpus: int) -> dict[str, dict[str, float]]:
+    """Matmul peak per dtype at 1 thread and at ``cpus`` threads, and the better of the two ("best").
+
+    On a busy machine all threads can be slower than one, so the peak the CPU reaches right now is
+    the better of both; the thread count in force before is restored.
+    """
+    before = torch.get_num_threads()
+    peaks: dict[str, dict[str, float]] = {}
+    try:
+        for name, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16)):
+            per = {}
+            for n in sorted({1, cpus}):
+                torch.set_num_threads(n)
+                per[f"{n}_threads"] = round(matmul_peak(dtype))
+            peaks[name] = {**per, "best": max(per.values())}
+    finally:
+        torch.set_num_threads(before)
+    return peaks
+
+
 def utilisation(flops_per_image: float, images_per_s: float, peak: float) -> float:
     return flops_per_image * images_per_s / peak

@@ -67,7 +67,7 @@ def print_table(title: str, columns: list[str], rows: list[list], footer: str = 
 
     table = Table(title=title, caption=footer or None)
     for i, col in enumerate(columns):
-        table.add_column(col, justify="left" if i == 0 else "right")
+        table.add_column(col, justify="left" if i == 0 else "right", no_wrap=i == 0)
     for row in rows:
         table.add_row(*(_fmt(v) for v in row))
     Console().print(table)

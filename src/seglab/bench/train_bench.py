@@ -33,7 +33,6 @@ from torch.utils.data import DataLoader, Dataset
 from seglab.bench import flops
 from seglab.bench.memory import PeakRSS, rss_mb
 from seglab.bench.report import finish, machine_info, print_table, summarise
-from seglab.bench.threads import ThreadTuner
 from seglab.config import load_config
 from seglab.constants import IGNORE_INDEX
 from seglab.data.datamodule import SegDataModule
@@ -41,6 +40,7 @@ from seglab.models import build_model
 from seglab.training.device import resolve_precision
 from seglab.training.module import SegModule
 from seglab.training.run import open_data
+from seglab.training.threads import ThreadTuner, usable_cpus
 from seglab.training.trainer import make_trainer, quiet
 
 
@@ -143,8 +143,8 @@ class SeglabPath:
         clock = _StepClock()
         trainer = make_trainer(
             self.cfg.train, max_steps=steps, max_epochs=-1, limit_val_batches=0, num_sanity_val_steps=0,
-            logger=False, enable_checkpointing=False, enable_progress_bar=False, callbacks=[*self.extra_callbacks, clock],
-            default_root_dir=self.workdir,
+            logger=False, enable_checkpointing=False, enable_progress_bar=False,
+            callbacks=[*self.extra_callbacks, clock], default_root_dir=self.workdir,
         )
         with quiet():
             trainer.fit(self.module, datamodule=self.datamodule)
@@ -152,12 +152,28 @@ class SeglabPath:
         return list(np.diff(clock.ends))
 
 
+def _build_alone(makers, baseline: float, warmup: int, loader_batches: int) -> tuple[dict, dict]:
+    """Build and warm up each path before the next exists: its setup time, peak RSS and loader speed."""
+    paths, info = {}, {}
+    for make in makers:
+        t0 = time.perf_counter()
+        with PeakRSS(baseline) as peak:
+            path = make()
+            setup_s = time.perf_counter() - t0
+            if warmup:
+                path.run(warmup)
+        paths[path.name] = path
+        info[path.name] = {"setup_s": round(setup_s, 2), "peak_rss_mb": peak.mb,
+                           "loader_imgs_per_s": round(loader_throughput(path.loader, loader_batches), 2)}
+    return paths, info
+
+
 def run_train_bench(data: str, spec: str, size: tuple[int, int], batch: int, steps: int = 12, warmup: int = 2,
                     rounds: int = 3, threads: int | None = None, tune_threads: bool = False, out=None,
                     show: bool = True) -> dict:
     """Measure both paths and return (and write to ``out``) the report; ``speedup`` = seglab / notebook.
 
-    ``tune_threads`` adds the prototype ThreadTuner (bench/threads.py) to seglab's path only.
+    ``tune_threads`` adds the ThreadTuner (training/threads.py, `train.threads: auto`) to seglab's path.
     """
     threads = threads or torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -169,19 +185,9 @@ def run_train_bench(data: str, spec: str, size: tuple[int, int], batch: int, ste
     precision = resolve_precision(cfg.train.precision, cfg.train.accelerator)
 
     with tempfile.TemporaryDirectory(prefix="seglab-bench-") as workdir:
-        paths, info = {}, {}
-        for make in (lambda: NotebookPath(source, spec, size, batch, threads),
-                     lambda: SeglabPath(cfg, source, threads, workdir, [ThreadTuner()] if tune_threads else [])):
-            t0 = time.perf_counter()
-            with PeakRSS(baseline) as peak:
-                path = make()
-                setup_s = time.perf_counter() - t0
-                if warmup:
-                    path.run(warmup)
-            paths[path.name] = path
-            info[path.name] = {"setup_s": round(setup_s, 2), "peak_rss_mb": peak.mb,
-                               "loader_imgs_per_s": loader_throughput(path.loader, steps)}
-
+        makers = (lambda: NotebookPath(source, spec, size, batch, threads),
+                  lambda: SeglabPath(cfg, source, threads, workdir, [ThreadTuner()] if tune_threads else []))
+        paths, info = _build_alone(makers, baseline, warmup, steps)
         per_round = math.ceil(steps / rounds) + 1  # + 1: the first step of a round is not timed
         times: dict[str, list[float]] = {name: [] for name in paths}
         for _ in range(rounds):
@@ -190,7 +196,7 @@ def run_train_bench(data: str, spec: str, size: tuple[int, int], batch: int, ste
 
     flops_per_image = flops.train_flops_per_image(build_model(spec, source.classes.num_classes, weights="none"),
                                                   size, source.classes.num_classes)
-    peaks = {"float32": flops.matmul_peak(torch.float32), "bfloat16": flops.matmul_peak(torch.bfloat16)}
+    peaks = flops.machine_peaks(usable_cpus())
     settings = {
         "notebook": {"precision": "32", "channels_last": False, "workers": 0, "cache": False,
                      "threads": paths["notebook"].threads},
@@ -201,7 +207,7 @@ def run_train_bench(data: str, spec: str, size: tuple[int, int], batch: int, ste
     results = {}
     for name in paths:
         s = summarise(times[name], batch)
-        peak = peaks["bfloat16" if settings[name]["precision"] == "bf16-mixed" else "float32"]
+        peak = peaks["bfloat16" if settings[name]["precision"] == "bf16-mixed" else "float32"]["best"]
         results[name] = {**settings[name], **info[name], **{k: v for k, v in s.items() if k != "per_s"},
                          "imgs_per_s": round(s["per_s"], 4),
                          "utilisation": flops.utilisation(flops_per_image, s["per_s"], peak)}
@@ -213,9 +219,9 @@ def run_train_bench(data: str, spec: str, size: tuple[int, int], batch: int, ste
                   "timed_steps_per_path": rounds * (per_round - 1)},
         "paths": results,
         "compute": {"train_flops_per_image": flops_per_image,
-                    "matmul_peak_flops": {k: round(v) for k, v in peaks.items()},
-                    "note": "utilisation = train FLOPs/image x images/s / matmul peak of the path's dtype "
-                            "(bf16 for bf16-mixed, else fp32), at the thread count of the run"},
+                    "matmul_peak_flops": peaks,
+                    "note": "utilisation = train FLOPs/image x images/s / best matmul peak of the path's dtype "
+                            "(bf16 for bf16-mixed, else fp32) over 1 thread and all usable CPUs"},
         "machine": machine,
     }
     finish(report, out)
@@ -226,9 +232,9 @@ def run_train_bench(data: str, spec: str, size: tuple[int, int], batch: int, ste
 
 def _print(report: dict) -> None:
     rows = [[name, p["precision"], p["imgs_per_s"], 1000 * p["step_s_median"], p["utilisation"],
-             p["peak_rss_mb"], p["setup_s"]] for name, p in report["paths"].items()]
+             p["loader_imgs_per_s"], p["peak_rss_mb"], p["setup_s"]] for name, p in report["paths"].items()]
     s = report["setup"]
     print_table(f"training: {s['model']} {s['size'][0]}x{s['size'][1]} batch {s['batch']}",
-                ["path", "precision", "img/s", "step ms", "of peak", "peak RSS MB", "setup s"], rows,
-                footer=f"speedup {report['speedup']:.2f}x  ({report['machine']['cpu']}, "
-                       f"{report['paths']['seglab']['threads']} threads)")
+                ["path", "precision", "img/s", "step ms", "of peak", "loader img/s", "peak RSS MB", "setup s"], rows,
+                footer=f"speedup {report['speedup']:.2f}x  ({report['machine']['cpu']}; threads: notebook "
+                       f"{report['paths']['notebook']['threads']}, seglab {report['paths']['seglab']['threads']})")

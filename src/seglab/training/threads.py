@@ -1,11 +1,11 @@
-"""Prototype: choose torch's intra-op thread count by timing training steps, and re-check as load changes.
+"""Choose torch's intra-op thread count by timing training steps, and re-check as load changes.
 
 On a 2-core machine that also runs other work, two OpenMP threads can be several times slower than one:
 every parallel region (each op, often several per op) waits for its slowest thread, and a thread whose
 core is taken by another process stalls the op until it is scheduled again. bf16 ops are short, so they
 suffer most. On an idle machine two threads win. Which count is faster depends on the load, so it is
-measured, not guessed. Meant to be added by ``training.trainer.make_trainer`` on CPU runs; until then
-``seglab bench train --tune-threads`` adds it to seglab's path to show its effect.
+measured, not guessed. ``train.threads: auto`` adds it to CPU runs. It is opt-in because thread counts
+change floating-point summation order: a run that switches counts does not repeat bit for bit.
 """
 
 from __future__ import annotations
