@@ -425,3 +425,15 @@ def test_default_precision_follows_training(run):
     assert not exported_from.backend.amp
     assert exported_from.backend.model.net.state_dict()  # fp32 weights stay contiguous for safetensors
 
+
+
+def test_banded_upsampling_equals_interpolate():
+    """Training-scale prediction upsamples in row bands (bounded memory for huge images) with the very
+    numbers F.interpolate would give for the whole image."""
+    from seglab.inference.predictor import upsample_rows
+
+    z = torch.randn(5, 12, 17)
+    whole = torch.nn.functional.interpolate(z[None], size=(100, 131), mode="bilinear", align_corners=False)[0]
+    bands = list(upsample_rows(z, 100, 131, rows=7))
+    assert [y for y, _ in bands] == list(range(0, 100, 7))
+    torch.testing.assert_close(torch.cat([b for _, b in bands], dim=1), whole, atol=1e-5, rtol=1e-5)

@@ -185,8 +185,14 @@ class Predictor:
             logits = self._logits(torch.stack([torch.from_numpy(a).permute(2, 0, 1) for a in small]))  # (n,C,h,w)
             for a, z in zip(chunk, logits):
                 # logits, not probabilities, are upsampled: exactly what `seglab evaluate` scores
-                full = F.interpolate(z[None], size=a.shape[:2], mode="bilinear", align_corners=False)[0]
-                out.append(full.softmax(0).numpy() if proba else full.argmax(0).to(torch.uint8).numpy())
+                H, W = a.shape[:2]
+                result = np.empty((self.num_classes, H, W) if proba else (H, W), np.float32 if proba else np.uint8)
+                for y0, band in upsample_rows(z, H, W, rows=max(1, self.tile * self.tile // max(W, 1))):
+                    if proba:
+                        result[:, y0:y0 + band.shape[1]] = band.softmax(0).numpy()
+                    else:
+                        result[y0:y0 + band.shape[1]] = band.argmax(0).to(torch.uint8).numpy()
+                out.append(result)
         return out
 
     # -----------------------------------------------------------------------------------------------
@@ -260,6 +266,18 @@ class Predictor:
                 yield y, acc[:, :rows, :w] / weight[:rows, :w]
             acc = torch.cat([acc[:, done:], torch.zeros(self.num_classes, done, wp)], dim=1)
             weight = torch.cat([weight[done:], torch.zeros(done, wp)])
+
+
+def upsample_rows(logits: torch.Tensor, H: int, W: int, rows: int) -> Iterator[tuple[int, torch.Tensor]]:
+    """Bilinear upsampling of (C, h, w) logits to (C, H, W), ``rows`` output rows at a time, so a huge
+    image never holds C x H x W floats. grid_sample with these coordinates samples exactly where
+    ``F.interpolate(mode="bilinear", align_corners=False)`` does (border clamping included)."""
+    xs = (torch.arange(W, dtype=torch.float32) + 0.5) * 2 / W - 1  # output pixel centres in [-1, 1]
+    for y0 in range(0, H, rows):
+        ys = (torch.arange(y0, min(y0 + rows, H), dtype=torch.float32) + 0.5) * 2 / H - 1
+        grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)[None]  # (1, rows, W, 2) as (x, y)
+        yield y0, F.grid_sample(logits[None], grid, mode="bilinear", padding_mode="border",
+                                align_corners=False)[0]
 
 
 def _starts(length: int, tile: int, overlap: int) -> list[int]:
