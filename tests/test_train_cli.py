@@ -116,6 +116,13 @@ def test_bad_files_are_named(capsys, tiny_camvid, tmp_path):
     assert not any((tmp_path).glob("*/checkpoints/*.ckpt"))  # failed before any training
 
     cv2.imwrite(str(label), np.zeros_like(mask))
+    test_image = min((tiny_camvid / "test").iterdir())
+    original = test_image.read_bytes()
+    test_image.write_bytes(b"not a png")
+    r = run_cli(capsys, *TRAIN, "--data", tiny_camvid, "--epochs", "1", "--out", tmp_path, "--name", "t0")
+    assert_one_line_error(r, test_image.name)
+    assert not (tmp_path / "t0" / "checkpoints").exists()  # found before training, not after it
+    test_image.write_bytes(original)
     image = min((tiny_camvid / "val").iterdir())
     image.write_bytes(image.read_bytes()[:100])  # truncated PNG
     r = run_cli(capsys, *TRAIN, "--data", tiny_camvid, "--epochs", "1", "--out", tmp_path, "--name", "t")

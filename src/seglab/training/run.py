@@ -75,6 +75,8 @@ def train(cfg: RunConfig, resume: bool = False) -> RunDir:
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
     dm = SegDataModule(source, cfg.to_dict()["data"], seed=cfg.train.seed)
     dm.setup("fit")  # decode and validate every image now: bad files fail before any training
+    if "test" in source.splits:
+        dm.dataset("test")  # the test split is scored at the end: check it now, not after hours of training
     class_weights = resolve_class_weights(cfg, dm, source.classes.num_classes)
 
     config = cfg.to_dict()
