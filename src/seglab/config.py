@@ -99,8 +99,7 @@ class RunConfig:
 
     def eval_input_size(self) -> tuple[int, int] | None:
         """(H, W) images are resized to for evaluation and prediction; None for native resolution."""
-        e = self.data.eval_size
-        return None if e == "native" else (e or self.data.size)
+        return eval_input_size(self.data.eval_size, self.data.size)
 
     def run_name(self) -> str:
         if self.name:
@@ -109,6 +108,11 @@ class RunConfig:
         length = f"{self.train.budget}" if self.train.budget else f"{self.train.epochs}ep"
         model = self.model.spec.replace(":", "-")
         return f"{model}_{h}x{w}_bs{self.data.batch_size}_{length}"
+
+
+def eval_input_size(eval_size, size) -> tuple[int, int] | None:
+    """The one rule for the evaluation scale: "native" -> None, unset -> the training size, else eval_size."""
+    return None if eval_size == "native" else tuple(eval_size or size)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from seglab.config import eval_input_size
 from seglab.constants import IGNORE_INDEX
 from seglab.data.dataset import SegmentationDataset
 from seglab.data.sources import DataSource
@@ -53,8 +54,7 @@ class SegDataModule(L.LightningDataModule):
                 transform = TrainPreset(tuple(c["size"]), scale_crop=c["scale_crop"], hflip=c["hflip"],
                                         color_jitter=c["color_jitter"], seed=self.seed)
             else:
-                e = c["eval_size"]
-                transform = EvalPreset(None if e == "native" else tuple(e or c["size"]))
+                transform = EvalPreset(eval_input_size(c["eval_size"], c["size"]))
             ds = SegmentationDataset(self.source.split(split), self.source.lut, self.source.classes.num_classes,
                                      transform=transform, color_table=self.source.color_table, cache=c["cache"])
             if c["cache"]:
@@ -80,9 +80,11 @@ class SegDataModule(L.LightningDataModule):
     def _eval_batch_size(self, split: str) -> int:
         """Resized evaluation upsamples logits to the labels' size: labels of different sizes in one batch
         would be padded to the largest and misalign, so such splits go one image at a time."""
+        if self.cfg["eval_size"] == "native":
+            return self.eval_batch_size  # images and labels padded alike: any sizes batch together
+        if not self.cfg["cache"]:
+            return 1  # label sizes unknown without decoding every file again
         ds = self.dataset(split)
-        if self.cfg["eval_size"] == "native" or not self.cfg["cache"]:
-            return self.eval_batch_size if self.cfg["eval_size"] == "native" else 1
         sizes = {ds.decoded(i)[1].shape for i in range(len(ds))}
         return self.eval_batch_size if len(sizes) == 1 else 1
 

@@ -68,6 +68,12 @@ class EvalPreset(_Preset):
     def __call__(self, image, mask):
         if self.size is None:
             return super().__call__(image, mask)
-        h, w = self.size
-        shrink = h * w < image.shape[0] * image.shape[1]
-        return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR), mask
+        return resize_image(image, self.size), mask
+
+
+def resize_image(image, size: tuple[int, int]):
+    """Resize an (H, W, 3) image to ``size`` (H, W) as evaluation and prediction both do: area filter when
+    shrinking, linear when enlarging. One function, so `seglab predict` sees what `seglab evaluate` scored."""
+    h, w = size
+    shrink = h * w < image.shape[0] * image.shape[1]
+    return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)

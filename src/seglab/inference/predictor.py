@@ -15,7 +15,6 @@ import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -23,6 +22,7 @@ from PIL import Image
 
 from seglab.constants import SIZE_DIVISOR
 from seglab.data.classes import ClassSet, default_colors
+from seglab.data.transforms import resize_image
 from seglab.errors import SeglabError
 from seglab.inference.io import to_rgb
 from seglab.training.device import resolve_precision
@@ -180,8 +180,7 @@ class Predictor:
         out = []
         for s in range(0, len(arrays), self.batch_size):
             chunk = arrays[s:s + self.batch_size]
-            small = [cv2.resize(a, (w, h), interpolation=cv2.INTER_AREA if h * w < a.shape[0] * a.shape[1]
-                                else cv2.INTER_LINEAR) for a in chunk]
+            small = [resize_image(a, (h, w)) for a in chunk]
             logits = self._logits(torch.stack([torch.from_numpy(a).permute(2, 0, 1) for a in small]))  # (n,C,h,w)
             for a, z in zip(chunk, logits):
                 # logits, not probabilities, are upsampled: exactly what `seglab evaluate` scores
