@@ -27,9 +27,12 @@ from scipy import stats
 from seglab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from seglab.data import CAMVID11
 from seglab.errors import SeglabError
-from seglab.study.compare import SINGLE_RUN, compare, conclusions, load_results
+from seglab.metrics import ConfusionMatrix
+from seglab.runs import RunDir, write_per_image
+from seglab.study.compare import IMAGE_TEST, SEED_TEST, load_results, work_mismatches
+from seglab.study.conclusions import conclusions
 from seglab.study.report import build_report, examples
-from seglab.training.callbacks import EPOCH_COLUMNS
+from seglab.training.callbacks import METRICS_COLUMNS
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
 OFFLINE = "none (imagenet unavailable: no network)"
@@ -54,24 +57,39 @@ def run_config(name: str, spec: str, overrides: dict, data_root: Path, seed: int
     return cfg.to_dict()
 
 
-def fake_metrics(miou: float, rng: np.random.Generator) -> dict:
-    """A metrics.json whose mIoU is exactly ``miou``; the last class is absent (null), as CamVid allows."""
+N_IMAGES = 30
+
+
+def fake_per_image(miou: float, rng: np.random.Generator) -> np.ndarray:
+    """(N_IMAGES, k, k) per-image matrices whose split mIoU is close to ``miou``: each image has its own
+    scale (so test images disagree and a bootstrap has spread); the last class is absent, as CamVid allows."""
     k = CAMVID11.num_classes
-    per_class = [miou + o for o in np.linspace(-0.25, 0.25, k - 1)] + [None]
-    cm = rng.integers(0, 400, (k, k)) + np.diag(rng.integers(5000, 20000, k))
-    cm[-1] = 0
-    return {"miou": miou, "pixel_accuracy": miou + 0.3, "mean_class_accuracy": miou + 0.1, "per_class_iou": per_class,
-            "mean_dice": miou + 0.1, "per_class_dice": per_class, "fw_iou": miou + 0.2,
-            "confusion_matrix": cm.tolist(), "class_names": list(CAMVID11.names), "split": "test", "num_images": 3}
+    diag = 1000.0
+    off = diag * (1 - miou) / (2 * (k - 2) * miou)  # uniform confusion among the k - 1 present classes
+    scale, noise = rng.lognormal(0, 0.3, N_IMAGES), rng.lognormal(0, 0.4, N_IMAGES)
+    noise /= (scale * noise).sum() / scale.sum()  # images disagree, the split total stays on target
+    mats = np.zeros((N_IMAGES, k, k), np.int64)
+    for i in range(N_IMAGES):
+        m = np.full((k - 1, k - 1), off * noise[i]) + np.diag(np.full(k - 1, diag - off * noise[i]))
+        mats[i, : k - 1, : k - 1] = np.round(m * scale[i])
+    return mats
+
+
+def fake_metrics(mats: np.ndarray) -> dict:
+    """metrics.json as evaluate writes it, computed from the per-image matrices."""
+    cm = ConfusionMatrix(CAMVID11.num_classes, list(CAMVID11.names))
+    cm.mat = torch.as_tensor(mats.sum(0))
+    return {**cm.compute(), "split": "test", "num_images": len(mats)}
 
 
 def write_epochs(path: Path, final_val: float) -> None:
     with path.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=EPOCH_COLUMNS)
+        w = csv.DictWriter(f, fieldnames=METRICS_COLUMNS)
         w.writeheader()
-        for e in range(1, 6):
-            w.writerow({"epoch": e, "train_loss": 2.0 / e + 1 - final_val, "val_loss": 2.2 / e + 1.2 - final_val, "val_miou": final_val * e / 5,
-                        "val_pixel_accuracy": 0.5 + e / 20, "val_mean_dice": final_val * e / 5 + 0.05,
+        for e in range(1, 11):
+            w.writerow({"step": 5 * e, "epoch": e / 2, "images": 40 * e, "train_loss": 2.0 / e + 1 - final_val,
+                        "val_loss": 2.2 / e + 1.2 - final_val, "val_miou": final_val * e / 10,
+                        "val_pixel_accuracy": 0.5 + e / 40, "val_mean_dice": final_val * e / 10 + 0.05,
                         "val_mean_class_accuracy": 0.4, "lr": 1e-3, "seconds": 12.5})
 
 
@@ -94,17 +112,20 @@ def make_study(root: Path, data_root: Path, seeds: list[int], checkpoint: bool =
             run_dir.mkdir(parents=True)
             config = run_config(name, spec, overrides, data_root, seed)
             (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-            test = mious[seed]
+            mats = fake_per_image(mious[seed], rng)
+            metrics = fake_metrics(mats)
             info = {"status": "finished", "name": name, "model": spec, "params": 1_234_567 if group == "cnn" else 3_700_000,
                     "weights": weights, "precision": "32", "accelerator": "cpu", "num_classes": 11,
-                    "class_names": list(CAMVID11.names), "epochs": 5, "steps": 50, "train_seconds": 62.5 + seed,
-                    "best_val_miou": test + 0.02,
+                    "class_names": list(CAMVID11.names), "epochs": 5.0, "steps": 50, "steps_planned": 50,
+                    "batch_size": 8, "images_seen": 400, "train_seconds": 62.5 + seed, "cpu_seconds": 120.0,
+                    "img_per_s": 6.4, "best_val_miou": metrics["miou"] + 0.02,
                     "environment": {"seglab": "0.1.0", "python": "3.11.2", "torch": torch.__version__,
                                     "platform": "Linux", "cpu": "x86_64", "cpu_threads": 2, "gpu": None,
                                     "commit": "abc1234"}}
             (run_dir / "run.json").write_text(json.dumps(info))
-            (run_dir / "metrics.json").write_text(json.dumps(fake_metrics(test, rng)))
-            write_epochs(run_dir / "metrics.csv", test + 0.02)
+            (run_dir / "metrics.json").write_text(json.dumps(metrics))
+            write_per_image(RunDir(run_dir).per_image("test"), mats, [f"img{i:03d}.png" for i in range(N_IMAGES)])
+            write_epochs(run_dir / "metrics.csv", metrics["miou"] + 0.02)
             if checkpoint and name == (BEST if len(seeds) > 1 else "cnn+recipe"):
                 save_checkpoint(run_dir, config)
             entries.append({"name": name, "group": group, "baseline": baseline, "config_name": cname, "seed": seed,
@@ -131,55 +152,85 @@ def built(study) -> tuple[Path, Path]:
     return build_report(study)
 
 
-def test_rows_aggregate_seeds_and_test_against_baseline(study):
+def test_rows_aggregate_seeds_and_test_paired_by_seed(study):
     res = load_results(study)
     rows = {r.config_name: r for r in res.rows}
     assert list(rows) == [*CONFIGS, "vit+big"]
+    deltas = []
     for name, row in rows.items():
         if name == "vit+big":
             assert row.status == "failed" and row.stats["test_miou"].n == 0 and row.delta is None
             continue
-        mious = CONFIGS[name][-1]
+        mious = [r.test["miou"] for r in sorted(row.finished, key=lambda r: r.seed)]
+        assert mious == pytest.approx(CONFIGS[name][-1], abs=0.01)  # the fakes hit their targets
         s = row.stats["test_miou"]
         assert s.n == 2 and s.mean == pytest.approx(np.mean(mious)) and s.std == pytest.approx(np.std(mious, ddof=1))
         assert row.stats["val_miou"].mean == pytest.approx(np.mean(mious) + 0.02)
+        assert row.stats["steps"].mean == 50 and row.stats["images_seen"].mean == 400
         if row.baseline:
             assert row.delta is None
             continue
-        base = CONFIGS[row.group][-1]
-        ref = stats.ttest_ind(mious, base, equal_var=False)
-        assert row.delta.diff == pytest.approx(np.mean(mious) - np.mean(base))
-        assert row.delta.p_value == pytest.approx(ref.pvalue)
-        assert row.delta.ci[0] < row.delta.diff < row.delta.ci[1]
-    assert rows["cnn+recipe"].delta.significant and not rows["vit+jitter"].delta.significant
+        base_runs = sorted(rows[row.group].finished, key=lambda r: r.seed)
+        base = [r.test["miou"] for r in base_runs]
+        ref = stats.ttest_rel(mious, base)  # paired by seed: same seed, same data order and initialisation
+        d = row.delta
+        assert d.test == SEED_TEST and d.training_noise_measured
+        assert d.diff == pytest.approx(np.mean(mious) - np.mean(base))
+        assert d.p_value == pytest.approx(ref.pvalue)
+        assert d.ci[0] < d.diff < d.ci[1]
+        assert d.images is not None and d.images.low < d.diff < d.images.high  # test-image noise, also reported
+        deltas.append(d)
+    ps = sorted(d.p_value for d in deltas)
+    assert sorted(d.p_holm for d in deltas) == pytest.approx([min(1, 2 * ps[0]), max(min(1, 2 * ps[0]), ps[1])])
     assert res.best_run().name == BEST and res.best_row().config_name == "cnn+recipe"
 
 
-def test_single_runs_get_no_noise_estimate():
-    d = compare([0.6], [0.5, 0.52], "base")
-    assert d.p_value is None and d.test == SINGLE_RUN and d.significant is None
-    assert d.diff == pytest.approx(0.09)
-    assert compare([0.6, 0.6], [0.5, 0.5], "base").p_value is None  # no spread: t would be infinite
-
-
-def test_conclusions_name_effects_failures_and_offline_weights(study):
-    text = "\n".join(conclusions(load_results(study)))
-    assert re.search(r"\*\*cnn\+recipe\*\* helped .*\+8\.0 points", text)
-    assert "Welch" in text and "p = " in text
-    assert re.search(r"\*\*vit\+jitter\*\* showed no change larger than the noise", text)
-    assert FAILED[0] in text and FAILED[1] in text
-    assert "imagenet unavailable" in text
-
-
-def test_conclusions_are_honest_with_one_seed(tmp_path):
+def test_single_runs_verdicts_cover_test_images_only(tmp_path):
     study = make_study(tmp_path / "single", make_camvid(tmp_path / "camvid", n_per_split=1), seeds=[0],
                        checkpoint=False)
-    text = "\n".join(conclusions(load_results(study)))
-    assert "apparently helped" in text and "no noise estimate" in text and "repeats: 3" in text
-    assert " helped against" not in text.replace("apparently helped", "")
+    res = load_results(study)
+    rows = {r.config_name: r for r in res.rows}
+    d = rows["cnn+recipe"].delta
+    assert d.test == IMAGE_TEST and not d.training_noise_measured and d.seeds.p_value is None
+    assert d.images.estimate == pytest.approx(d.diff) and 0 < d.images.low < d.diff < d.images.high
+    assert d.significant  # +8 points over 30 images
+    text = "\n".join(conclusions(res))
+    assert re.search(r"\*\*cnn\+recipe\*\* scored higher than \*\*cnn\*\*: test mIoU \+[78]\.\d points", text)
+    assert "covers only which test images were drawn" in text and "--repeats 3" in text
+    assert not re.search(r"\bhelped\b", text)  # no improvement claimed without training noise
+    assert "Holm-corrected" in text
+    iv = rows["cnn"].finished[0].test_interval
+    assert iv.low < rows["cnn"].stats["test_miou"].mean < iv.high
     md, page = build_report(study)
+    assert "not measured (one run per configuration)" in md.read_text()
     assert "has no checkpoint" in md.read_text() and "has no checkpoint" in page.read_text()
     assert not (study / "report_files" / "examples.png").exists()
+
+
+def test_conclusions_name_effects_failures_and_weights(study):
+    text = "\n".join(conclusions(load_results(study)))
+    assert re.search(r"\*\*cnn\+recipe\*\* (helped|showed no change larger than the noise) against \*\*cnn\*\*: "
+                     r"test mIoU \+[78]\.\d points", text)
+    assert SEED_TEST.capitalize() in text and "Holm-corrected" in text and "covers training noise" in text
+    assert "d_z = " in text and "exact sign-flip test cannot go below p = 0.5" in text  # two seeds
+    assert FAILED[0] in text and FAILED[1] in text
+    assert re.search(r"Weights: \*\*cnn\*\*, \*\*cnn\+recipe\*\* start from random initialisation \(from "
+                     r"scratch\); \*\*vit\*\*, \*\*vit\+jitter\*\* start from random initialisation because "
+                     r"ImageNet weights were unavailable \(no network\)", text)
+
+
+def test_unequal_work_is_flagged(tmp_path):
+    study = make_study(tmp_path / "work", make_camvid(tmp_path / "camvid", n_per_split=1), seeds=[0],
+                       checkpoint=False)
+    info = study / "runs" / "cnn+recipe" / "run.json"
+    info.write_text(json.dumps({**json.loads(info.read_text()), "images_seen": 376, "steps": 47}))  # -6%
+    res = load_results(study)
+    assert [(r.name, b.name, round(off, 3)) for r, b, off in work_mismatches(res)] == [("cnn+recipe", "cnn", -0.06)]
+    text = "\n".join(conclusions(res))
+    assert "Unequal work: **cnn+recipe** trained on 376 images and **cnn** on 400, -6%" in text
+    assert "stopped early, after 94% of its planned training (47 of 50 steps)" in text
+    info.write_text(json.dumps({**json.loads(info.read_text()), "images_seen": 384, "steps": 48}))  # -4%: fine
+    assert work_mismatches(load_results(study)) == []
 
 
 def test_report_has_table_rows_and_every_section(study, built):
@@ -192,7 +243,8 @@ def test_report_has_table_rows_and_every_section(study, built):
         assert f"## {title}" in text and title in page.read_text()
     for fig in ("curves", "per_class_iou", "confusion", "examples"):
         assert f"(report_files/{fig}.png)" in text and (study / "report_files" / f"{fig}.png").is_file()
-    assert "+8.0" in text and "failed" in text and FAILED[1] in text and OFFLINE in text
+    assert re.search(r"\| \+8\.\d \|", text) and "failed" in text and FAILED[1] in text and OFFLINE in text
+    assert "| steps | images | epochs |" in text and "training seeds" in text and "single-thread" not in text
     assert "`train.optimizer=adamw`" in text  # config diff against the defaults
 
 

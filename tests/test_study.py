@@ -30,10 +30,16 @@ def write_study(tmp_path, study, name="study.yaml"):
 def test_builtin_studies_load_and_validate():
     assert {"quick", "seed000", "seed001", "precision"} <= builtin_studies().keys()
     quick = load_study("quick")
-    groups = {r.group for r in quick.runs}
-    assert len(quick.runs) == 4 and groups == {"cnn", "transformer"}
-    assert sum(r.baseline for r in quick.runs) == 2
-    assert all(r.config.train.budget == "3m" for r in quick.runs)  # equal cost
+    assert [r.name for r in quick.runs] == ["cnn", "cnn+cosine", "transformer"]
+    assert {r.group for r in quick.runs} == {"quick"} and [r.baseline for r in quick.runs] == [True, False, False]
+    # equal work: one compute budget, converted into steps, for every run
+    assert all(r.config.train.budget == "4m" and r.config.train.budget_clock == "compute" for r in quick.runs)
+    # offline: the CNN uses the ImageNet encoder seglab installs; the transformer is from scratch on purpose
+    assert {r.name: (r.config.model.spec, r.config.model.weights) for r in quick.runs} == {
+        "cnn": ("fpn:efficientnet-lite0", "imagenet"), "cnn+cosine": ("fpn:efficientnet-lite0", "imagenet"),
+        "transformer": ("segformer:mit_b0", "none")}
+    assert "from scratch" in quick.source and "on purpose" in quick.source
+    assert len(load_study("quick", repeats=3).runs) == 9
     seed000 = load_study("seed000", data_root="/data/camvid")
     assert all(r.config.data.remap == "camvid6" and r.config.data.root == "/data/camvid" for r in seed000.runs)
     seed001 = load_study("seed001")
@@ -57,6 +63,8 @@ def test_repeats_make_one_run_per_seed(tmp_path):
     ({"runs": [{"name": "a", "train": {"lr": "fast"}}]}, "run 'a': config key 'train.lr'"),
     ({"runs": [{"name": "a", "baseline": True}, {"name": "b", "baseline": True}]}, "already has baseline"),
     ({"repeats": 0}, "repeats"),
+    ({"runs": [{"name": "a", "train": {"budget_clock": "sundial"}}]}, "train.budget_clock"),
+    ({"runs": [{"name": "a", "train": {"steps": 0}}]}, "train.steps"),
     ({"runs": []}, "non-empty list"),
 ])
 def test_bad_study_files(tmp_path, change, fragment):
@@ -111,3 +119,34 @@ def test_eta_adds_measured_overhead_to_budgets(tmp_path):
     runs = load_study(str(write_study(tmp_path, study))).runs
     assert _eta([], runs) == pytest.approx(2 * (120 + 60))  # nothing measured yet: 60 s overhead each
     assert _eta([(runs[0], 150.0)], runs[1:]) == pytest.approx(120 + 30)  # measured: 30 s over budget
+
+
+def test_budgeted_study_calibrates_once_per_cost_and_pairs_runs(capsys, caplog, tmp_path, tiny_camvid):
+    """Runs that differ only in recipe share one measured step cost, so they do exactly the same steps; the
+    measurement is kept for a resumed study; a broken run stops the study before anything trains."""
+    study = {**TINY, "defaults": {**TINY["defaults"], "train": {"budget": "2s"}},
+             "runs": [*TINY["runs"], {"name": "bigger", "group": "g", "data": {"batch_size": 3}}]}
+    path = write_study(tmp_path, study)
+    out = tmp_path / "studies"
+    r = run_cli(capsys, "study", path, "--data", tiny_camvid, "--out", out, "--no-report")
+    assert r.code == 0, r.err[-3000:]
+    cal = json.loads((out / "tiny" / "calibration.json").read_text())
+    assert len(cal) == 2  # base and adamw share a cost; batch 3 is another
+    infos = {n: json.loads((out / "tiny" / "runs" / n / "run.json").read_text()) for n in ("base", "adamw", "bigger")}
+    assert infos["base"]["steps"] == infos["adamw"]["steps"] == infos["base"]["budget"]["steps"] > 0
+    assert infos["base"]["budget"] == infos["adamw"]["budget"] != infos["bigger"]["budget"]
+    for info in infos.values():
+        b = info["budget"]
+        assert info["steps"] == info["steps_planned"] == b["steps"]
+        assert b["steps"] == max(1, int(2 * b["threads"] / b["seconds_per_step"]))
+        assert info["images_seen"] == b["steps"] * info["batch_size"] and info["cpu_seconds"] > 0
+    config = yaml.safe_load((out / "tiny" / "runs" / "base" / "config.yaml").read_text())
+    assert config["train"]["steps"] == infos["base"]["steps"] and config["train"]["budget"] == "2s"
+
+    # a study with a broken run fails before training anything, naming the run
+    broken = {**study, "name": "broken",
+              "runs": [*study["runs"], {"name": "typo", "group": "g", "model": {"spec": "unet:resnet1800"}}]}
+    r = run_cli(capsys, "study", write_study(tmp_path, broken, "broken.yaml"), "--data", tiny_camvid, "--out", out,
+                "--no-report")
+    assert_one_line_error(r, "run 'typo'", "resnet1800")
+    assert not (out / "broken" / "runs").exists()

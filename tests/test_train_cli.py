@@ -34,7 +34,7 @@ def test_train_writes_a_complete_run_folder(capsys, tiny_camvid, tmp_path):
     assert Path(config["data"]["root"]).is_absolute()  # the saved config names the data actually used
     assert (run / "checkpoints" / "best.ckpt").is_file() and (run / "checkpoints" / "last.ckpt").is_file()
     rows = epochs_csv(run)
-    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert [float(r["epoch"]) for r in rows] == [1, 2]
     assert all(float(r["val_miou"]) >= 0 and float(r["seconds"]) > 0 and float(r["lr"]) > 0 for r in rows)
     metrics = json.loads((run / "metrics.json").read_text())
     assert METRIC_KEYS <= metrics.keys()
@@ -67,7 +67,7 @@ def test_resume_continues_where_it_stopped(capsys, tiny_camvid, tmp_path):
     r = run_cli(capsys, "train", "--resume", run)
     assert r.code == 0, r.err[-3000:]
     rows = epochs_csv(run)
-    assert [int(x["epoch"]) for x in rows] == [1, 2] and rows[0] == first[0]
+    assert [float(x["epoch"]) for x in rows] == [1, 2] and rows[0] == first[0]
     assert json.loads((run / "run.json").read_text())["epochs"] == 2
 
 
@@ -187,7 +187,16 @@ def test_early_stopping_max_time_and_budget(capsys, tiny_camvid, tmp_path):
     assert r.code == 0, r.err[-3000:]
     rows = epochs_csv(tmp_path / "budget")
     assert len(rows) >= 1 and (tmp_path / "budget" / "metrics.json").is_file()
-    assert float(rows[-1]["lr"]) < 1e-3  # the cosine schedule ran over the budget's time, not epochs
+    assert float(rows[-1]["lr"]) < 1e-3  # the cosine schedule ran over the budget's steps, not epochs
+    info = json.loads((tmp_path / "budget" / "run.json").read_text())
+    assert info["steps"] == info["budget"]["steps"] == int(rows[-1]["step"])  # the last step is validated
+    saved = yaml.safe_load((tmp_path / "budget" / "config.yaml").read_text())["train"]
+    assert saved["steps"] == info["steps"] and saved["budget"] == "2s"  # a resume does the same steps
+    r = run_cli(capsys, *TRAIN, "--data", tiny_camvid, "--budget", "1s", "--set", "train.budget_clock=wall",
+                "--out", tmp_path, "--name", "wall")
+    assert r.code == 0, r.err[-3000:]
+    info = json.loads((tmp_path / "wall" / "run.json").read_text())
+    assert info["budget"] is None and info["steps_planned"] is None and info["train_seconds"] >= 1
 
 
 def test_ctrl_c_keeps_last_checkpoint_and_resumes(capsys, tiny_camvid, tmp_path):
@@ -222,7 +231,7 @@ def test_ctrl_c_keeps_last_checkpoint_and_resumes(capsys, tiny_camvid, tmp_path)
     r = run_cli(capsys, "train", "--resume", run)
     assert r.code == 0, r.err[-3000:]
     assert json.loads((run / "run.json").read_text())["status"] == "finished"
-    assert [int(x["epoch"]) for x in epochs_csv(run)] == list(range(1, saved + 2))  # no duplicated epoch
+    assert [float(x["epoch"]) for x in epochs_csv(run)] == list(range(1, saved + 2))  # no duplicated epoch
 
 
 def test_models_command_lists_specs_with_params(capsys):

@@ -26,7 +26,8 @@ app.add_typer(data_app, name="data")
 TRAIN_OPTIONS = {
     "data": "data.root", "layout": "data.layout", "remap": "data.remap", "size": "data.size",
     "eval_size": "data.eval_size", "batch": "data.batch_size", "workers": "data.workers",
-    "model": "model.spec", "weights": "model.weights", "epochs": "train.epochs", "budget": "train.budget",
+    "model": "model.spec", "weights": "model.weights", "epochs": "train.epochs", "steps": "train.steps",
+    "budget": "train.budget",
     "max_time": "train.max_time", "loss": "train.loss", "class_weights": "train.class_weights",
     "optimizer": "train.optimizer", "lr": "train.lr", "scheduler": "train.scheduler", "seed": "train.seed",
     "precision": "train.precision", "accelerator": "train.accelerator", "devices": "train.devices",
@@ -44,7 +45,9 @@ def train(
                                                    "unet:efficientnet-lite0) or scratch:simplesegnet|unet|vit."),
     weights: str | None = typer.Option(None, help="Encoder weights: auto, imagenet, none, or a file."),
     epochs: int | None = typer.Option(None),
-    budget: str | None = typer.Option(None, help="Train for a time budget (e.g. 10m) instead of epochs."),
+    steps: int | None = typer.Option(None, help="Train for exactly this many optimizer steps instead of epochs."),
+    budget: str | None = typer.Option(None, help="Train for a compute budget (e.g. 10m) instead of epochs: "
+                                                 "converted into steps before training, whatever the machine's load."),
     max_time: str | None = typer.Option(None, help="Hard stop after this long (e.g. 1h)."),
     size: str | None = typer.Option(None, help="Training crop HxW, multiples of 32 (e.g. 192x256)."),
     eval_size: str | None = typer.Option(None, help="Model input size for evaluation: HxW or native "
@@ -147,13 +150,15 @@ def study(
                                                   "else $SEGLAB_DATA or ~/.cache/seglab/camvid)."),
     out: str = typer.Option("runs/studies", help="Folder that holds study folders."),
     only: str | None = typer.Option(None, help="Comma-separated run names to train now."),
+    repeats: int | None = typer.Option(None, help="Seeds per configuration (overrides the study file's repeats); "
+                                                  "with 2 or more the report measures training noise."),
     report: bool = typer.Option(True, help="Build report.md and report.html when done."),
 ):
     """Train every run of a study not yet finished (resumable), then write the comparison report."""
     from seglab.study.runner import run_study
     from seglab.study.spec import load_study
 
-    spec = load_study(study_name, data_root=data)
+    spec = load_study(study_name, data_root=data, repeats=repeats)
     folder = run_study(spec, out=out, only=only.split(",") if only else None)
     if report:
         from seglab.study.report import build_report

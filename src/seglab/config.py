@@ -24,6 +24,7 @@ CHOICES = {
     "train.loss": ("ce", "dice", "dice_ce", "focal"),
     "train.optimizer": ("adam", "adamw", "sgd"),
     "train.scheduler": ("none", "cosine", "poly"),
+    "train.budget_clock": ("compute", "wall"),
     "train.precision": ("auto", "32", "bf16-mixed", "16-mixed"),
     "train.accelerator": ("auto", "cpu", "cuda", "gpu", "mps"),
 }
@@ -57,8 +58,15 @@ class ModelConfig:
 @dataclass
 class TrainConfig:
     epochs: int = 20
-    budget: str | None = None  # time budget like "10m": train until spent (at least one epoch); schedule spans it
+    steps: int | None = None  # exact optimizer steps (replaces epochs); a budget is resolved into this at start
+    # Training budget like "10m", equal work whatever else the machine is doing: before training, one step's
+    # single-threaded CPU time is measured (another program cannot inflate it, unlike wall time) and the budget
+    # becomes a step count, budget x threads / CPU seconds per step, saved in config.yaml (resume keeps it).
+    # A faster model still gets more steps. On CUDA the GPU's time per step is measured instead.
+    budget: str | None = None
+    budget_clock: str = "compute"  # compute (above), or wall: stop when the wall-clock budget is spent
     max_time: str | None = None  # hard stop like "1h" or "00:30:00"; the schedule is not reshaped
+    val_points: int = 10  # validate at least this often per run (every N steps), and at least once per epoch
     loss: str = "ce"  # ce, dice, dice_ce, focal; void is ignored by all of them
     ce_weight: float = 1.0  # mixing weights for dice_ce
     dice_weight: float = 1.0
@@ -105,7 +113,7 @@ class RunConfig:
         if self.name:
             return self.name
         h, w = self.data.size
-        length = f"{self.train.budget}" if self.train.budget else f"{self.train.epochs}ep"
+        length = self.train.budget or (f"{self.train.steps}steps" if self.train.steps else f"{self.train.epochs}ep")
         model = self.model.spec.replace(":", "-")
         return f"{model}_{h}x{w}_bs{self.data.batch_size}_{length}"
 
@@ -296,8 +304,11 @@ def validate(cfg: RunConfig) -> None:
             raise SeglabError(f"config key 'data.{key}': {size[0]}x{size[1]} must be positive multiples of 32 "
                               f"(e.g. {max(32, round(size[0] / 32) * 32)}x{max(32, round(size[1] / 32) * 32)})")
     positive = {"data.batch_size": cfg.data.batch_size, "train.lr": cfg.train.lr}
-    if cfg.train.budget is None:
+    if cfg.train.budget is None and cfg.train.steps is None:
         positive["train.epochs"] = cfg.train.epochs
+    if cfg.train.steps is not None:
+        positive["train.steps"] = cfg.train.steps
+    positive["train.val_points"] = cfg.train.val_points
     for key, value in positive.items():
         if value <= 0:
             raise SeglabError(f"config key '{key}': must be > 0, got {value}")

@@ -8,13 +8,14 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import torch
 from rich.console import Console
 from rich.table import Table
 
 from seglab.config import from_dict
 from seglab.data.datamodule import SegDataModule
 from seglab.errors import SeglabError
-from seglab.runs import load_module, resolve_checkpoint, write_json
+from seglab.runs import load_module, resolve_checkpoint, write_json, write_per_image
 from seglab.training.trainer import make_trainer
 from seglab.training.trainer import quiet as quiet_warnings
 
@@ -51,11 +52,18 @@ def evaluate(target: str | Path, split: str = "test", data_root: str | None = No
     with quiet_warnings():
         trainer.test(module, datamodule=dm, verbose=False)
     metrics = module.cm["test"].compute()
+    per_image = torch.cat(module.test_per_image) if module.test_per_image else \
+        torch.zeros(0, *module.cm["test"].mat.shape, dtype=torch.int64)
+    if not torch.equal(per_image.sum(0), module.cm["test"].mat):  # they are one bincount apart: never expected
+        raise RuntimeError("per-image confusion matrices do not sum to the split's matrix")
+    images = [s.image.name for s in dm.source.split(split)]
     metrics.update(split=split, num_images=module.test_num_images, checkpoint=str(ckpt), model=cfg.model.spec,
                    eval_size=list(cfg.eval_input_size()) if cfg.eval_input_size() else "native",
                    seconds=round(time.monotonic() - t0, 2))
     out = run.metrics(split) if run else ckpt.with_name(f"metrics_{split}.json" if split != "test" else "metrics.json")
     write_json(out, metrics)
+    if run is not None and len(images) == len(per_image):
+        write_per_image(run.per_image(split), per_image.numpy(), images)
     if not quiet:
         print_metrics(metrics)
         Console().print(f"wrote {out}")

@@ -21,13 +21,12 @@ class ConfusionMatrix:
         self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
         self.mat = torch.zeros(num_classes, num_classes, dtype=torch.int64)
 
-    def update(self, target: torch.Tensor, pred: torch.Tensor) -> None:
-        """Add a batch: ``target`` and ``pred`` are integer tensors of the same shape (pred = argmax)."""
-        n = self.num_classes
-        target, pred = target.reshape(-1).long(), pred.reshape(-1).long()
-        keep = (target >= 0) & (target < n)  # drops IGNORE_INDEX and anything else out of range
-        idx = n * target[keep] + pred[keep]
-        self.mat += torch.bincount(idx, minlength=n * n).reshape(n, n).to(self.mat.device)
+    def update(self, target: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+        """Add a batch: ``target`` and ``pred`` are integer tensors of the same shape (B, H, W), pred = argmax.
+        Returns the batch's per-image matrices (B, n, n); they sum exactly to what was added."""
+        mats = per_image_confusion(target, pred, self.num_classes)
+        self.mat += mats.sum(0).to(self.mat.device)
+        return mats
 
     def reset(self) -> None:
         self.mat.zero_()
@@ -62,6 +61,17 @@ class ConfusionMatrix:
             "confusion_matrix": self.mat.tolist(),
             "class_names": self.class_names,
         }
+
+
+def per_image_confusion(target: torch.Tensor, pred: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(B, n, n) int64: one confusion matrix per image of a (B, ...) batch, in one ``bincount``.
+    Per-image matrices let a study resample test images (bootstrap) without running the model again."""
+    n, b = num_classes, target.shape[0]
+    target, pred = target.reshape(b, -1).long(), pred.reshape(b, -1).long()
+    keep = (target >= 0) & (target < n)  # drops IGNORE_INDEX and anything else out of range
+    image = torch.arange(b, device=target.device).unsqueeze(1).expand_as(target)
+    idx = (image * n + target) * n + pred
+    return torch.bincount(idx[keep], minlength=b * n * n).reshape(b, n, n)
 
 
 def _item(x: torch.Tensor) -> float:

@@ -5,6 +5,7 @@
         run.json             status, timings, model facts, environment
         metrics.csv          one row per epoch
         metrics.json         test metrics of the best checkpoint (metrics_<split>.json for other splits)
+        per_image_test.npz   one confusion matrix per test image (for bootstrap intervals), same checkpoint
         checkpoints/best.ckpt, checkpoints/last.ckpt
         logs/                Lightning's step-level log
 """
@@ -53,6 +54,20 @@ class RunDir:
     def metrics(self, split: str = "test") -> Path:
         return self.path / ("metrics.json" if split == "test" else f"metrics_{split}.json")
 
+    def per_image(self, split: str = "test") -> Path:
+        """Per-image confusion matrices of the split's evaluation (they sum exactly to metrics.json's)."""
+        return self.path / f"per_image_{split}.npz"
+
+    def read_per_image(self, split: str = "test"):
+        """(matrices (n, k, k) int64, image names) of the split, or None when missing or unreadable."""
+        import numpy as np
+
+        try:
+            with np.load(self.per_image(split)) as f:
+                return f["matrices"].astype(np.int64), [str(x) for x in f["images"]]
+        except (OSError, KeyError, ValueError):
+            return None
+
     def read_info(self) -> dict:
         return json.loads(self.info.read_text()) if self.info.exists() else {}
 
@@ -60,6 +75,16 @@ class RunDir:
         info = {**self.read_info(), **updates}
         write_json(self.info, info)
         return info
+
+
+def write_per_image(path: Path, matrices, images: list[str]) -> None:
+    """Atomically, like write_json."""
+    import numpy as np
+
+    tmp = Path(path).with_suffix(".tmp")
+    with tmp.open("wb") as f:
+        np.savez_compressed(f, matrices=np.asarray(matrices, np.int64), images=np.asarray(images, dtype=str))
+    tmp.replace(path)
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -128,11 +153,22 @@ def environment() -> dict:
 
     env = {"seglab": seglab.__version__, "python": platform.python_version(), "torch": torch.__version__,
            "lightning": lightning.__version__, "smp": smp.__version__, "timm": timm.__version__,
-           "platform": platform.platform(), "cpu": platform.processor() or platform.machine(),
+           "platform": platform.platform(), "cpu": cpu_model(),
            "cpu_threads": torch.get_num_threads(),
            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
            "commit": _git_commit()}
     return env
+
+
+def cpu_model() -> str:
+    """'AMD EPYC (x86_64)' from /proc/cpuinfo where it can be read; numbers differ between CPUs."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()} ({platform.machine()})"
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _git_commit() -> str | None:

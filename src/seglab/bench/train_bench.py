@@ -142,7 +142,7 @@ class SeglabPath:
         torch.set_num_threads(self.threads)  # seglab's own thread choice, if it makes one, comes after this
         clock = _StepClock()
         trainer = make_trainer(
-            self.cfg.train, max_steps=steps, max_epochs=-1, limit_val_batches=0, num_sanity_val_steps=0,
+            self.cfg.train, max_steps=steps, max_epochs=-1, limit_val_batches=0,
             logger=False, enable_checkpointing=False, enable_progress_bar=False,
             callbacks=[*self.extra_callbacks, clock], default_root_dir=self.workdir,
         )

@@ -69,7 +69,11 @@ class SegDataModule(L.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool, batch_size: int) -> DataLoader:
         workers = self.cfg["workers"]
+        # The shuffle order depends on the seed alone (not on how much random state building the model used),
+        # so configurations of a study that share a seed see the same batches: their difference is paired.
+        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
         return DataLoader(self.dataset(split), batch_size=batch_size, shuffle=shuffle, num_workers=workers,
+                          generator=generator,
                           collate_fn=pad_collate, drop_last=shuffle and len(self.dataset(split)) > batch_size,
                           worker_init_fn=seed_worker_augmentations if workers > 0 else None,
                           persistent_workers=workers > 0, pin_memory=torch.cuda.is_available())

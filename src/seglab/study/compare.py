@@ -2,32 +2,36 @@
 its seeds, with the change against the group's baseline and whether that change is larger than the noise.
 
 Decisions (best configuration, best run) use the validation mIoU; the test mIoU is only reported, so the
-test split is never used to pick a winner. The noise test is Welch's t-test (two-sided, unequal
-variances) on test mIoU across seeds; with a single seed on either side no noise estimate exists, and the
-report says so instead of calling a difference an improvement.
+test split is never used to pick a winner. Two noise estimates (study/stats.py): a paired bootstrap over
+test images (every run stores one confusion matrix per test image), and, with ``repeats`` >= 2, a paired
+t-test across training seeds. A verdict rests on the seed test when there is one (training noise is the
+larger for short runs) and on the image bootstrap otherwise; p-values are Holm-corrected across all the
+study's comparisons. The prose built on these numbers lives in conclusions.py.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from scipy import stats
 
 from seglab.errors import SeglabError
 from seglab.runs import RunDir
-from seglab.training.callbacks import read_epoch_csv
+from seglab.study import stats
+from seglab.training.callbacks import read_metrics_csv
 
-ALPHA = 0.05  # significance level of the two-sided Welch test
-TEST_NAME = "Welch's t-test (two-sided, unequal variances)"
-SINGLE_RUN = "single run: no noise estimate"
+ALPHA = 0.05  # significance level, two-sided, after Holm's correction
+SEED_TEST = "paired t-test across training seeds"
+IMAGE_TEST = "paired bootstrap over test images"
+WORK_TOLERANCE = 0.05  # compared runs whose work differs from what their budgets intended by more are flagged
 # Aggregated per configuration: key -> where it comes from (metrics.json key, or run.json key).
 METRICS = {"test_miou": "miou", "pixel_accuracy": "pixel_accuracy", "mean_dice": "mean_dice"}
-RUN_FACTS = {"val_miou": "best_val_miou", "train_seconds": "train_seconds", "epochs": "epochs"}
+RUN_FACTS = {"val_miou": "best_val_miou", "train_seconds": "train_seconds", "epochs": "epochs", "steps": "steps",
+             "images_seen": "images_seen", "cpu_seconds": "cpu_seconds", "img_per_s": "img_per_s"}
 
 
 @dataclass
@@ -50,6 +54,10 @@ class RunRecord:
     def finished(self) -> bool:
         return self.status == "finished"
 
+    @property
+    def loss(self) -> str | None:
+        return ((self.config or {}).get("train") or {}).get("loss")
+
     def value(self, key: str) -> float | None:
         """A metric of this run by aggregated key (see METRICS and RUN_FACTS)."""
         if key in METRICS:
@@ -60,7 +68,28 @@ class RunRecord:
         return self.info.get(RUN_FACTS[key])
 
     def epochs(self) -> list[dict]:
-        return read_epoch_csv(self.run_dir.epochs_csv)
+        """metrics.csv: one row per validation."""
+        return read_metrics_csv(self.run_dir.epochs_csv)
+
+    @functools.cached_property
+    def per_image(self):
+        """(n, k, k) per-image test confusion matrices, or None (older runs, unfinished runs)."""
+        found = self.run_dir.read_per_image("test") if self.finished else None
+        return None if found is None else found[0]
+
+    @functools.cached_property
+    def test_interval(self) -> stats.Interval | None:
+        """95% bootstrap interval of this run's test mIoU over test images."""
+        return None if self.per_image is None else stats.bootstrap_miou(self.per_image)
+
+    def work(self) -> float | None:
+        """Images this run trained on."""
+        return self.info.get("images_seen")
+
+    def planned_work(self) -> float | None:
+        """Images its budget (or step or epoch count) intended."""
+        steps, batch = self.info.get("steps_planned"), self.info.get("batch_size")
+        return steps * batch if steps and batch else None
 
 
 @dataclass
@@ -87,19 +116,46 @@ class Stat:
 
 @dataclass
 class Delta:
-    """Change of a configuration's mean test mIoU against its group's baseline."""
+    """Change of a configuration's mean test mIoU against its group's baseline, with its noise estimates."""
 
     baseline: str
     diff: float
     n: int  # finished seeds of this configuration
     base_n: int  # finished seeds of the baseline
-    p_value: float | None  # None: no test possible (see ``test``)
-    test: str  # the test used, or why there is none
-    ci: tuple[float, float] | None = None  # 95% confidence interval of the difference (Welch)
+    images: stats.Interval | None  # paired bootstrap over test images (test-set noise)
+    seeds: stats.SeedTest | None  # paired by seed (training noise); p_value None when n < 2
+    p_holm: float | None = None  # the verdict's p-value, Holm-corrected across the study's comparisons
+
+    @property
+    def test(self) -> str | None:
+        """The test the verdict rests on: seeds when there are >= 2 pairs, else test images, else none."""
+        if self.seeds is not None and self.seeds.p_value is not None:
+            return SEED_TEST
+        if self.images is not None and self.images.p_value is not None:
+            return IMAGE_TEST
+        return None
+
+    @property
+    def p_value(self) -> float | None:
+        """Uncorrected p-value of the verdict's test."""
+        if self.test == SEED_TEST:
+            return self.seeds.p_value
+        return self.images.p_value if self.test == IMAGE_TEST else None
+
+    @property
+    def ci(self) -> tuple[float, float] | None:
+        """95% interval of the difference from the verdict's test."""
+        if self.test == SEED_TEST:
+            return (self.seeds.low, self.seeds.high)
+        return (self.images.low, self.images.high) if self.test == IMAGE_TEST else None
 
     @property
     def significant(self) -> bool | None:
-        return None if self.p_value is None else self.p_value < ALPHA
+        return None if self.p_holm is None else self.p_holm < ALPHA
+
+    @property
+    def training_noise_measured(self) -> bool:
+        return self.test == SEED_TEST
 
 
 @dataclass
@@ -206,7 +262,8 @@ def _load_run(study_dir: Path, entry: dict) -> RunRecord:
 
 
 def aggregate(runs: list[RunRecord]) -> list[ConfigRow]:
-    """One row per configuration (study order), with stats over finished seeds and deltas vs baseline."""
+    """One row per configuration (study order), with stats over finished seeds and deltas vs baseline;
+    the deltas' p-values are Holm-corrected together."""
     rows: dict[str, ConfigRow] = {}
     for r in runs:
         rows.setdefault(r.config_name, ConfigRow(r.config_name, r.group, r.baseline, [])).runs.append(r)
@@ -217,112 +274,52 @@ def aggregate(runs: list[RunRecord]) -> list[ConfigRow]:
     for row in rows.values():
         base = baselines.get(row.group)
         if base is not None and row is not base and row.finished and base.finished:
-            row.delta = compare(row.stats["test_miou"].values, base.stats["test_miou"].values, base.config_name)
+            row.delta = compare(row, base)
+    deltas = [row.delta for row in rows.values() if row.delta is not None]
+    for d, p in zip(deltas, stats.holm([d.p_value for d in deltas])):
+        d.p_holm = p
     return list(rows.values())
 
 
-def compare(values: list[float], base: list[float], base_name: str) -> Delta | None:
-    """Mean difference and, when both sides have n >= 2, Welch's t-test and 95% CI of the difference."""
-    if not values or not base:
-        return None
-    diff = sum(values) / len(values) - sum(base) / len(base)
-    sizes = (base_name, diff, len(values), len(base))
-    if len(values) < 2 or len(base) < 2:
-        return Delta(*sizes, None, SINGLE_RUN)
-    if Stat(values).std == 0 and Stat(base).std == 0:  # the t statistic would be infinite
-        return Delta(*sizes, None, "identical results across seeds: no noise estimate")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # near-identical seeds: scipy warns, result stands
-        res = stats.ttest_ind(values, base, equal_var=False)
-    ci = res.confidence_interval(0.95)
-    return Delta(*sizes, float(res.pvalue), TEST_NAME, (float(ci.low), float(ci.high)))
+def compare(row: ConfigRow, base: ConfigRow) -> Delta:
+    """Mean difference of test mIoU; a paired bootstrap over test images when every finished run has its
+    per-image matrices (on the same images); a paired t-test over the seeds both configurations finished."""
+    a, b = row.stats["test_miou"], base.stats["test_miou"]
+    images = None
+    mats_a = [r.per_image for r in row.finished]
+    mats_b = [r.per_image for r in base.finished]
+    if all(m is not None for m in mats_a + mats_b) and len({m.shape for m in mats_a + mats_b}) == 1:
+        images = stats.paired_bootstrap_diff(mats_a, mats_b)
+    by_seed = {r.seed: r.value("test_miou") for r in base.finished}
+    pairs = [(r.value("test_miou"), by_seed[r.seed]) for r in row.finished
+             if r.seed in by_seed and r.value("test_miou") is not None and by_seed[r.seed] is not None]
+    seeds = stats.paired_seed_test([x for x, _ in pairs], [y for _, y in pairs]) if pairs else None
+    return Delta(base.config_name, a.mean - b.mean, a.n, b.n, images, seeds)
 
 
-# ---------------------------------------------------------------------------------------------------
-# Conclusions: sentences the data supports, no more.
+def work_mismatches(res: StudyResults) -> list[tuple[RunRecord, RunRecord, float]]:
+    """Compared pairs (same seed, variant vs baseline) whose ratio of images trained differs from the ratio
+    their budgets intended by more than WORK_TOLERANCE: (run, baseline run, actual / intended - 1)."""
+    out = []
+    for row in res.rows:
+        base = next((b for b in res.rows if b.baseline and b.group == row.group and b is not row), None)
+        if row.baseline or base is None:
+            continue
+        by_seed = {r.seed: r for r in base.finished}
+        for r in row.finished:
+            b = by_seed.get(r.seed)
+            if b is None or None in (r.work(), b.work(), r.planned_work(), b.planned_work()) or not b.work():
+                continue
+            off = (r.work() / b.work()) / (r.planned_work() / b.planned_work()) - 1
+            if abs(off) > WORK_TOLERANCE:
+                out.append((r, b, off))
+    return out
 
 
-def pts(x: float) -> str:
-    """A difference of two fractions in percentage points, signed."""
-    return f"{100 * x:+.1f} points"
-
-
-def pct(x: float | None) -> str:
-    return "—" if x is None else f"{100 * x:.1f}%"
-
-
-def verdict(delta: Delta) -> str:
-    if delta.significant is None:
-        return "apparently helped" if delta.diff > 0 else "apparently hurt" if delta.diff < 0 else "changed nothing"
-    if delta.significant:
-        return "helped" if delta.diff > 0 else "hurt"
-    return "showed no change larger than the noise"
-
-
-def conclusions(res: StudyResults) -> list[str]:
-    """Markdown sentences: each hypothesis' effect with its confidence, the winner, and what went wrong."""
-    lines = [_hypothesis(row) for row in res.rows if row.delta is not None]
-    tested = sum(1 for row in res.rows if row.delta is not None and row.delta.p_value is not None)
-    if tested >= 2:
-        lines.append(f"{tested} changes were tested at α = {ALPHA} without correction for multiple comparisons: "
-                     f"about {tested * ALPHA:.1f} false positive{'s' if tested * ALPHA != 1 else ''} are expected "
-                     f"by chance alone, so treat p-values near {ALPHA} with care.")
-    groups = {row.group for row in res.rows}
-    for group in sorted(groups):
-        members = [row for row in res.rows if row.group == group]
-        base = next((row for row in members if row.baseline), None)
-        if base is None and len(members) > 1:
-            lines.append(f"Group **{group}** has no baseline (`baseline: true`), so its changes are not measured.")
-        elif base is not None and not base.finished and len(members) > 1:
-            lines.append(f"The baseline **{base.config_name}** of group **{group}** has no finished run, so its "
-                         f"variants cannot be compared.")
-    best = res.best_row()
-    if best is not None:
-        s = best.stats
-        lines.append(f"Best configuration by validation mIoU: **{best.config_name}** ({fmt_stat(s['val_miou'])}% "
-                     f"validation, {fmt_stat(s['test_miou'])}% test mIoU over {s['test_miou'].n} "
-                     f"run{'s' if s['test_miou'].n != 1 else ''}).")
-    lines += _problems(res)
-    return lines
-
-
-def _hypothesis(row: ConfigRow) -> str:
-    d = row.delta
-    head = (f"**{row.config_name}** {verdict(d)} against **{d.baseline}**: test mIoU {pts(d.diff)} "
-            f"({pct(row.stats['test_miou'].mean)} vs {pct(row.stats['test_miou'].mean - d.diff)}, "
-            f"{d.n} vs {d.base_n} run{'s' if d.base_n != 1 else ''}).")
-    if d.p_value is not None:
-        word = "larger than" if d.significant else "not larger than"
-        return (f"{head} {TEST_NAME}: p = {d.p_value:.3g}, {word} the seed-to-seed noise at α = {ALPHA}; "
-                f"95% CI of the change {100 * d.ci[0]:+.1f} to {100 * d.ci[1]:+.1f} points.")
-    return (f"{head} {d.test.capitalize()}, so this change may be seed noise; repeat the study with "
-            f"`repeats: 3` or more to test it.")
-
-
-def fmt_stat(s: Stat, scale: float = 100, digits: int = 1) -> str:
-    """'59.0 ± 1.4' (mean ± std, no-break spaces), '59.0' for one run, '—' for none."""
-    if s.mean is None:
-        return "—"
-    mean = f"{scale * s.mean:.{digits}f}"
-    return mean if s.std is None else f"{mean}\u00a0±\u00a0{scale * s.std:.{digits}f}"
-
-
-def _problems(res: StudyResults) -> list[str]:
-    lines = [f"Run **{r.name}** failed: `{r.error or 'no error recorded'}`; it is left out of every number."
-             for r in res.runs if r.status == "failed"]
-    unfinished = [r for r in res.runs if r.status not in ("finished", "failed")]
-    if unfinished:
-        lines.append(f"{len(unfinished)} run{'s' if len(unfinished) > 1 else ''} did not finish "
-                     f"({', '.join(f'{r.name}: {r.status}' for r in unfinished)}) and "
-                     f"{'are' if len(unfinished) > 1 else 'is'} left out; rerun the study to complete "
-                     f"{'them' if len(unfinished) > 1 else 'it'}.")
-    substituted = [r for r in res.runs if weights_substituted(r.info.get("weights"))]
-    if substituted:
-        notes = sorted({r.info["weights"] for r in substituted})
-        lines.append(f"{len(substituted)} run{'s' if len(substituted) > 1 else ''} trained without the pretrained "
-                     f"weights asked for ({', '.join(r.name for r in substituted)}: {'; '.join(notes)}); their "
-                     f"numbers understate what pretrained encoders reach.")
-    return lines
+def short_runs(res: StudyResults) -> list[tuple[RunRecord, float]]:
+    """Finished runs that trained on fewer images than planned (early stop, max_time): (run, share done)."""
+    return [(r, r.work() / r.planned_work()) for r in res.finished
+            if r.work() is not None and r.planned_work() and r.work() < (1 - WORK_TOLERANCE) * r.planned_work()]
 
 
 def weights_substituted(weights: str | None) -> bool:

@@ -20,7 +20,7 @@ from seglab.errors import SeglabError
 from seglab.study.compare import ConfigRow, RunRecord
 
 DPI = 100
-CURVES = (("train_loss", "train loss"), ("val_loss", "validation loss"), ("val_miou", "validation mIoU"))
+LOSS_NAMES = {"ce": "cross-entropy", "dice": "Dice", "dice_ce": "Dice + cross-entropy", "focal": "focal"}
 VOID_RGB = (0, 0, 0)  # ground truth and predictions: void black, as in CamVid's colour masks
 ERROR_RGB = {"correct": (20, 20, 20), "wrong": (230, 40, 40), "void": (150, 150, 150)}
 
@@ -40,35 +40,48 @@ def _save(fig: Figure, path: Path) -> Path:
 
 
 def training_curves(rows: list[ConfigRow], path: Path) -> Path | None:
-    """Train loss, validation loss and validation mIoU per epoch; one colour per configuration,
-    one line per seed."""
+    """Training loss (one panel per loss kind: cross-entropy and Dice + CE are not on one scale) and
+    validation mIoU, against epochs (fractional: runs validate several times per epoch); one colour per
+    configuration, one line per seed."""
     series = [(i, r, r.epochs()) for i, row in enumerate(rows) for r in row.runs]
     series = [(i, r, e) for i, r, e in series if e]
     if not series:
         return None
+    losses = list(dict.fromkeys(r.loss or "loss" for _, r, _ in series))
+    panels = [(f"training loss ({LOSS_NAMES.get(k, k)})", "train_loss", k) for k in losses]
+    panels.append(("validation mIoU (%)", "val_miou", None))
     colors = _colors(len(rows))
-    fig = Figure(figsize=(15, 4.8), layout="constrained")
-    axes = fig.subplots(1, len(CURVES))
+    fig = Figure(figsize=(5 * len(panels), 4.6), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(panels)))
     labelled: set[int] = set()
-    for i, run, epochs in series:
-        x = [e["epoch"] for e in epochs]
-        label = None if i in labelled else rows[i].config_name
-        labelled.add(i)
-        for ax, (key, _) in zip(axes, CURVES):
-            y = [np.nan if e.get(key) is None else e[key] * (100 if key == "val_miou" else 1) for e in epochs]
-            ax.plot(x, y, color=colors[i], lw=1.6, alpha=0.9, marker="o" if len(x) < 15 else None, ms=3,
-                    label=label if ax is axes[0] else None)
-    for ax, (key, title) in zip(axes, CURVES):
-        ax.set_title(title + (" (%)" if key == "val_miou" else ""))
+    for i, run, rows_ in series:
+        x = [e["epoch"] for e in rows_]
+        for ax, (_, key, loss) in zip(axes, panels):
+            if loss is not None and (run.loss or "loss") != loss:
+                continue
+            y = [np.nan if e.get(key) is None else e[key] * (100 if key == "val_miou" else 1) for e in rows_]
+            label = None if i in labelled else rows[i].config_name
+            labelled.add(i)
+            ax.plot(x, y, color=colors[i], lw=1.6, alpha=0.9, marker="o" if len(x) <= 30 else None, ms=3,
+                    label=label)
+    for ax, (title, _, _) in zip(axes, panels):
+        ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-    fig.legend(loc="outside lower center", ncol=min(len(labelled), 6), frameon=False)
-    fig.suptitle("Training curves (one line per run; seeds of a configuration share its colour)")
+    handles, labels = [], []
+    for ax in axes:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 6), frameon=False)
+    fig.suptitle("Training curves (one point per validation; seeds of a configuration share its colour)")
     return _save(fig, path)
 
 
 def per_class_iou(rows: list[ConfigRow], class_names: list[str], path: Path) -> Path | None:
-    """Grouped bars: test IoU per class, one bar per configuration (mean over seeds, std as error bar)."""
+    """Grouped bars: test IoU per class, one bar per configuration (mean over seeds; the standard deviation
+    as an error bar only for configurations with several seeds)."""
     rows = [r for r in rows if r.finished]
     if not rows or not class_names:
         return None
@@ -89,7 +102,8 @@ def per_class_iou(rows: list[ConfigRow], class_names: list[str], path: Path) -> 
     fig = Figure(figsize=(max(10, 0.9 * k + 2), 5), layout="constrained")
     ax = fig.subplots()
     for j, (row, color) in enumerate(zip(rows, _colors(len(rows)))):
-        ax.bar(x - 0.4 + width * (j + 0.5), np.nan_to_num(means[j]), width, yerr=stds[j], color=color,
+        error = stds[j] if len(row.finished) > 1 else None  # one run has no spread to draw
+        ax.bar(x - 0.4 + width * (j + 0.5), np.nan_to_num(means[j]), width, yerr=error, color=color,
                label=row.config_name, capsize=2, error_kw={"lw": 0.8})
     for i in np.flatnonzero(np.isnan(means).all(0)):  # no IoU: the class is in neither labels nor predictions
         ax.text(i, 2, "absent", ha="center", va="bottom", rotation=90, fontsize=8, color="0.4")
@@ -98,7 +112,9 @@ def per_class_iou(rows: list[ConfigRow], class_names: list[str], path: Path) -> 
     ax.set_ylim(0, 100)
     ax.grid(axis="y", alpha=0.3)
     ax.set_axisbelow(True)
-    ax.set_title("Per-class test IoU (mean over seeds, error bar: standard deviation)")
+    repeated = any(len(row.finished) > 1 for row in rows)
+    ax.set_title("Per-class test IoU" + (" (mean over seeds, error bar: standard deviation over seeds)"
+                                         if repeated else " (one run per configuration)"))
     fig.legend(loc="outside upper center", ncol=min(len(rows), 6), fontsize=9, frameon=False)
     return _save(fig, path)
 

@@ -22,16 +22,8 @@ import seglab
 from seglab.config import RunConfig
 from seglab.errors import SeglabError
 from seglab.study import figures
-from seglab.study.compare import (
-    ALPHA,
-    TEST_NAME,
-    ConfigRow,
-    Stat,
-    StudyResults,
-    conclusions,
-    fmt_stat,
-    load_results,
-)
+from seglab.study.compare import ALPHA, IMAGE_TEST, SEED_TEST, ConfigRow, Stat, StudyResults, load_results
+from seglab.study.conclusions import conclusions, fmt_ci, fmt_p, fmt_stat
 
 FILES = "report_files"
 FIGURES = ("curves", "per_class_iou", "confusion", "examples")
@@ -94,9 +86,13 @@ def assemble(res: StudyResults, files: Path, data_root: str | None) -> list[Sect
     return [
         Section("Summary", [*([res.description] if res.description else []), summary(res)]),
         Section("Comparison", [comparison_table(res.rows), Note(
-            f"Mean ± standard deviation over seeds, in percent. Δ is the change of the mean test mIoU against "
-            f"the group's baseline (★), in points; p comes from {TEST_NAME} on test mIoU across seeds, "
-            f"bold when p < {ALPHA}. The best configuration is picked by validation mIoU, never by test.", warn=False)]),
+            "Percent; mean ± standard deviation where a configuration ran with several seeds. Work: optimizer "
+            "steps, images trained on and epochs (steps / steps per epoch); budgets are converted into steps "
+            "before training, so load from other programs cannot change them. Test 95% CI: bootstrap over test "
+            "images (single runs). Δ: change of the mean test mIoU against the group's baseline (★), in points, "
+            f"with the 95% interval of the test named under 'noise': '{SEED_TEST}' covers training noise, "
+            f"'{IMAGE_TEST}' only test-image sampling. p is Holm-corrected across the study's comparisons, bold "
+            f"when < {ALPHA}. The best configuration is picked by validation mIoU, never by test.", warn=False)]),
         Section("Conclusions", [conclusions(res)]),
         Section("Training curves", [_figure(
             figures.training_curves(res.rows, files / "curves.png"), "training curves",
@@ -110,11 +106,28 @@ def assemble(res: StudyResults, files: Path, data_root: str | None) -> list[Sect
             (f"Best run by validation mIoU: **{best.name}**. Rows are true classes and sum to 100%; the diagonal "
              f"is each class's recall.")]),
         Section("Qualitative examples", examples(best, data_root, files / "examples.png")),
-        Section("Per-run details", ["Every run of the study, one per seed:", runs_table(res),
+        Section("Per-run details", [budget_note(res), "Every run of the study, one per seed:", runs_table(res),
                                     "What each configuration changes against seglab's defaults:",
                                     config_table(res.rows)]),
         Section("Environment", [environment_table(res)]),
     ]
+
+
+def budget_note(res: StudyResults) -> str:
+    """How the runs' budgets became steps (from run.json's calibration records)."""
+    cals = {}
+    for r in res.runs:
+        b = r.info.get("budget")
+        if isinstance(b, dict) and b.get("steps"):
+            cals.setdefault(b.get("key"), (b, []))[1].append(r.config_name)
+    if not cals:
+        return "No run had a compute budget: each trained for its configured epochs or steps."
+    parts = [f"{', '.join(sorted(set(names)))}: {b['seconds_per_step']:.3f} s per step "
+             f"({'GPU' if b['clock'] == 'cuda' else 'single-thread CPU'}) → {b['steps']:,} steps for "
+             f"{b['budget']} × {b['threads']} thread{'s' if b['threads'] > 1 else ''}"
+             for b, names in cals.values()]
+    return ("Budgets were converted into steps before training, from each model's measured step cost "
+            "(single-thread CPU time, which other programs on the machine do not inflate): " + "; ".join(parts) + ".")
 
 
 def _figure(path: Path | None, alt: str, missing: str):
@@ -136,41 +149,65 @@ def fmt_params(n) -> str:
     return "—" if n is None else f"{n / 1e6:.2f} M"
 
 
+def improvements(res: StudyResults) -> str:
+    """'2 (a, b)', '0', or why none can be counted: only tests that cover training noise count."""
+    measured = [r for r in res.rows if r.delta and r.delta.training_noise_measured]
+    if not measured:
+        return "not measured (one run per configuration)" if any(r.delta for r in res.rows) else "no comparisons"
+    helped = [r.config_name for r in measured if r.delta.significant and r.delta.diff > 0]
+    return f"{len(helped)}" + (f" ({', '.join(helped)})" if helped else "")
+
+
 def summary(res: StudyResults) -> list[str]:
     row = res.best_row()
     seconds = sum(r.info.get("train_seconds") or 0 for r in res.runs)
-    helped = [r.config_name for r in res.rows if r.delta and r.delta.significant and r.delta.diff > 0]
-    items = [
+    return [
         (f"Runs: **{len(res.finished)}/{len(res.runs)} finished** in {len(res.rows)} configurations, "
-         f"{len({r.group for r in res.rows})} groups"),
-        f"Best configuration (validation mIoU): **{row.config_name}**, test mIoU {fmt_stat(row.stats['test_miou'])}%",
-        f"Improvements larger than the noise: **{len(helped)}**" + (f" ({', '.join(helped)})" if helped else ""),
-        f"Total training time: {fmt_time(seconds)}",
+         f"{len({r.group for r in res.rows})} group{'s' if len({r.group for r in res.rows}) > 1 else ''}"),
+        f"Best configuration (validation mIoU): **{row.config_name}**, test mIoU {fmt_stat(row.stats['test_miou'])}%"
+        + (f" (95% CI {_interval_pct(row)})" if _interval_pct(row) else ""),
+        f"Improvements beyond training noise: **{improvements(res)}**",
+        f"Total training time: {fmt_time(seconds)} wall-clock",
     ]
-    return items
+
+
+def _interval_pct(row: ConfigRow) -> str | None:
+    """'47.2–51.0%' for a single finished run with per-image matrices."""
+    if len(row.finished) != 1 or row.finished[0].test_interval is None:
+        return None
+    iv = row.finished[0].test_interval
+    return f"{100 * iv.low:.1f}–{100 * iv.high:.1f}%"
+
+
+def _count(v: float | None, digits: int = 0) -> str:
+    return "—" if v is None else f"{v:,.{digits}f}"
 
 
 def comparison_table(rows: list[ConfigRow]) -> Table:
-    head = ["configuration", "group", "model", "params", "train time", "epochs", "val mIoU", "test mIoU",
-            "pixel acc.", "mean Dice", "Δ test mIoU", "p", "status"]
+    groups = len({row.group for row in rows}) > 1
+    head = ["configuration", *(["group"] if groups else []), "model", "steps", "images", "epochs", "val mIoU",
+            "test mIoU", "test 95% CI", "pixel acc.", "mean Dice", "Δ test mIoU", "Δ 95% CI", "p (Holm)", "noise",
+            "status"]
     body = []
     with_baseline = {row.group for row in rows if row.baseline}
     for row in rows:
         s, d = row.stats, row.delta
         if row.baseline:
-            delta, p = Cell("baseline", "muted"), Cell("", "muted")
+            delta, ci, p, noise = Cell("baseline", "muted"), "", "", ""
         elif d is None:
             why = "baseline unfinished" if row.group in with_baseline else "no baseline"
-            delta, p = Cell("—", "muted"), Cell(why if row.finished else "", "muted")
+            delta, ci, p, noise = Cell("—", "muted"), "", "", Cell(why if row.finished else "", "muted")
         else:
             tone = "pos" if d.diff > 0 else "neg" if d.diff < 0 else ""
             delta = Cell(f"{100 * d.diff:+.1f}", f"{tone} sig" if d.significant else tone)
-            p = Cell(f"{d.p_value:.3g}" if d.p_value is not None else d.test, "sig" if d.significant else "muted")
-        body.append([("★ " if row.baseline else "") + row.config_name, row.group, row.fact("model") or "—",
-                     fmt_params(row.fact("params")), fmt_time(s["train_seconds"].mean),
-                     "—" if s["epochs"].mean is None else f"{s['epochs'].mean:g}", fmt_stat(s["val_miou"]), Cell(fmt_stat(s["test_miou"]), "strong"),
-                     fmt_stat(s["pixel_accuracy"]), fmt_stat(s["mean_dice"]), delta, p,
-                     Cell(row.status, "" if row.status.endswith("finished") else "neg")])
+            ci = fmt_ci(*d.ci) if d.ci else "—"
+            p = Cell(fmt_p(d.p_holm), "sig" if d.significant else "muted")
+            noise = Cell({SEED_TEST: "training seeds", IMAGE_TEST: "test images only"}.get(d.test, "none"), "muted")
+        body.append([("★ " if row.baseline else "") + row.config_name, *([row.group] if groups else []),
+                     row.fact("model") or "—", _count(s["steps"].mean), _count(s["images_seen"].mean),
+                     _count(s["epochs"].mean, 1), fmt_stat(s["val_miou"]), Cell(fmt_stat(s["test_miou"]), "strong"),
+                     _interval_pct(row) or "—", fmt_stat(s["pixel_accuracy"]), fmt_stat(s["mean_dice"]),
+                     delta, ci, p, noise, Cell(row.status, "" if row.status.endswith("finished") else "neg")])
     return Table(head, body)
 
 
@@ -206,10 +243,21 @@ def runs_table(res: StudyResults) -> Table:
     def percent(v: float | None) -> str:
         return "—" if v is None else f"{100 * v:.1f}"
 
+    def steps(r) -> str:
+        done, planned = r.info.get("steps"), r.info.get("steps_planned")
+        return "—" if done is None else f"{done:,}" + (f" of {planned:,}" if planned and planned != done else "")
+
+    def test(r) -> str:
+        iv = r.test_interval
+        return percent(r.value("test_miou")) + (f" [{100 * iv.low:.1f}, {100 * iv.high:.1f}]" if iv else "")
+
     body = [[r.name, str(r.seed), Cell(r.status, "" if r.finished else "neg"), r.info.get("weights") or "—",
-             str(r.info.get("epochs", "—")), fmt_time(r.info.get("train_seconds")), percent(r.value("val_miou")),
-             percent(r.value("test_miou")), Cell(r.error or "", "neg")] for r in res.runs]
-    return Table(["run", "seed", "status", "weights", "epochs", "train time", "val mIoU", "test mIoU", "error"], body)
+             steps(r), _count(r.info.get("images_seen")), _count(r.info.get("epochs"), 2),
+             fmt_time(r.info.get("train_seconds")), fmt_time(r.info.get("cpu_seconds")),
+             _count(r.info.get("img_per_s"), 1), percent(r.value("val_miou")), test(r), Cell(r.error or "", "neg")]
+            for r in res.runs]
+    return Table(["run", "seed", "status", "weights", "steps", "images", "epochs", "wall time", "CPU time",
+                  "img/s", "val mIoU", "test mIoU [95% CI]", "error"], body)
 
 
 def flatten(d: dict, prefix: str = "") -> dict:
@@ -333,10 +381,9 @@ def render_html(res: StudyResults, sections: list[Section]) -> str:
 
 def _cards(res: StudyResults) -> str:
     row = res.best_row()
-    helped = sum(1 for r in res.rows if r.delta and r.delta.significant and r.delta.diff > 0)
     cards = [("runs finished", f"{len(res.finished)}/{len(res.runs)}"), ("configurations", str(len(res.rows))),
              ("best configuration", row.config_name), ("its test mIoU", fmt_stat(row.stats["test_miou"]) + "%"),
-             ("improvements beyond noise", str(helped))]
+             ("improvements beyond training noise", improvements(res))]
     return '<div class="cards">' + "".join(
         f'<div class="card"><div class="v">{html.escape(v)}</div><div class="k">{html.escape(k)}</div></div>'
         for k, v in cards) + "</div>"

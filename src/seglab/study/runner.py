@@ -14,6 +14,7 @@ from pathlib import Path
 from seglab.errors import Interrupted, SeglabError
 from seglab.runs import RunDir, write_json
 from seglab.study.spec import Study, StudyRun
+from seglab.training.budget import Calibration, cost_key
 
 log = logging.getLogger("seglab")
 
@@ -66,6 +67,7 @@ def run_study(study: Study, out: str | Path = "runs/studies", only: list[str] | 
     folder.write_index(study, statuses)
 
     todo = [r for r in selected if statuses[r.name]["status"] != "finished"]
+    calibrations = calibrate_study(folder, todo)
     log.info("study %s: %d runs, %d to train, folder %s", study.name, len(selected), len(todo), folder.path)
     t_start, finished = time.monotonic(), []
     for i, run in enumerate(todo, 1):
@@ -81,7 +83,7 @@ def run_study(study: Study, out: str | Path = "runs/studies", only: list[str] | 
             if run_dir.last.is_file():
                 train(cfg, resume=True)
             else:
-                train(cfg)
+                train(cfg, calibration=calibrations.get(cost_key(cfg)))
             statuses[run.name] = {"status": "finished", "error": None}
         except (KeyboardInterrupt, Interrupted):
             statuses[run.name] = {"status": "pending", "error": None}
@@ -99,21 +101,51 @@ def run_study(study: Study, out: str | Path = "runs/studies", only: list[str] | 
     return folder
 
 
+def calibrate_study(folder: StudyFolder, runs: list[StudyRun]) -> dict[str, Calibration]:
+    """One budget calibration per step cost (model, crop, batch, precision), measured before the first run
+    trains and kept in ``calibration.json``: a hypothesis and its baseline get exactly the same steps, a
+    resumed study reuses the numbers, and a broken run (a typo in a model spec) stops the study before
+    anything trains."""
+    from seglab.training.run import calibrate_config, needs_calibration
+
+    path = folder.path / "calibration.json"
+    saved = _read_json(path)
+    out: dict[str, Calibration] = {}
+    for run in runs:
+        cfg = run.config
+        key = cost_key(cfg)
+        if not needs_calibration(cfg) or key in out:
+            continue
+        if isinstance(saved.get(key), dict) and saved[key].get("budget") == cfg.train.budget:
+            out[key] = Calibration(**saved[key])
+            continue
+        log.info("measuring the step cost of %s (%s) for its %s budget", run.config_name, cfg.model.spec,
+                 cfg.train.budget)
+        try:
+            out[key] = calibrate_config(cfg)
+        except SeglabError as e:
+            raise SeglabError(f"run '{run.name}': {e}") from None
+        saved[key] = out[key].to_dict()
+        write_json(path, saved)
+    return out
+
+
 def _eta(finished: list[tuple[StudyRun, float]], remaining: list[StudyRun]) -> float:
-    """Seconds left: a budgeted run takes its budget plus the overhead measured on finished runs
-    (decoding, validation overrun, test scoring; 60 s until measured); others take the mean duration."""
+    """Seconds left: a budgeted run takes its budget times the ratio of duration to budget measured on
+    finished runs (a compute budget runs longer than its nominal time on a busy machine, and decoding,
+    validation and test scoring come on top; 1.5 until measured); others take the mean duration."""
     from seglab.config import parse_duration
 
     def budget(run: StudyRun) -> float | None:
         return parse_duration(run.config.train.budget, "train.budget") if run.config.train.budget else None
 
-    overheads = [d - budget(r) for r, d in finished if budget(r)]
-    overhead = sum(overheads) / len(overheads) if overheads else 60.0
+    ratios = [d / budget(r) for r, d in finished if budget(r)]
+    ratio = sum(ratios) / len(ratios) if ratios else 1.5
     mean = sum(d for _, d in finished) / len(finished) if finished else None
     total = 0.0
     for r in remaining:
         b = budget(r)
-        total += b + overhead if b else (mean or 0.0)
+        total += b * ratio if b else (mean or 0.0)
     return total
 
 

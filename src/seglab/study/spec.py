@@ -68,7 +68,7 @@ def resolve_study_file(name_or_path: str) -> Path:
     return builtin[name_or_path]
 
 
-def load_study(name_or_path: str, data_root: str | None = None) -> Study:
+def load_study(name_or_path: str, data_root: str | None = None, repeats: int | None = None) -> Study:
     """Parse and validate a study: every run's merged config is checked before anything trains."""
     path = resolve_study_file(name_or_path)
     text = path.read_text()
@@ -81,9 +81,12 @@ def load_study(name_or_path: str, data_root: str | None = None) -> Study:
     name = str(raw.get("name") or path.stem)
     if not re.fullmatch(r"[\w.+-]+", name):
         raise SeglabError(f"{where}: study name {name!r} may only hold letters, digits, '.', '_', '+', '-'")
-    repeats = raw.get("repeats", 1)
+    if repeats is not None:
+        where_repeats = "--repeats"
+    else:
+        repeats, where_repeats = raw.get("repeats", 1), f"{where}: 'repeats'"
     if not isinstance(repeats, int) or isinstance(repeats, bool) or repeats < 1:
-        raise SeglabError(f"{where}: 'repeats' must be a whole number >= 1, got {repeats!r}")
+        raise SeglabError(f"{where_repeats} must be a whole number >= 1, got {repeats!r}")
     defaults = raw.get("defaults") or {}
     if not isinstance(defaults, dict):
         raise SeglabError(f"{where}: 'defaults' must be a mapping of config keys")

@@ -1,51 +1,113 @@
-"""Callbacks that write the run folder's human-readable records."""
+"""Callbacks that write the run folder's human-readable records and count the work a run did."""
 
 from __future__ import annotations
 
 import csv
+import math
 import time
 from pathlib import Path
 
 import lightning as L
 
-EPOCH_COLUMNS = ["epoch", "train_loss", "val_loss", "val_miou", "val_pixel_accuracy", "val_mean_dice",
-                 "val_mean_class_accuracy", "lr", "seconds"]
+# One row per validation (several per epoch in short runs, so every curve has enough points to read).
+METRICS_COLUMNS = ["step", "epoch", "images", "train_loss", "val_loss", "val_miou", "val_pixel_accuracy",
+                   "val_mean_dice", "val_mean_class_accuracy", "lr", "seconds"]
 
 
-class EpochCSV(L.Callback):
-    """Appends one row per finished epoch to ``metrics.csv`` (after validation, so the row is complete)."""
+def fractional_epoch(trainer) -> float | None:
+    """Optimizer steps / steps per epoch, e.g. 2.5 halfway through the third epoch."""
+    per_epoch = trainer.num_training_batches
+    if not per_epoch or not math.isfinite(per_epoch):
+        return None
+    return round(trainer.global_step / per_epoch, 4)
+
+
+class WorkMeter(L.Callback):
+    """Counts what a run did: optimizer steps, images, epochs, wall and CPU seconds, time spent validating.
+    Sessions of a resumed run add up: the totals so far travel in the checkpoint."""
+
+    def __init__(self):
+        self.before = {"wall_seconds": 0.0, "cpu_seconds": 0.0, "val_seconds": 0.0}
+        self._wall0 = self._cpu0 = self._val0 = 0.0
+        self._val_session = 0.0
+        self._trainer = None
+
+    def on_train_start(self, trainer, pl_module):
+        self._trainer = trainer
+        self._wall0, self._cpu0, self._val_session = time.monotonic(), time.process_time(), 0.0
+
+    def on_validation_start(self, trainer, pl_module):
+        self._val0 = time.monotonic()
+
+    def on_validation_end(self, trainer, pl_module):
+        self._val_session += time.monotonic() - self._val0
+
+    def totals(self, trainer) -> dict:
+        """Work so far, for run.json (``epochs`` is fractional)."""
+        wall = self.before["wall_seconds"] + (time.monotonic() - self._wall0 if self._wall0 else 0.0)
+        cpu = self.before["cpu_seconds"] + (time.process_time() - self._cpu0 if self._wall0 else 0.0)
+        val = self.before["val_seconds"] + self._val_session
+        batch = trainer.datamodule.cfg["batch_size"] if trainer.datamodule is not None else None
+        images = trainer.global_step * batch if batch else None
+        train_wall = max(wall - val, 1e-9)
+        return {"steps": trainer.global_step, "images_seen": images, "epochs": fractional_epoch(trainer),
+                "train_seconds": round(wall, 1), "cpu_seconds": round(cpu, 1), "val_seconds": round(val, 1),
+                "img_per_s": round(images / train_wall, 2) if images else None}
+
+    def state_dict(self):
+        if self._trainer is None:
+            return dict(self.before)
+        t = self.totals(self._trainer)
+        return {"wall_seconds": t["train_seconds"], "cpu_seconds": t["cpu_seconds"], "val_seconds": t["val_seconds"]}
+
+    def load_state_dict(self, state):
+        self.before = {k: float(state.get(k, 0.0)) for k in self.before}
+
+
+class MetricsCSV(L.Callback):
+    """Appends one row per validation to ``metrics.csv``: where the run is (step, fractional epoch, images),
+    the mean training loss since the previous row, the validation metrics, the learning rate and the
+    seconds since the previous row."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
+        self._losses: list[float] = []
         self._t0 = 0.0
 
     def on_train_start(self, trainer, pl_module):
-        """On resume, drop rows of epochs the checkpoint does not hold (an interrupt can land between
-        this callback's row and Lightning's checkpoint of the same epoch); they will be trained again."""
+        """On resume, drop rows of steps the checkpoint does not hold (an interrupt can land between this
+        callback's row and Lightning's checkpoint); they will be trained again."""
+        self._t0 = time.monotonic()
         if trainer.global_rank != 0 or not self.path.exists():
             return
-        rows = read_epoch_csv(self.path)
-        keep = [r for r in rows if r["epoch"] <= trainer.current_epoch]
+        rows = read_metrics_csv(self.path)
+        keep = [r for r in rows if r["step"] is not None and r["step"] <= trainer.global_step]
         if len(keep) != len(rows):
             with self.path.open("w", newline="") as f:
-                w = csv.DictWriter(f, fieldnames=EPOCH_COLUMNS)
+                w = csv.DictWriter(f, fieldnames=METRICS_COLUMNS)
                 w.writeheader()
-                w.writerows({**r, "epoch": int(r["epoch"])} for r in keep)
+                w.writerows({**r, "step": int(r["step"])} for r in keep)
 
-    def on_train_epoch_start(self, trainer, pl_module):
-        self._t0 = time.monotonic()
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if loss is not None:
+            self._losses.append(float(loss))
 
-    def on_train_epoch_end(self, trainer, pl_module):
-        if trainer.global_rank != 0:
+    def on_validation_end(self, trainer, pl_module):
+        if trainer.global_rank != 0 or trainer.sanity_checking or trainer.state.fn != "fit":
             return
         m = trainer.callback_metrics
 
         def get(key):
             return round(float(m[key]), 6) if key in m else None
 
+        images = trainer.global_step * trainer.datamodule.cfg["batch_size"]
+        finite = [v for v in self._losses if math.isfinite(v)]
         row = {
-            "epoch": trainer.current_epoch + 1,
-            "train_loss": get("train/loss_epoch"),
+            "step": trainer.global_step,
+            "epoch": fractional_epoch(trainer),
+            "images": images,
+            "train_loss": round(sum(finite) / len(finite), 6) if finite else None,
             "val_loss": get("val/loss"),
             "val_miou": get("val/miou"),
             "val_pixel_accuracy": get("val/pixel_accuracy"),
@@ -54,15 +116,16 @@ class EpochCSV(L.Callback):
             "lr": trainer.optimizers[0].param_groups[0]["lr"],
             "seconds": round(time.monotonic() - self._t0, 2),
         }
+        self._losses, self._t0 = [], time.monotonic()
         new = not self.path.exists()
         with self.path.open("a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=EPOCH_COLUMNS)
+            w = csv.DictWriter(f, fieldnames=METRICS_COLUMNS)
             if new:
                 w.writeheader()
             w.writerow(row)
 
 
-def read_epoch_csv(path: Path) -> list[dict]:
+def read_metrics_csv(path: Path) -> list[dict]:
     """Rows of ``metrics.csv`` with numbers parsed (empty cells become None)."""
     if not Path(path).exists():
         return []

@@ -30,7 +30,7 @@ class SegModule(L.LightningModule):
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.cm = {s: ConfusionMatrix(len(class_names), class_names) for s in ("val", "test")}
-        self.test_num_images = 0
+        self.test_per_image: list[torch.Tensor] = []  # (B, n, n) per test batch, in split order
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
@@ -46,9 +46,9 @@ class SegModule(L.LightningModule):
         self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, prog_bar=stage == "train",
                  batch_size=images.shape[0], sync_dist=stage != "train")
         if stage in self.cm:
-            self.cm[stage].update(masks.cpu(), logits.argmax(1).cpu())
-        if stage == "test":
-            self.test_num_images += images.shape[0]
+            mats = self.cm[stage].update(masks.cpu(), logits.argmax(1).cpu())
+            if stage == "test":
+                self.test_per_image.append(mats)
         return loss
 
     def training_step(self, batch, batch_idx):
@@ -65,7 +65,7 @@ class SegModule(L.LightningModule):
 
     def on_test_epoch_start(self):
         self.cm["test"].reset()
-        self.test_num_images = 0
+        self.test_per_image = []
 
     def on_validation_epoch_end(self):
         if self.trainer.sanity_checking:
@@ -73,6 +73,10 @@ class SegModule(L.LightningModule):
         metrics = self.reduced_metrics("val")
         for key in ("miou", "pixel_accuracy", "mean_dice", "mean_class_accuracy"):
             self.log(f"val/{key}", metrics[key] if metrics[key] is not None else 0.0, prog_bar=key == "miou")
+
+    @property
+    def test_num_images(self) -> int:
+        return sum(len(m) for m in self.test_per_image)
 
     def reduced_metrics(self, stage: str) -> dict:
         """Sum the matrix over processes (a no-op on one device), then compute."""

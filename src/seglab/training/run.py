@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -21,7 +20,8 @@ from seglab.data import ensure_camvid, open_source
 from seglab.data.datamodule import SegDataModule
 from seglab.errors import Interrupted, SeglabError
 from seglab.runs import RunDir, environment, save_config
-from seglab.training.callbacks import EpochCSV
+from seglab.training.budget import Calibration, calibrate
+from seglab.training.callbacks import MetricsCSV, WorkMeter
 from seglab.training.device import resolve_accelerator, resolve_precision
 from seglab.training.losses import median_frequency_weights
 from seglab.training.module import SegModule
@@ -53,16 +53,51 @@ def resolve_class_weights(cfg: RunConfig, dm: SegDataModule, num_classes: int) -
     return list(cw)
 
 
+def prepare_data(cfg: RunConfig) -> tuple[SegDataModule, list[float] | None]:
+    """The run's data module with every split decoded and checked, and its class weights. Bad files fail
+    here, before any training; so does a broken test split, which is only scored at the end."""
+    source = open_data(cfg)
+    cfg.data.root = str(Path(source.root).resolve())  # the saved config names the data actually used
+    dm = SegDataModule(source, cfg.to_dict()["data"], seed=cfg.train.seed)
+    dm.setup("fit")
+    if "test" in source.splits:
+        dm.dataset("test")
+    return dm, resolve_class_weights(cfg, dm, source.classes.num_classes)
+
+
+def build_module(cfg: RunConfig, dm: SegDataModule, class_weights: list[float] | None) -> SegModule:
+    """The run's LightningModule, with every random stream reset to the run's seed right before: runs of a
+    study with the same architecture and seed start from the same weights and draw the same augmentations,
+    whatever else differs (loss, optimiser, schedule), so their difference is paired."""
+    dm.dataset("train").transform.reseed(cfg.train.seed)  # a calibration may have drawn augmentations
+    L.seed_everything(cfg.train.seed, workers=True, verbose=False)
+    classes = dm.source.classes
+    return SegModule(cfg.to_dict(), list(classes.names), [list(c) for c in classes.colors], class_weights)
+
+
+def needs_calibration(cfg: RunConfig) -> bool:
+    return bool(cfg.train.budget) and cfg.train.budget_clock == "compute" and cfg.train.steps is None
+
+
+def calibrate_config(cfg: RunConfig) -> Calibration:
+    """Measure ``cfg``'s step cost from scratch (a study does this once per cost before its first run)."""
+    dm, class_weights = prepare_data(cfg)
+    return calibrate(cfg, build_module(cfg, dm, class_weights), dm)
+
+
 def load_run_config(run: RunDir) -> RunConfig:
     if not run.config.is_file():
         raise SeglabError(f"{run.path}: not a run folder to resume (no config.yaml)")
     return from_dict(yaml.safe_load(run.config.read_text()))
 
 
-def train(cfg: RunConfig, resume: bool = False) -> RunDir:
+def train(cfg: RunConfig, resume: bool = False, calibration: Calibration | None = None) -> RunDir:
     """Fit ``cfg`` into ``out_dir/name``; with ``resume``, continue that run from its last checkpoint.
 
-    Returns the run folder. Interrupting (Ctrl-C) keeps the last epoch's checkpoint: resume it later.
+    A compute budget is resolved into ``train.steps`` before training (``calibration`` passes one measured
+    by a study for all runs of the same cost), and the resolved config is what config.yaml keeps, so a
+    resumed run does exactly the steps it set out to do. Returns the run folder. Interrupting (Ctrl-C)
+    keeps the last validation's checkpoint: resume it later.
     """
     run = RunDir(Path(cfg.out_dir) / cfg.run_name())
     if resume and not run.last.is_file():
@@ -70,17 +105,19 @@ def train(cfg: RunConfig, resume: bool = False) -> RunDir:
     if not resume and run.last.is_file():
         raise SeglabError(f"{run.path}: run already exists; continue it with --resume, or pick --name")
 
-    source = open_data(cfg)
-    cfg.data.root = str(Path(source.root).resolve())  # the saved config names the data actually used
-    L.seed_everything(cfg.train.seed, workers=True, verbose=False)
-    dm = SegDataModule(source, cfg.to_dict()["data"], seed=cfg.train.seed)
-    dm.setup("fit")  # decode and validate every image now: bad files fail before any training
-    if "test" in source.splits:
-        dm.dataset("test")  # the test split is scored at the end: check it now, not after hours of training
-    class_weights = resolve_class_weights(cfg, dm, source.classes.num_classes)
+    dm, class_weights = prepare_data(cfg)
 
-    config = cfg.to_dict()
-    module = SegModule(config, list(source.classes.names), [list(c) for c in source.classes.colors], class_weights)
+    wall_budget = parse_duration(cfg.train.budget, "train.budget") \
+        if cfg.train.budget and cfg.train.budget_clock == "wall" else None
+    budget_info = run.read_info().get("budget") if resume else None
+    if needs_calibration(cfg):
+        if calibration is None:
+            calibration = calibrate(cfg, build_module(cfg, dm, class_weights), dm)
+        cfg.train.steps = calibration.steps
+    if calibration is not None:
+        budget_info = calibration.to_dict()
+    module = build_module(cfg, dm, class_weights)
+    config = module.hparams.config
     save_config(run, config)
     accelerator = resolve_accelerator(cfg.train.accelerator)
     precision = resolve_precision(cfg.train.precision, cfg.train.accelerator)
@@ -89,37 +126,43 @@ def train(cfg: RunConfig, resume: bool = False) -> RunDir:
              f"{n_params:,}", module.model.weights, accelerator, precision)
     run.write_info(status="running", name=run.path.name, model=cfg.model.spec, params=n_params,
                    weights=module.model.weights, precision=precision, accelerator=accelerator,
-                   num_classes=source.classes.num_classes, class_names=list(source.classes.names),
-                   environment=environment(), **({} if resume else {"train_seconds": 0.0}))
+                   num_classes=len(module.hparams.class_names), class_names=list(module.hparams.class_names),
+                   environment=environment(),
+                   train_images=len(dm.dataset("train")), batch_size=cfg.data.batch_size,
+                   steps_planned=None if wall_budget else (cfg.train.steps or
+                                                           cfg.train.epochs * _batches_per_epoch(dm, cfg)),
+                   budget=budget_info)
 
-    budget_s = parse_duration(cfg.train.budget, "train.budget") if cfg.train.budget else None
+    work = WorkMeter()
     callbacks = [
         ModelCheckpoint(dirpath=run.checkpoints, filename="best", monitor="val/miou", mode="max", save_last=True,
                         auto_insert_metric_name=False, enable_version_counter=False),
-        ScheduleCallback(cfg.train.scheduler, cfg.train.warmup, budget_s),
-        EpochCSV(run.epochs_csv),
+        ScheduleCallback(cfg.train.scheduler, cfg.train.warmup, wall_budget, cfg.train.steps),
+        MetricsCSV(run.epochs_csv),
+        work,
     ]
     if cfg.train.early_stop:
         callbacks.append(EarlyStopping(monitor="val/miou", mode="max", patience=cfg.train.early_stop))
     max_time = timedelta(seconds=parse_duration(cfg.train.max_time, "train.max_time")) if cfg.train.max_time else None
+    length = {"max_steps": cfg.train.steps, "max_epochs": -1} if cfg.train.steps else \
+        {"max_epochs": -1 if wall_budget else cfg.train.epochs}
     trainer = make_trainer(
-        cfg.train, max_epochs=-1 if budget_s else cfg.train.epochs, max_time=max_time, devices=cfg.train.devices,
+        cfg.train, **length, **validation_schedule(cfg, dm), max_time=max_time, devices=cfg.train.devices,
         deterministic=cfg.train.deterministic, callbacks=callbacks, default_root_dir=run.path,
-        logger=CSVLogger(run.path, name="logs"),  # one version folder per session log_every_n_steps=10, num_sanity_val_steps=0,
+        logger=CSVLogger(run.path, name="logs"),  # one version folder per session
     )
-    t0 = time.monotonic()
     with quiet():
         try:
             trainer.fit(module, datamodule=dm, ckpt_path=str(run.last) if resume else None)
         except SystemExit:  # Lightning exits after a Ctrl-C; keep the record straight first
-            _finish(run, trainer, t0, "interrupted")
-            raise Interrupted(f"interrupted; the last finished epoch is saved: resume with "
+            _finish(run, trainer, work, "interrupted")
+            raise Interrupted(f"interrupted; the last validation's checkpoint is saved: resume with "
                               f"`seglab train --resume {run.path}`") from None
         except BaseException as e:
-            _finish(run, trainer, t0, "failed", error=f"{type(e).__name__}: {e}")
+            _finish(run, trainer, work, "failed", error=f"{type(e).__name__}: {e}")
             raise
     status = "interrupted" if trainer.interrupted else "trained"
-    _finish(run, trainer, t0, status)
+    _finish(run, trainer, work, status)
     if trainer.interrupted:
         raise Interrupted(f"interrupted; resume with `seglab train --resume {run.path}`")
     if trainer.global_rank == 0:
@@ -130,11 +173,30 @@ def train(cfg: RunConfig, resume: bool = False) -> RunDir:
     return run
 
 
-def _finish(run: RunDir, trainer: L.Trainer, t0: float, status: str, **extra) -> None:
+def _batches_per_epoch(dm: SegDataModule, cfg: RunConfig) -> int:
+    n = len(dm.dataset("train"))
+    return max(1, n // cfg.data.batch_size if n > cfg.data.batch_size else 1)
+
+
+def validation_schedule(cfg: RunConfig, dm: SegDataModule) -> dict:
+    """Lightning arguments that validate about ``train.val_points`` times per run, so a 4-epoch run still
+    draws a curve of 10 points. Epoch-based runs validate at least once per epoch; runs of unknown length
+    (wall-clock budget) once per epoch."""
+    per_epoch = _batches_per_epoch(dm, cfg)
+    if cfg.train.budget and cfg.train.budget_clock == "wall":
+        return {}
+    total = cfg.train.steps or cfg.train.epochs * per_epoch
+    every = max(1, total // cfg.train.val_points)
+    if every >= per_epoch and not cfg.train.steps:
+        return {}  # once per epoch (Lightning's default) is already often enough
+    return {"val_check_interval": every, "check_val_every_n_epoch": None}
+
+
+def _finish(run: RunDir, trainer: L.Trainer, work: WorkMeter, status: str, **extra) -> None:
+    """Record the run's state and the work it did (all sessions of a resumed run together)."""
     if trainer.global_rank != 0:
         return
     info = run.read_info()
     best = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
-    run.write_info(status=status, epochs=trainer.current_epoch, steps=trainer.global_step,
-                   train_seconds=round(info.get("train_seconds", 0.0) + time.monotonic() - t0, 1),
+    run.write_info(status=status, **work.totals(trainer),
                    best_val_miou=float(best) if best is not None else info.get("best_val_miou"), **extra)

@@ -1,7 +1,8 @@
 """Learning-rate schedule driven by the run's progress p in [0, 1].
 
-One function serves epoch-based runs (p = step / total steps) and time-budgeted runs
-(p = elapsed / budget), so a cosine schedule spans the whole run exactly once either way.
+One function serves runs of known length (p = step / total steps: epochs, steps, or a compute budget
+resolved into steps) and wall-clock budgets (p = elapsed / budget), so a cosine schedule spans the whole
+run exactly once either way.
 """
 
 from __future__ import annotations
@@ -26,11 +27,14 @@ def lr_factor(schedule: str, progress: float, warmup: float = 0.0, power: float 
 
 
 class ScheduleCallback(L.Callback):
-    """Sets the learning rate before every optimiser step and, with a time budget, ends training
-    when the budget is spent. Elapsed time is saved in checkpoints so a resumed run keeps its budget."""
+    """Sets the learning rate before every optimiser step and ends training when the run is complete:
+    after ``steps`` optimizer steps, or when a wall-clock budget is spent. Stopping through
+    ``trainer.should_stop`` (not only max_steps) makes Lightning validate once more at the very end, so the
+    final weights are always scored. Elapsed time is saved in checkpoints so a resumed run keeps its budget."""
 
-    def __init__(self, schedule: str = "none", warmup: float = 0.0, budget_s: float | None = None):
-        self.schedule, self.warmup, self.budget_s = schedule, warmup, budget_s
+    def __init__(self, schedule: str = "none", warmup: float = 0.0, budget_s: float | None = None,
+                 steps: int | None = None):
+        self.schedule, self.warmup, self.budget_s, self.steps = schedule, warmup, budget_s, steps
         self.elapsed_before = 0.0  # seconds spent in earlier (interrupted) sessions of this run
         self._t0 = None
         self.base_lrs: list[float] | None = None
@@ -62,7 +66,7 @@ class ScheduleCallback(L.Callback):
         self._stop_if_spent(trainer)  # validation may have used up the rest: start no new epoch
 
     def _stop_if_spent(self, trainer):
-        if self.budget_s and self.elapsed() >= self.budget_s:
+        if (self.budget_s and self.elapsed() >= self.budget_s) or (self.steps and trainer.global_step >= self.steps):
             trainer.should_stop = True
 
     def state_dict(self):

@@ -1,4 +1,5 @@
-"""One place that builds Lightning Trainers, so training and evaluation share device and precision logic."""
+"""One place that builds Lightning Trainers: ``seglab train``, ``seglab study``, ``seglab evaluate``, the budget
+calibration and ``seglab bench train`` all get theirs here, so the benchmark times what users run."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ _NOISE = (
     ".*LeafSpec.*",
     ".*treespec.*",
     ".*Checkpoint directory .* exists and is not empty.*",
+    ".*defined a `validation_step` but have no `val_dataloader`.*",  # the budget calibration trains only
 )
 
 
@@ -29,10 +31,19 @@ def quiet():
         yield
 
 
+# Settings every seglab Trainer shares (a test pins them). No sanity validation: seglab validates the
+# data before training and every run validates at least ``train.val_points`` times anyway.
+TRAINER_DEFAULTS = {"enable_model_summary": False, "num_sanity_val_steps": 0, "log_every_n_steps": 10}
+
+
 def make_trainer(train_cfg, **kwargs) -> L.Trainer:
-    """A Trainer on the configured (or auto-detected) device, precision and CPU threads;
-    ``kwargs`` go to Lightning."""
-    kwargs.setdefault("enable_model_summary", False)
+    """A Trainer on the configured (or auto-detected) device, precision and CPU threads, with seglab's
+    progress bar; ``kwargs`` go to Lightning."""
+    from seglab.training.progress import RunProgressBar
+
+    kwargs = {**TRAINER_DEFAULTS, **kwargs}
+    if kwargs.get("enable_progress_bar", True):
+        kwargs["callbacks"] = [*kwargs.get("callbacks", []), RunProgressBar()]
     accelerator = resolve_accelerator(train_cfg.accelerator)
     if accelerator == "cpu" and train_cfg.threads == "auto":
         kwargs["callbacks"] = [*kwargs.get("callbacks", []), ThreadTuner()]

@@ -1,0 +1,171 @@
+"""The study's conclusions in words: sentences the numbers of compare.py support, and no more.
+
+Rules: a difference is called an improvement only when a test that covers training noise (seeds) finds
+it, after Holm's correction; with one run per configuration the report says what the test-image
+bootstrap shows and that it is not a verdict on the idea. Every sentence says which noise its interval
+covers.
+"""
+
+from __future__ import annotations
+
+from seglab.study.compare import (
+    ALPHA,
+    IMAGE_TEST,
+    SEED_TEST,
+    ConfigRow,
+    Delta,
+    Stat,
+    StudyResults,
+    short_runs,
+    weights_substituted,
+    work_mismatches,
+)
+
+
+def pts(x: float) -> str:
+    """A difference of two fractions in percentage points, signed."""
+    return f"{100 * x:+.1f} points"
+
+
+def pct(x: float | None) -> str:
+    return "—" if x is None else f"{100 * x:.1f}%"
+
+
+def fmt_p(p: float | None) -> str:
+    """For a table cell: '< 0.001', '0.031', '0.42'."""
+    return "—" if p is None else "< 0.001" if p < 0.001 else f"{p:.3f}" if p < 0.1 else f"{p:.2f}"
+
+
+def p_text(p: float | None) -> str:
+    """For a sentence: 'p < 0.001', 'p = 0.031'."""
+    cell = fmt_p(p)
+    return f"p {cell}" if cell.startswith("<") else f"p = {cell}"
+
+
+def fmt_stat(s: Stat, scale: float = 100, digits: int = 1) -> str:
+    """'59.0 ± 1.4' (mean ± std, no-break spaces), '59.0' for one run, '—' for none."""
+    if s.mean is None:
+        return "—"
+    mean = f"{scale * s.mean:.{digits}f}"
+    return mean if s.std is None else f"{mean}\u00a0±\u00a0{scale * s.std:.{digits}f}"
+
+
+def fmt_ci(low: float, high: float) -> str:
+    """'[+3.1, +12.9]' in points (or percent for a single run's mIoU when unsigned)."""
+    return f"[{100 * low:+.1f}, {100 * high:+.1f}]"
+
+
+def verdict(delta: Delta) -> str:
+    """The verb of a hypothesis sentence. 'helped' and 'hurt' only when training noise was measured."""
+    if delta.test is None:
+        return "apparently helped" if delta.diff > 0 else "apparently hurt" if delta.diff < 0 else "changed nothing"
+    if delta.test == SEED_TEST:
+        return ("helped" if delta.diff > 0 else "hurt") if delta.significant else \
+            "showed no change larger than the noise"
+    if delta.significant:
+        return "scored higher than" if delta.diff > 0 else "scored lower than"
+    return "did not differ beyond test-image noise from"
+
+
+def hypothesis(row: ConfigRow) -> str:
+    d = row.delta
+    means = (f"{pct(row.stats['test_miou'].mean)} vs {pct(row.stats['test_miou'].mean - d.diff)}"
+             + (f", means of {d.n} and {d.base_n} seeds" if max(d.n, d.base_n) > 1 else ""))
+    head = f"**{row.config_name}** {verdict(d)} **{d.baseline}**" if d.test == IMAGE_TEST else \
+        f"**{row.config_name}** {verdict(d)} against **{d.baseline}**"
+    head += f": test mIoU {pts(d.diff)} ({means})."
+    if d.test is None:
+        why = d.seeds.reason if d.seeds is not None and d.seeds.reason else "no per-image test matrices stored"
+        return (f"{head} No noise estimate ({why}), so this change may be noise; repeat the study with "
+                f"`repeats: 3` or more to test it.")
+    lo, hi = d.ci
+    p = f"{p_text(d.p_value)} (Holm-corrected: {p_text(d.p_holm)})"
+    if d.test == SEED_TEST:
+        s = d.seeds
+        text = (f"{head} {SEED_TEST.capitalize()} ({s.n} pairs): 95% CI of the change {fmt_ci(lo, hi)} points, "
+                f"{p}" + (f", effect size d_z = {s.effect_size:.2f}" if s.effect_size is not None else "") +
+                ". This covers training noise (another seed, another model) on these test images")
+        if d.images is not None:
+            text += f"; test-image sampling alone gives {fmt_ci(d.images.low, d.images.high)}"
+        if s.min_p_exact is not None and s.min_p_exact >= ALPHA:
+            text += (f". With {s.n} seeds an exact sign-flip test cannot go below p = {s.min_p_exact:.2g}: "
+                     f"more repeats make the verdict sturdier")
+        return text + "."
+    return (f"{head} {IMAGE_TEST.capitalize()}: 95% CI {fmt_ci(lo, hi)} points, {p}. This covers only which "
+            f"test images were drawn, not training noise: with one run per configuration another seed could "
+            f"change the order, so it is no verdict on the idea itself; `seglab study ... --repeats 3` measures "
+            f"training noise too.")
+
+
+def weights_sentence(res: StudyResults) -> str | None:
+    """One plain sentence: which configurations start from which weights."""
+    groups: dict[str, list[str]] = {}
+    for row in res.rows:
+        w = row.fact("weights")
+        if w is None:
+            continue
+        w = str(w)
+        label = ("an ImageNet-pretrained encoder" if w == "imagenet" else
+                 f"random initialisation because ImageNet weights were unavailable ({w.split(': ', 1)[-1].rstrip(')')})"
+                 if weights_substituted(w) else "random initialisation (from scratch)" if w == "none" else
+                 f"weights from {w}")
+        groups.setdefault(label, []).append(f"**{row.config_name}**")
+    if not groups:
+        return None
+    parts = [f"{', '.join(names)} {'start' if len(names) > 1 else 'starts'} from {label}"
+             for label, names in groups.items()]
+    return "Weights: " + "; ".join(parts) + "."
+
+
+def conclusions(res: StudyResults) -> list[str]:
+    """Markdown sentences: each hypothesis' effect with its noise estimate, the winner, what went wrong."""
+    lines = [s for s in [weights_sentence(res)] if s]
+    deltas = [row for row in res.rows if row.delta is not None]
+    lines += [hypothesis(row) for row in deltas]
+    tested = [row for row in deltas if row.delta.p_value is not None]
+    if len(tested) >= 2:
+        lines.append(f"{len(tested)} comparisons were tested at once, so each p-value is Holm-corrected (a "
+                     f"difference counts when its corrected p < {ALPHA}).")
+    if deltas and not any(row.delta.training_noise_measured for row in deltas):
+        lines.append("Every configuration ran once, so no difference here is called an improvement: training "
+                     "noise, often several points for short runs, is not measured. `repeats: 3` (or "
+                     "`--repeats 3`) trains each configuration with three seeds, paired across configurations.")
+    for group in sorted({row.group for row in res.rows}):
+        members = [row for row in res.rows if row.group == group]
+        base = next((row for row in members if row.baseline), None)
+        if base is None and len(members) > 1:
+            lines.append(f"Group **{group}** has no baseline (`baseline: true`), so its changes are not measured.")
+        elif base is not None and not base.finished and len(members) > 1:
+            lines.append(f"The baseline **{base.config_name}** of group **{group}** has no finished run, so its "
+                         f"variants cannot be compared.")
+    best = res.best_row()
+    if best is not None:
+        s = best.stats
+        lines.append(f"Best configuration by validation mIoU: **{best.config_name}** ({fmt_stat(s['val_miou'])}% "
+                     f"validation, {fmt_stat(s['test_miou'])}% test mIoU over {s['test_miou'].n} "
+                     f"run{'s' if s['test_miou'].n != 1 else ''}).")
+    return lines + problems(res)
+
+
+def problems(res: StudyResults) -> list[str]:
+    lines = [f"Run **{r.name}** failed: `{r.error or 'no error recorded'}`; it is left out of every number."
+             for r in res.runs if r.status == "failed"]
+    unfinished = [r for r in res.runs if r.status not in ("finished", "failed")]
+    if unfinished:
+        lines.append(f"{len(unfinished)} run{'s' if len(unfinished) > 1 else ''} did not finish "
+                     f"({', '.join(f'{r.name}: {r.status}' for r in unfinished)}) and "
+                     f"{'are' if len(unfinished) > 1 else 'is'} left out; rerun the study to complete "
+                     f"{'them' if len(unfinished) > 1 else 'it'}.")
+    for r, b, off in work_mismatches(res):
+        lines.append(f"Unequal work: **{r.name}** trained on {r.work():,.0f} images and **{b.name}** on "
+                     f"{b.work():,.0f}, {100 * off:+.0f}% off the ratio their budgets intended; their comparison "
+                     f"mixes the idea with the amount of training.")
+    for r, share in short_runs(res):
+        lines.append(f"Run **{r.name}** stopped early, after {100 * share:.0f}% of its planned training "
+                     f"({r.info.get('steps')} of {r.info.get('steps_planned')} steps).")
+    substituted = [r for r in res.runs if weights_substituted(r.info.get("weights"))]
+    if substituted:
+        lines.append(f"{len(substituted)} run{'s' if len(substituted) > 1 else ''} trained without the pretrained "
+                     f"weights asked for ({', '.join(r.name for r in substituted)}); their numbers understate what "
+                     f"pretrained encoders reach.")
+    return lines

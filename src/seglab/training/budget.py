@@ -1,0 +1,118 @@
+"""Turn a training budget into a step count once, from a cost measurement that machine load cannot bias.
+
+Why not stop on the wall clock: on a shared 2-core machine another program can take a core at any time;
+a run that meets it then does a third fewer steps than its pair, and a comparison "at equal time" compares
+machine noise. Why not CPU time of the multi-threaded run: OpenMP threads spin while they wait for a
+descheduled partner, so it grows by half under load (measured: 1.43 -> 2.20 CPU-s per step).
+What stays put is the CPU time of the same step on *one* thread (1.145 s alone, 1.19 s beside a busy
+process): a core runs it or it waits, it does not spin. So a few steps are timed single-threaded and
+
+    steps = budget seconds x threads the run will use / single-thread CPU seconds per step
+
+A faster model still gets more steps (the point of an equal-time comparison); runs that share model,
+crop, batch and precision share one calibration in a study, so a hypothesis and its baseline do
+exactly the same work. On CUDA the GPU's wall time per step is measured instead (synchronised).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import statistics
+import time
+from dataclasses import asdict, dataclass, replace
+
+import lightning as L
+import torch
+
+from seglab.config import RunConfig, parse_duration
+from seglab.training.device import resolve_accelerator
+from seglab.training.threads import usable_cpus
+from seglab.training.trainer import make_trainer, quiet
+
+log = logging.getLogger("seglab")
+
+WARMUP_STEPS = 2  # the first steps pay for allocation and autotuning
+TIMED_STEPS = 4
+
+
+@dataclass
+class Calibration:
+    """What a budget was converted with; saved in run.json (and a study's calibration.json)."""
+
+    budget: str  # as configured, e.g. "3m"
+    clock: str  # "cpu-1thread" (CPU) or "cuda" (GPU wall time)
+    seconds_per_step: float  # single-thread CPU seconds (CPU) or GPU seconds (CUDA) per optimizer step
+    threads: int  # threads the run trains with: the budget buys budget x threads CPU-seconds
+    steps: int  # optimizer steps the budget buys
+    images_per_step: int
+    key: str  # what the cost depends on; runs with equal keys share a calibration
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def cost_key(cfg: RunConfig) -> str:
+    """Settings that decide the cost of a training step (not loss, optimiser or augmentation choices)."""
+    h, w = cfg.data.size
+    t = cfg.train
+    return (f"{cfg.model.spec}|{h}x{w}|bs{cfg.data.batch_size}|{t.precision}|cl{int(t.channels_last)}|"
+            f"{t.accelerator}|threads{t.threads}")
+
+
+def run_threads(cfg: RunConfig) -> int:
+    """Threads the run will train with (``train.threads``: 0 and auto mean every usable core)."""
+    t = cfg.train.threads
+    return int(t) if isinstance(t, int) and t > 0 else usable_cpus()
+
+
+def steps_for(budget: str, seconds_per_step: float, threads: int) -> int:
+    return max(1, math.floor(parse_duration(budget, "train.budget") * threads / seconds_per_step))
+
+
+class _StepClock(L.Callback):
+    """Records the cost of each training step, from the end of one step to the end of the next
+    (so data loading and augmentation count), in process CPU time or synchronised GPU time."""
+
+    def __init__(self, cuda: bool):
+        self.cuda, self.costs, self._last = cuda, [], None
+
+    def _now(self) -> float:
+        if self.cuda:
+            torch.cuda.synchronize()
+            return time.perf_counter()
+        return time.process_time()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        now = self._now()
+        if self._last is not None:
+            self.costs.append(now - self._last)
+        self._last = now
+
+
+def calibrate(cfg: RunConfig, module: L.LightningModule, datamodule) -> Calibration:
+    """Time a few training steps of a copy of ``module`` (the run's own module is left untouched) and
+    convert ``cfg.train.budget`` into steps. The caller re-seeds whatever random state it shares."""
+    cuda = resolve_accelerator(cfg.train.accelerator) == "cuda"
+    threads = run_threads(cfg)
+    clock = _StepClock(cuda)
+    saved_threads = torch.get_num_threads()
+    probe = copy.deepcopy(module)
+    train_cfg = cfg.train if cuda else replace(cfg.train, threads=1)  # make_trainer sets the thread count
+    trainer = make_trainer(train_cfg, max_steps=WARMUP_STEPS + TIMED_STEPS + 1, max_epochs=-1, limit_val_batches=0,
+                           logger=False, enable_checkpointing=False, enable_progress_bar=False, callbacks=[clock],
+                           devices=1)
+    try:
+        with quiet(), torch.random.fork_rng():
+            trainer.fit(probe, train_dataloaders=datamodule.train_dataloader())
+    finally:
+        torch.set_num_threads(saved_threads)
+    per_step = statistics.median(clock.costs[WARMUP_STEPS:] or clock.costs)
+    steps = steps_for(cfg.train.budget, per_step, 1 if cuda else threads)
+    cal = Calibration(cfg.train.budget, "cuda" if cuda else "cpu-1thread", per_step, 1 if cuda else threads,
+                      steps, cfg.data.batch_size, cost_key(cfg))
+    log.info("budget %s: %.3f %s-seconds per step x %d thread%s -> %d steps (%d images)", cal.budget, per_step,
+             "GPU" if cuda else "single-thread CPU", cal.threads, "s" if cal.threads > 1 else "", steps,
+             steps * cal.images_per_step)
+    return cal
