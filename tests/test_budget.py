@@ -98,7 +98,7 @@ def test_console_bar_reads_right_in_80_columns():
     assert text == "epoch 3/10  loss 0.412  val mIoU 47.9%"
     assert describe(1, None, None, None) == "epoch 1"
     assert "v_num" not in text and "-2" not in text
-    line = tqdm.format_meter(102, 419, 40.0, ncols=80, prefix=text, bar_format=RunProgressBar.BAR_FORMAT)
+    line = tqdm.format_meter(102, 419, 40.0, ncols=80, prefix=text, bar_format=RunProgressBar.TRAIN_FORMAT)
     assert len(line) <= 80 and line.startswith(text + " |") and "102/419 steps" in line
 
 
@@ -125,3 +125,24 @@ def test_bad_steps_are_one_line(capsys, value, tiny_camvid):
 
     r = run_cli(capsys, "train", "--data", tiny_camvid, "--model", "scratch:simplesegnet", "--steps", value)
     assert_one_line_error(r, "train.steps")
+
+
+def test_resume_keeps_the_steps_its_budget_bought(capsys, monkeypatch, tiny_camvid, tmp_path):
+    """A study resumes an interrupted run from its study-file config (no steps in it): the run must do the
+    steps saved in its config.yaml, not measure its cost again."""
+    from seglab.training import run as run_module
+
+    r = run_cli(capsys, "train", "--data", tiny_camvid, "--model", "scratch:simplesegnet", "--size", "64x96",
+                "--batch", "2", "--budget", "1s", "--out", tmp_path, "--name", "b")
+    assert r.code == 0, r.err[-2000:]
+    steps = json.loads((tmp_path / "b" / "run.json").read_text())["steps"]
+
+    def no_second_measurement(*args, **kwargs):
+        raise AssertionError("calibrated again on resume")
+
+    monkeypatch.setattr(run_module, "calibrate", no_second_measurement)
+    cfg = cfg_for(tiny_camvid, **{"train.budget": "1s", "name": "b", "out_dir": str(tmp_path)})
+    assert cfg.train.steps is None
+    run_module.train(cfg, resume=True)
+    assert cfg.train.steps == steps
+    assert json.loads((tmp_path / "b" / "run.json").read_text())["steps"] == steps

@@ -196,7 +196,8 @@ def test_single_runs_verdicts_cover_test_images_only(tmp_path):
     assert d.significant  # +8 points over 30 images
     text = "\n".join(conclusions(res))
     assert re.search(r"\*\*cnn\+recipe\*\* scored higher than \*\*cnn\*\*: test mIoU \+[78]\.\d points", text)
-    assert "covers only which test images were drawn" in text and "--repeats 3" in text
+    assert "covers only which test images were drawn, not training noise" in text and "--repeats 3" in text
+    assert "no difference here is a verdict on the idea itself" in text
     assert not re.search(r"\bhelped\b", text)  # no improvement claimed without training noise
     assert "Holm-corrected" in text
     iv = rows["cnn"].finished[0].test_interval

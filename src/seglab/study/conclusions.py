@@ -92,9 +92,7 @@ def hypothesis(row: ConfigRow) -> str:
                      f"more repeats make the verdict sturdier")
         return text + "."
     return (f"{head} {IMAGE_TEST.capitalize()}: 95% CI {fmt_ci(lo, hi)} points, {p}. This covers only which "
-            f"test images were drawn, not training noise: with one run per configuration another seed could "
-            f"change the order, so it is no verdict on the idea itself; `seglab study ... --repeats 3` measures "
-            f"training noise too.")
+            f"test images were drawn, not training noise.")
 
 
 def weights_sentence(res: StudyResults) -> str | None:
@@ -127,9 +125,11 @@ def conclusions(res: StudyResults) -> list[str]:
         lines.append(f"{len(tested)} comparisons were tested at once, so each p-value is Holm-corrected (a "
                      f"difference counts when its corrected p < {ALPHA}).")
     if deltas and not any(row.delta.training_noise_measured for row in deltas):
-        lines.append("Every configuration ran once, so no difference here is called an improvement: training "
-                     "noise, often several points for short runs, is not measured. `repeats: 3` (or "
-                     "`--repeats 3`) trains each configuration with three seeds, paired across configurations.")
+        lines.append("Every configuration ran once, so no difference here is a verdict on the idea itself: "
+                     "training noise (another seed, another model), often several points for short runs, is not "
+                     "measured, and another seed could change the order. `repeats: 3` in the study file (or "
+                     "`seglab study ... --repeats 3`) trains each configuration with three seeds, paired across "
+                     "configurations, and tests the differences against that noise.")
     for group in sorted({row.group for row in res.rows}):
         members = [row for row in res.rows if row.group == group]
         base = next((row for row in members if row.baseline), None)

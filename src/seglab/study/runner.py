@@ -80,10 +80,7 @@ def run_study(study: Study, out: str | Path = "runs/studies", only: list[str] | 
         cfg = run.config
         cfg.out_dir = str(run_dir.path.parent)
         try:
-            if run_dir.last.is_file():
-                train(cfg, resume=True)
-            else:
-                train(cfg, calibration=calibrations.get(cost_key(cfg)))
+            train(cfg, resume=run_dir.last.is_file(), calibration=calibrations.get(cost_key(cfg)))
             statuses[run.name] = {"status": "finished", "error": None}
         except (KeyboardInterrupt, Interrupted):
             statuses[run.name] = {"status": "pending", "error": None}

@@ -34,7 +34,7 @@ from seglab.training.trainer import make_trainer, quiet
 log = logging.getLogger("seglab")
 
 WARMUP_STEPS = 2  # the first steps pay for allocation and autotuning
-TIMED_STEPS = 4
+TIMED_STEPS = 6  # median of these: single steps vary by a few percent
 
 
 @dataclass

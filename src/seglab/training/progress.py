@@ -27,7 +27,7 @@ def describe(epoch: int, epochs: int | None, loss: float | None, val_miou: float
 
 
 class RunProgressBar(TQDMProgressBar):
-    BAR_FORMAT = "{desc} |{bar}| {n_fmt}/{total_fmt} steps [{elapsed}<{remaining}]"
+    TRAIN_FORMAT = "{desc} |{bar}| {n_fmt}/{total_fmt} steps [{elapsed}<{remaining}]"  # validation keeps the default
 
     def _total_steps(self, trainer) -> int | None:
         total = trainer.estimated_stepping_batches  # inf for wall-clock budgets
@@ -51,7 +51,7 @@ class RunProgressBar(TQDMProgressBar):
 
     def on_train_start(self, trainer, pl_module):
         self.train_progress_bar = self.init_train_tqdm()
-        self.train_progress_bar.bar_format = self.BAR_FORMAT
+        self.train_progress_bar.bar_format = self.TRAIN_FORMAT
         self.train_progress_bar.total = self._total_steps(trainer)
         self.train_progress_bar.initial = 0
         _update_n(self.train_progress_bar, trainer.global_step)  # a resumed run starts where it stopped

@@ -110,6 +110,8 @@ def train(cfg: RunConfig, resume: bool = False, calibration: Calibration | None 
     wall_budget = parse_duration(cfg.train.budget, "train.budget") \
         if cfg.train.budget and cfg.train.budget_clock == "wall" else None
     budget_info = run.read_info().get("budget") if resume else None
+    if resume and needs_calibration(cfg) and run.config.is_file():
+        cfg.train.steps = load_run_config(run).train.steps  # the steps it set out to do, not a new measurement
     if needs_calibration(cfg):
         if calibration is None:
             calibration = calibrate(cfg, build_module(cfg, dm, class_weights), dm)
