@@ -135,3 +135,19 @@ def test_thread_tuner_keeps_the_faster_count(monkeypatch):
     assert used[1:5] == [1, 2, 1, 2]  # step 0 warms up untimed, then the trials alternate
     assert tuner.chosen == 1 and used[5:8] == [1, 1, 1]
     assert used[8:10] == [1, 1]  # the re-check: a warm-up step at the chosen count, then the trials again
+
+
+def test_budget_report_compares_alone_and_loaded(tiny_camvid, tmp_path):
+    """Structure of `seglab bench budget`: turns in both conditions, medians and changes consistent."""
+    from seglab.bench.budget_bench import run_budget_bench
+
+    out = tmp_path / "budget.json"
+    report = run_budget_bench(str(tiny_camvid), MODEL, (64, 96), batch=2, budget="5s", rounds=1, out=out, show=False)
+    assert json.loads(out.read_text()) == json.loads(json.dumps(report))
+    for cond in ("alone", "loaded"):
+        (turn,) = report[cond]["turns"]
+        assert turn["steps"] == report[cond]["steps_median"] >= 1
+        assert _positive(turn["cpu_s_per_step_1thread"], turn["wall_s_per_step"], turn["wall_budget_steps"])
+    assert report["steps_change"] == pytest.approx(
+        report["loaded"]["steps_median"] / report["alone"]["steps_median"] - 1, abs=1e-4)
+    assert {"cpu", "load_average_start", "load_average_end"} <= set(report["machine"])

@@ -161,11 +161,11 @@ def environment() -> dict:
 
 
 def cpu_model() -> str:
-    """'AMD EPYC (x86_64)' from /proc/cpuinfo where it can be read; numbers differ between CPUs."""
+    """The CPU's marketing name from /proc/cpuinfo (falls back to platform's guess): numbers differ by CPU."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()} ({platform.machine()})"
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
     return platform.processor() or platform.machine()

@@ -3,6 +3,7 @@
     seglab bench train --data ../shared/camvid --model unet:resnet18 --size 256x256 --batch 4 --out bench.json
     seglab bench infer --data ../shared/camvid --model unet:resnet18 --out infer.json
     seglab bench infer --data ../shared/camvid --checkpoint runs/<run> --frames 20 --out infer.json
+    seglab bench budget --data ../shared/camvid --model fpn:efficientnet-lite0 --budget 4m --out budget.json
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from seglab.config import parse_size
+from seglab.config import parse_duration, parse_size
 from seglab.errors import SeglabError
 
 
@@ -80,3 +81,22 @@ def register(app: typer.Typer) -> None:
             raise SeglabError(f"--paths: unknown {', '.join(unknown)}; choose from {', '.join(PATHS)}")
         run_infer_bench(data, model, checkpoint, frames=frames, repeats=repeats, threads=threads, paths=chosen,
                         out=out)
+
+    @bench.command("budget")
+    def budget(
+        data: str = typer.Option(..., help="Dataset folder (its train split is used)."),
+        model: str = typer.Option("fpn:efficientnet-lite0", help="Model spec, e.g. fpn:efficientnet-lite0."),
+        size: str = typer.Option("256x320", help="Training crop HxW, multiples of 32."),
+        batch: int = typer.Option(8, help="Batch size."),
+        budget: str = typer.Option("4m", help="The training budget to convert, e.g. 4m."),
+        rounds: int = typer.Option(2, help="Turns of alone / beside a competing process."),
+        out: Path | None = typer.Option(None, help="Write the JSON report here."),
+    ):
+        """Steps a budget buys alone and beside a CPU-bound competitor, against a wall-clock budget's."""
+        from seglab.bench.budget_bench import run_budget_bench
+
+        for option, value, low in (("--batch", batch, 1), ("--rounds", rounds, 1)):
+            _at_least(option, value, low)
+        if parse_duration(budget, "--budget") <= 0:
+            raise SeglabError(f"--budget {budget}: must be a positive duration")
+        run_budget_bench(data, model, _size(size), batch, budget, rounds=rounds, out=out)

@@ -12,20 +12,7 @@ from pathlib import Path
 
 import torch
 
-from seglab.runs import environment, write_json
-
-
-def cpu_model() -> str:
-    """The CPU's marketing name from /proc/cpuinfo (falls back to platform's guess)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or platform.machine()
+from seglab.runs import cpu_model, environment, write_json
 
 
 def machine_info() -> dict:

@@ -71,44 +71,49 @@ def steps_for(budget: str, seconds_per_step: float, threads: int) -> int:
     return max(1, math.floor(parse_duration(budget, "train.budget") * threads / seconds_per_step))
 
 
-class _StepClock(L.Callback):
-    """Records the cost of each training step, from the end of one step to the end of the next
-    (so data loading and augmentation count), in process CPU time or synchronised GPU time."""
+class StepClock(L.Callback):
+    """Records the cost of each training step, from the end of one step to the end of the next (so data
+    loading and augmentation count), by the clock ``now``."""
 
-    def __init__(self, cuda: bool):
-        self.cuda, self.costs, self._last = cuda, [], None
-
-    def _now(self) -> float:
-        if self.cuda:
-            torch.cuda.synchronize()
-            return time.perf_counter()
-        return time.process_time()
+    def __init__(self, now):
+        self.now, self.costs, self._last = now, [], None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        now = self._now()
+        t = self.now()
         if self._last is not None:
-            self.costs.append(now - self._last)
-        self._last = now
+            self.costs.append(t - self._last)
+        self._last = t
+
+
+def cuda_time() -> float:
+    torch.cuda.synchronize()
+    return time.perf_counter()
+
+
+def time_steps(train_cfg, module: L.LightningModule, datamodule, steps: int, now) -> list[float]:
+    """Cost of ``steps`` training steps of a copy of ``module`` (the caller's module is left untouched)
+    under ``train_cfg``'s device, precision and threads. Global random state is restored afterwards; the
+    caller re-seeds the augmentation stream it shares."""
+    clock = StepClock(now)
+    saved_threads = torch.get_num_threads()
+    trainer = make_trainer(train_cfg, max_steps=steps + 1, max_epochs=-1, limit_val_batches=0, logger=False,
+                           enable_checkpointing=False, enable_progress_bar=False, callbacks=[clock], devices=1)
+    try:
+        with quiet(), torch.random.fork_rng():
+            trainer.fit(copy.deepcopy(module), train_dataloaders=datamodule.train_dataloader())
+    finally:
+        torch.set_num_threads(saved_threads)
+    return clock.costs
 
 
 def calibrate(cfg: RunConfig, module: L.LightningModule, datamodule) -> Calibration:
-    """Time a few training steps of a copy of ``module`` (the run's own module is left untouched) and
-    convert ``cfg.train.budget`` into steps. The caller re-seeds whatever random state it shares."""
+    """Time a few training steps of a copy of ``module`` and convert ``cfg.train.budget`` into steps."""
     cuda = resolve_accelerator(cfg.train.accelerator) == "cuda"
     threads = run_threads(cfg)
-    clock = _StepClock(cuda)
-    saved_threads = torch.get_num_threads()
-    probe = copy.deepcopy(module)
     train_cfg = cfg.train if cuda else replace(cfg.train, threads=1)  # make_trainer sets the thread count
-    trainer = make_trainer(train_cfg, max_steps=WARMUP_STEPS + TIMED_STEPS + 1, max_epochs=-1, limit_val_batches=0,
-                           logger=False, enable_checkpointing=False, enable_progress_bar=False, callbacks=[clock],
-                           devices=1)
-    try:
-        with quiet(), torch.random.fork_rng():
-            trainer.fit(probe, train_dataloaders=datamodule.train_dataloader())
-    finally:
-        torch.set_num_threads(saved_threads)
-    per_step = statistics.median(clock.costs[WARMUP_STEPS:] or clock.costs)
+    costs = time_steps(train_cfg, module, datamodule, WARMUP_STEPS + TIMED_STEPS,
+                       cuda_time if cuda else time.process_time)
+    per_step = statistics.median(costs[WARMUP_STEPS:] or costs)
     steps = steps_for(cfg.train.budget, per_step, 1 if cuda else threads)
     cal = Calibration(cfg.train.budget, "cuda" if cuda else "cpu-1thread", per_step, 1 if cuda else threads,
                       steps, cfg.data.batch_size, cost_key(cfg))
