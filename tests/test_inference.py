@@ -437,3 +437,27 @@ def test_banded_upsampling_equals_interpolate():
     bands = list(upsample_rows(z, 100, 131, rows=7))
     assert [y for y, _ in bands] == list(range(0, 100, 7))
     torch.testing.assert_close(torch.cat([b for _, b in bands], dim=1), whole, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_device_without_cuda_is_one_line(capsys, run):
+    from cli_helpers import assert_one_line_error, run_cli
+
+    assert_one_line_error(run_cli(capsys, "predict", run, run, "--device", "cuda"), "--device cuda",
+                          "no CUDA device")
+
+
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04truncated"], ids=["zero-byte", "truncated"])
+def test_broken_best_checkpoint_is_one_line_everywhere(capsys, tmp_path, run, content):
+    import shutil
+
+    from cli_helpers import assert_one_line_error, run_cli
+
+    broken = tmp_path / "broken"
+    shutil.copytree(run, broken)
+    (broken / "checkpoints" / "best.ckpt").write_bytes(content)
+    image = tmp_path / "x.png"
+    cv2.imwrite(str(image), np.zeros((64, 96, 3), np.uint8))
+    for args in (["evaluate", broken], ["predict", broken, image, "--out", tmp_path / "p"],
+                 ["export", broken, "--out", tmp_path / "e"]):
+        assert_one_line_error(run_cli(capsys, *args), "best.ckpt")

@@ -82,7 +82,8 @@ def test_runner_is_resumable_and_records_failures(capsys, caplog, tmp_path, tiny
     path = write_study(tmp_path, study)
     out = tmp_path / "studies"
     r = run_cli(capsys, "study", path, "--data", tiny_camvid, "--out", out, "--no-report")
-    assert r.code == 0, r.err[-3000:]
+    assert r.code == 1, r.err[-3000:]  # a study whose runs failed says so in its exit code
+    assert "error: 1 run failed: broken (" in r.err and "nosuchnet" in r.err and "Traceback" not in r.err
     index = json.loads((out / "tiny" / "study.json").read_text())
     status = {x["name"]: x for x in index["runs"]}
     assert status["base"]["status"] == "finished" and status["adamw"]["status"] == "finished"
@@ -95,7 +96,7 @@ def test_runner_is_resumable_and_records_failures(capsys, caplog, tmp_path, tiny
     caplog.clear()
     caplog.set_level(logging.INFO, logger="seglab")
     r = run_cli(capsys, "study", path, "--data", tiny_camvid, "--out", out, "--no-report")
-    assert r.code == 0, r.err[-3000:]
+    assert r.code == 1, r.err[-3000:]
     assert ckpt.stat().st_mtime_ns == stamp  # a finished run is never re-run
     assert "3 runs, 1 to train" in caplog.text  # only the failed one is tried again
     assert "[1/1] broken" in caplog.text

@@ -99,6 +99,13 @@ def test_class_weights_and_schedules_train(capsys, tiny_camvid, tmp_path):
     (["--size", "100x100"], ["data.size", "multiples of 32"]),
     (["--loss", "hinge"], ["train.loss", "dice_ce"]),
     (["--data", "/nonexistent/camvid"], ["/nonexistent/camvid"]),
+    (["--lr", "nan"], ["train.lr", "finite"]),
+    (["--set", "train.lr=inf"], ["train.lr", "finite"]),
+    (["--set", "train.weight_decay=nan"], ["train.weight_decay", "finite"]),
+    (["--class-weights", "1,nan,1,1,1,1,1,1,1,1,1"], ["train.class_weights", "finite"]),
+    (["--set", "train.devices=abc"], ["train.devices", "abc"]),
+    pytest.param(["--set", "train.accelerator=cuda"], ["train.accelerator=cuda", "no CUDA device", "cpu"],
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")),
 ])
 def test_bad_options_are_one_line_errors(capsys, tiny_camvid, tmp_path, args, fragments):
     base = [*TRAIN, "--data", tiny_camvid, "--epochs", "1", "--out", tmp_path]
@@ -240,3 +247,37 @@ def test_models_command_lists_specs_with_params(capsys):
     for spec in ("scratch:simplesegnet", "scratch:vit", "unet:efficientnet-lite0", "unet:resnet34"):
         assert spec in r.out
     assert " M" in r.out  # parameter counts in millions
+
+
+def test_all_void_batches_contribute_no_loss(capsys, tiny_camvid, tmp_path):
+    """An unlabelled training image with batch 1 must not turn the logged loss into NaN."""
+    label = min((tiny_camvid / "trainannot").iterdir())
+    cv2.imwrite(str(label), np.full_like(cv2.imread(str(label), cv2.IMREAD_UNCHANGED), 11))  # 11 = void
+    r = run_cli(capsys, "train", "--model", "scratch:simplesegnet", "--size", "64x96", "--batch", "1",
+                "--data", tiny_camvid, "--epochs", "2", "--out", tmp_path, "--name", "void",
+                "--set", "data.scale_crop=false")
+    assert r.code == 0, r.err[-3000:]
+    rows = epochs_csv(tmp_path / "void")
+    losses = [float(x["train_loss"]) for x in rows if x["train_loss"]]  # empty: only the void batch since
+    assert len(losses) >= 4 and np.isfinite(losses).all()
+    assert all(np.isfinite(float(x["val_loss"])) for x in rows)
+    assert json.loads((tmp_path / "void" / "run.json").read_text())["status"] == "finished"
+
+
+def test_a_loss_that_turns_infinite_stops_the_run_naming_where(monkeypatch):
+    from seglab.config import RunConfig
+    from seglab.data import CAMVID11
+    from seglab.errors import SeglabError
+    from seglab.training.module import SegModule
+
+    cfg = RunConfig()
+    cfg.model.spec, cfg.model.weights = "scratch:simplesegnet", "none"
+    module = SegModule(cfg.to_dict(), list(CAMVID11.names), [list(c) for c in CAMVID11.colors])
+    class Exploding(torch.nn.Module):
+        def forward(self, logits, masks):
+            return logits.sum() * float("inf")
+
+    module.criterion = Exploding()
+    batch = (torch.zeros(1, 3, 32, 32), torch.zeros(1, 32, 32, dtype=torch.long))
+    with pytest.raises(SeglabError, match=r"training loss became (inf|nan) at epoch 1, step 1.*last good checkpoint"):
+        module.training_step(batch, 0)

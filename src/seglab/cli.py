@@ -165,6 +165,12 @@ def study(
 
         md, html = build_report(folder.path, data_root=data)
         typer.echo(f"report: {html}\n        {md}")
+    failed = folder.failed()
+    if failed:  # the report is written and names them; the exit code tells scripts and CI
+        typer.echo(f"error: {len(failed)} run{'s' if len(failed) > 1 else ''} failed: "
+                   + "; ".join(f"{name} ({error})" for name, error in failed)
+                   + "; rerun the same command to retry them", err=True)
+        raise typer.Exit(1)
 
 
 def _register_feature_commands() -> None:

@@ -8,6 +8,7 @@ and in every checkpoint.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 import types
 import typing
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from seglab.errors import SeglabError
+from seglab.errors import SeglabError, first_line
 
 # Keys whose values must come from a fixed set.
 CHOICES = {
@@ -143,7 +144,7 @@ def read_yaml(path: str | Path) -> dict:
     try:
         data = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as e:
-        raise SeglabError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
+        raise SeglabError(f"{p}: not valid YAML ({first_line(e)})") from None
     if not isinstance(data, dict):
         raise SeglabError(f"{p}: expected a mapping of config keys at the top level")
     return data
@@ -224,7 +225,9 @@ def _coerce(value, tp, key: str):
         try:
             return _coerce_one(value, opt, key)
         except (TypeError, ValueError) as e:
-            errors.append(str(e))
+            # a list's own problem (a NaN inside) says more than "expected a string" from another option
+            fits = isinstance(value, (list, tuple)) == (typing.get_origin(opt) in (list, tuple))
+            errors.insert(0, str(e)) if fits else errors.append(str(e))
     raise SeglabError(f"config key '{key}': bad value {value!r} ({errors[0] if errors else 'wrong type'})")
 
 
@@ -243,7 +246,10 @@ def _coerce_one(value, tp, key):
     if tp is float:
         if isinstance(value, bool):
             raise TypeError("expected a number")
-        return float(value)
+        number = float(value)
+        if not math.isfinite(number):  # nan or inf would train on NaN losses and exit as if all went well
+            raise ValueError("expected a finite number")
+        return number
     if tp is str:
         if isinstance(value, (dict, list)):
             raise TypeError("expected a string")
@@ -257,7 +263,7 @@ def _coerce_one(value, tp, key):
     if origin is list:
         if not isinstance(value, (list, tuple)):
             raise TypeError("expected a list")
-        return [float(v) for v in value]
+        return [_coerce_one(v, float, key) for v in value]
     raise TypeError(f"unsupported type {tp}")
 
 
@@ -318,6 +324,9 @@ def validate(cfg: RunConfig) -> None:
     for key, value in nonneg.items():
         if value < 0:
             raise SeglabError(f"config key '{key}': must be >= 0, got {value}")
+    if not re.fullmatch(r"auto|-1|\d+(,\d+)*", str(cfg.train.devices).strip()):
+        raise SeglabError(f"config key 'train.devices': bad value {cfg.train.devices!r}; use auto, a count (e.g. 2), "
+                          f"-1 for all, or device indices like 0,1")
     t = cfg.train.threads
     if (isinstance(t, str) and t != "auto") or (isinstance(t, int) and t < 0):
         raise SeglabError(f"config key 'train.threads': bad value {t!r}; use 0 (all cores), a count, or auto")

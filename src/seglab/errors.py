@@ -15,3 +15,10 @@ class Interrupted(SeglabError):
     """The user stopped a run (Ctrl-C); what was saved can be resumed."""
 
     exit_code = 130
+
+
+def first_line(err: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's message, or its type's name when the message is empty (a zero-byte
+    checkpoint makes torch raise an error with no message at all)."""
+    lines = str(err).strip().splitlines()
+    return (lines[0] if lines else type(err).__name__)[:limit]

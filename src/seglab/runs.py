@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from seglab.errors import SeglabError
+from seglab.errors import SeglabError, first_line
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,7 @@ def load_checkpoint(path: Path) -> dict:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any failure means the file is not a usable checkpoint
         raise SeglabError(f"{path}: not a readable seglab checkpoint ({type(e).__name__}: "
-                          f"{str(e).splitlines()[0][:200]})") from None
+                          f"{first_line(e, 200)})") from None
     if "hyper_parameters" not in ckpt or "config" not in ckpt.get("hyper_parameters", {}):
         raise SeglabError(f"{path}: not a seglab checkpoint (no seglab config inside)")
     return ckpt
@@ -134,7 +134,7 @@ def load_module(target: str | Path):
         module.load_state_dict(ckpt["state_dict"])
     except RuntimeError as e:
         raise SeglabError(f"{path}: weights do not fit model {hp['config']['model']['spec']} "
-                          f"({str(e).splitlines()[0][:200]})") from None
+                          f"({first_line(e, 200)})") from None
     return module.eval()
 
 

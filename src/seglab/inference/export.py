@@ -21,7 +21,7 @@ import torch
 import seglab
 from seglab.constants import IGNORE_INDEX, SIZE_DIVISOR
 from seglab.data.classes import ClassSet
-from seglab.errors import SeglabError
+from seglab.errors import SeglabError, first_line
 
 ONNX_INPUT, ONNX_OUTPUT = "images", "logits"
 ONNX_OPSET = 17
@@ -158,7 +158,7 @@ def load_pretrained(folder: Path):
         load_model(target, str(weights), strict=True)
     except Exception as e:  # noqa: BLE001 - shape/key mismatches and corrupt files alike
         raise SeglabError(f"{weights}: weights do not fit {spec} with {classes.num_classes} classes "
-                          f"({str(e).splitlines()[0][:200]})") from None
+                          f"({first_line(e, 200)})") from None
     if layout == "smp" and (tuple(meta["mean"]), tuple(meta["std"])) != (model.mean, model.std):
         mean = torch.tensor(meta["mean"], dtype=torch.float32).mul(255).view(1, -1, 1, 1)  # 0..1 -> 0..255
         std = torch.tensor(meta["std"], dtype=torch.float32).mul(255).view(1, -1, 1, 1)

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageOps
 
-from seglab.errors import SeglabError
+from seglab.errors import SeglabError, first_line
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
@@ -77,7 +77,7 @@ def read_image(path: Path) -> np.ndarray:
         raise SeglabError(f"{path}: no such file") from None
     except Exception as e:  # noqa: BLE001 - PIL raises many types; each means "not a usable image"
         reason = "not an image PIL can read" if type(e).__name__ == "UnidentifiedImageError" \
-            else f"unreadable image ({str(e).splitlines()[0][:120] if str(e) else type(e).__name__})"
+            else f"unreadable image ({first_line(e, 120) if str(e) else type(e).__name__})"
         raise SeglabError(f"{path}: {reason}") from None
 
 

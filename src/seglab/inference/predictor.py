@@ -23,7 +23,7 @@ from PIL import Image
 from seglab.constants import SIZE_DIVISOR
 from seglab.data.classes import ClassSet, default_colors
 from seglab.data.transforms import resize_image
-from seglab.errors import SeglabError
+from seglab.errors import SeglabError, first_line
 from seglab.inference.io import to_rgb
 from seglab.training.device import resolve_precision
 
@@ -39,9 +39,13 @@ def resolve_device(device: str | None) -> torch.device:
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(device)
+        dev = torch.device(device)
     except RuntimeError:
         raise SeglabError(f"--device {device!r}: use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and (not torch.cuda.is_available() or (dev.index or 0) >= torch.cuda.device_count()):
+        have = f"{torch.cuda.device_count()} CUDA device(s)" if torch.cuda.is_available() else "no CUDA device"
+        raise SeglabError(f"--device {device}: this machine has {have}; use auto or cpu")
+    return dev
 
 
 class TorchBackend:
@@ -89,7 +93,7 @@ class OnnxBackend:
         try:
             self.session = ort.InferenceSession(str(path), providers=providers)
         except Exception as e:  # noqa: BLE001 - ORT raises its own Fail/InvalidGraph/... types
-            raise SeglabError(f"{path}: not a usable ONNX model ({str(e).splitlines()[0][:160]})") from None
+            raise SeglabError(f"{path}: not a usable ONNX model ({first_line(e, 160)})") from None
         inp, out = self.session.get_inputs()[0], self.session.get_outputs()[0]
         if len(inp.shape) != 4 or len(out.shape) != 4:
             raise SeglabError(f"{path}: expected an image model, (B, 3, H, W) -> (B, C, H, W); "

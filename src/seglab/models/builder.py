@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from seglab.constants import IMAGENET_MEAN, IMAGENET_STD
-from seglab.errors import SeglabError
+from seglab.errors import SeglabError, first_line
 from seglab.models.pretrained import (
     LITE_ENCODERS,
     LITE_MEAN,
@@ -208,7 +208,7 @@ def _create_smp(arch: str, encoder: str, num_classes: int, in_channels: int, pre
             classes=num_classes,
         )
     except ValueError as err:  # e.g. DPT needs a tu- ViT encoder
-        raise SeglabError(f"model spec '{arch}:{encoder}': {str(err).splitlines()[0]}") from None
+        raise SeglabError(f"model spec '{arch}:{encoder}': {first_line(err)}") from None
 
 
 def _smp_with_weights(arch, encoder, num_classes, in_channels, choice) -> tuple[nn.Module, str]:
@@ -243,7 +243,7 @@ def _create_imagenet(arch, encoder, num_classes, in_channels) -> nn.Module:
         with _hub_offline(unreachable is not None):
             return _create_smp(arch, encoder, num_classes, in_channels, pretrained=True)
     except OSError as err:  # hub/HTTP/cache errors all derive from OSError
-        reason = f"{unreachable}, not in the local cache" if unreachable else str(err).splitlines()[0][:160]
+        reason = f"{unreachable}, not in the local cache" if unreachable else first_line(err, 160)
         raise WeightsUnavailable(reason) from None
 
 
@@ -264,7 +264,7 @@ def _hub_unreachable() -> str | None:
     try:
         get_session().head(endpoint, timeout=HUB_PROBE_TIMEOUT)
     except Exception as err:  # noqa: BLE001 -- any transport error (DNS, proxy, TLS, timeout) means "not now"
-        return f"cannot reach {endpoint}: {str(err).splitlines()[0][:100] or type(err).__name__}"
+        return f"cannot reach {endpoint}: {first_line(err, 100) or type(err).__name__}"
     return None
 
 
@@ -323,7 +323,7 @@ def _load_file(model: SegmentationNet, path: Path) -> None:
     except Exception as err:  # noqa: BLE001 -- pickle, zip, safetensors errors: the file is unusable
         raise SeglabError(
             f"--weights {path}: cannot read it as a state dict ({type(err).__name__}: "
-            f"{str(err).splitlines()[0][:120]})"
+            f"{first_line(err, 120)})"
         ) from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import seglab
 from seglab.config import RunConfig
-from seglab.errors import SeglabError
+from seglab.errors import SeglabError, first_line
 from seglab.study import figures
 from seglab.study.compare import ALPHA, IMAGE_TEST, SEED_TEST, ConfigRow, Stat, StudyResults, load_results
 from seglab.study.conclusions import conclusions, fmt_ci, fmt_p, fmt_stat
@@ -232,7 +232,7 @@ def examples(best, data_root: str | None, path: Path) -> list:
     except SeglabError as e:
         return [Note(f"No examples: {e}.")]
     except Exception as e:  # noqa: BLE001 - a broken optional figure must not cost the whole report
-        return [Note(f"No examples: inference failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}).")]
+        return [Note(f"No examples: inference failed ({type(e).__name__}: {first_line(e, 200)}).")]
     out = figures.qualitative_grid(ex, names, colors, f"{best.name} on fixed test images", path)
     return [_figure(out, "qualitative examples", "the test split is empty"),
             (f"The same {len(ex)} test images every build (evenly spaced through the split), native resolution. "

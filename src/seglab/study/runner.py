@@ -29,6 +29,11 @@ class StudyFolder:
     def run_dir(self, run: StudyRun) -> RunDir:
         return RunDir(self.path / "runs" / run.name)
 
+    def failed(self) -> list[tuple[str, str]]:
+        """(run name, error) of every run the index records as failed."""
+        return [(name, r.get("error") or "no error recorded") for name, r in _read_runs(self.index).items()
+                if r.get("status") == "failed"]
+
     def write_index(self, study: Study, statuses: dict[str, dict]) -> None:
         runs = [{"name": r.name, "config_name": r.config_name, "group": r.group, "baseline": r.baseline,
                  "seed": r.seed, "description": r.description, "dir": f"runs/{r.name}",

@@ -25,7 +25,7 @@ from pathlib import Path
 import yaml
 
 from seglab.config import RunConfig, from_dict, merge
-from seglab.errors import SeglabError
+from seglab.errors import SeglabError, first_line
 
 STUDY_KEYS = ("name", "description", "repeats", "defaults", "runs")
 RUN_KEYS = ("name", "group", "baseline", "description", "data", "model", "train")
@@ -75,7 +75,7 @@ def load_study(name_or_path: str, data_root: str | None = None, repeats: int | N
     try:
         raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as e:
-        raise SeglabError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        raise SeglabError(f"{path}: not valid YAML ({first_line(e)})") from None
     where = str(path)
     _check_keys(raw, STUDY_KEYS, where)
     name = str(raw.get("name") or path.stem)

@@ -89,7 +89,7 @@ class MetricsCSV(L.Callback):
                 w.writerows({**r, "step": int(r["step"])} for r in keep)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs  # none for an all-void batch
         if loss is not None:
             self._losses.append(float(loss))
 

@@ -6,6 +6,8 @@ import functools
 
 import torch
 
+from seglab.errors import SeglabError
+
 
 @functools.cache
 def cpu_has_fast_bf16() -> bool:
@@ -19,9 +21,16 @@ def cpu_has_fast_bf16() -> bool:
 
 
 def resolve_accelerator(accelerator: str) -> str:
+    """auto: CUDA when present, else the CPU. A device the machine cannot serve is one clear line."""
     if accelerator == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    return "cuda" if accelerator == "gpu" else accelerator
+    acc = "cuda" if accelerator == "gpu" else accelerator
+    available = {"cuda": torch.cuda.is_available, "mps": torch.backends.mps.is_available}.get(acc, lambda: True)
+    if not available():
+        have = "CUDA" if torch.cuda.is_available() else "MPS" if torch.backends.mps.is_available() else "only the CPU"
+        raise SeglabError(f"train.accelerator={accelerator}: this machine has no {acc.upper()} device "
+                          f"(it has {have}); use auto or cpu")
+    return acc
 
 
 def resolve_precision(precision: str, accelerator: str) -> str:

@@ -6,6 +6,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
+from seglab.errors import SeglabError
 from seglab.metrics import ConfusionMatrix
 from seglab.models import build_model
 from seglab.training.losses import build_loss
@@ -37,14 +38,23 @@ class SegModule(L.LightningModule):
             images = images.contiguous(memory_format=torch.channels_last)
         return self.model(images)
 
-    def _shared_step(self, batch, stage: str) -> torch.Tensor:
+    def _shared_step(self, batch, stage: str) -> torch.Tensor | None:
+        """The batch's loss, or None for a batch whose labels are all void (an unlabelled image, a random
+        crop inside a void region): it has nothing to learn from, and a mean over no pixel would be NaN.
+        When training_step returns None, Lightning runs no backward pass, so the step changes no weight."""
         images, masks = batch
         logits = self(images)
         if logits.shape[-2:] != masks.shape[-2:]:  # evaluation at the training scale: score native labels
             logits = F.interpolate(logits.float(), size=masks.shape[-2:], mode="bilinear", align_corners=False)
-        loss = self.criterion(logits.float(), masks)
-        self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, prog_bar=stage == "train",
-                 batch_size=images.shape[0], sync_dist=stage != "train")
+        loss = None
+        if (masks < logits.shape[1]).any():
+            loss = self.criterion(logits.float(), masks)
+            if stage == "train" and not torch.isfinite(loss):
+                raise SeglabError(f"the training loss became {loss.item()} at epoch {self.current_epoch + 1}, "
+                                  f"step {self.global_step + 1}; the run stops here and keeps its last good "
+                                  f"checkpoint (try a lower train.lr)")
+            self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, prog_bar=stage == "train",
+                     batch_size=images.shape[0], sync_dist=stage != "train")
         if stage in self.cm:
             mats = self.cm[stage].update(masks.cpu(), logits.argmax(1).cpu())
             if stage == "test":
