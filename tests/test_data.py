@@ -374,3 +374,11 @@ def test_pad_collate_pads_images_and_masks_separately():
     assert images.shape == (2, 3, 96, 96) and masks.shape == (2, 100, 130)  # never cropped to image size
     assert (images[0, :, 64:] == 0).all() and (masks[0, 90:] == IGNORE_INDEX).all()
     assert (masks[0, :90, :120] == 0).all() and (masks[1] == 1).all()
+
+
+def test_non_utf8_classes_file_is_one_line(capsys, tmp_path):
+    from cli_helpers import assert_one_line_error, run_cli
+
+    root = make_folder(tmp_path / "ds")
+    (root / "classes.yaml").write_bytes("names: [fond, route, voiture]\n# été".encode("latin-1"))
+    assert_one_line_error(run_cli(capsys, "data", "check", root, "--layout", "folder"), "classes.yaml", "UTF-8")

@@ -461,3 +461,22 @@ def test_broken_best_checkpoint_is_one_line_everywhere(capsys, tmp_path, run, co
     for args in (["evaluate", broken], ["predict", broken, image, "--out", tmp_path / "p"],
                  ["export", broken, "--out", tmp_path / "e"]):
         assert_one_line_error(run_cli(capsys, *args), "best.ckpt")
+
+
+@pytest.mark.parametrize("opset,fragments", [(3, ["--opset 3", "7 to 23"]), (99, ["--opset 99"])])
+def test_bad_opset_is_one_line(capsys, tmp_path, run, opset, fragments):
+    from cli_helpers import assert_one_line_error, run_cli
+
+    r = run_cli(capsys, "export", run, "--opset", str(opset), "--out", tmp_path / "m.onnx")
+    assert_one_line_error(r, *fragments)
+
+
+def test_predict_out_naming_a_file_is_one_line(capsys, tmp_path, run):
+    from cli_helpers import assert_one_line_error, run_cli
+
+    taken = tmp_path / "taken.png"
+    taken.write_bytes(b"keep me")
+    image = tmp_path / "x.png"
+    cv2.imwrite(str(image), np.zeros((64, 96, 3), np.uint8))
+    assert_one_line_error(run_cli(capsys, "predict", run, image, "--out", taken), "--out", "is a file")
+    assert taken.read_bytes() == b"keep me"

@@ -151,3 +151,39 @@ def test_budgeted_study_calibrates_once_per_cost_and_pairs_runs(capsys, caplog, 
                 "--no-report")
     assert_one_line_error(r, "run 'typo'", "resnet1800")
     assert not (out / "broken" / "runs").exists()
+
+
+def test_repeated_study_reports_seed_paired_verdicts(capsys, tmp_path, tiny_camvid):
+    """End to end: two seeds per configuration, budgets, per-image matrices, and a report whose comparison
+    rests on the seed-paired test (training noise), with the test-image interval beside it."""
+    from seglab.study.compare import SEED_TEST, load_results
+
+    study = {**TINY, "defaults": {**TINY["defaults"], "train": {"budget": "1s"}}, "repeats": 2}
+    out = tmp_path / "studies"
+    r = run_cli(capsys, "study", write_study(tmp_path, study), "--data", tiny_camvid, "--out", out)
+    assert r.code == 0, r.err[-3000:]
+    res = load_results(out / "tiny")
+    row = next(row for row in res.rows if row.config_name == "adamw")
+    assert row.delta.test == SEED_TEST and row.delta.seeds.n == 2 and row.delta.images is not None
+    steps = {r.info["steps"] for r in res.runs}
+    assert len(steps) == 1  # one cost, one calibration: every run did the same work
+    text = (out / "tiny" / "report.md").read_text()
+    assert "paired t-test across training seeds" in text.lower() and "± " in text.replace("\u00a0", " ")
+
+
+@pytest.mark.parametrize("where", ["config", "study"])
+def test_non_utf8_files_are_one_line(capsys, tmp_path, tiny_camvid, where):
+    path = tmp_path / f"{where}.yaml"
+    path.write_bytes("name: café\nruns: [{name: a}]\n".encode("latin-1"))
+    args = ["train", "--config", path, "--data", tiny_camvid] if where == "config" else ["study", path]
+    assert_one_line_error(run_cli(capsys, *args), str(path), "UTF-8")
+
+
+@pytest.mark.parametrize("name", ["..", "."])
+def test_names_cannot_leave_their_folder(capsys, tmp_path, tiny_camvid, name):
+    r = run_cli(capsys, "train", "--data", tiny_camvid, "--model", "scratch:simplesegnet", "--epochs", "1",
+                "--out", tmp_path / "runs", "--name", name)
+    assert_one_line_error(r, "name")
+    assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "config.yaml").exists()
+    with pytest.raises(SeglabError, match="run name"):
+        load_study(str(write_study(tmp_path, {**TINY, "runs": [{"name": name, "group": "g"}]})))

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from seglab.errors import SeglabError, first_line
+from seglab.errors import SeglabError, first_line, read_user_text
 
 # Keys whose values must come from a fixed set.
 CHOICES = {
@@ -142,7 +142,7 @@ def read_yaml(path: str | Path) -> dict:
     if not p.is_file():
         raise SeglabError(f"{p}: config file not found")
     try:
-        data = yaml.safe_load(p.read_text()) or {}
+        data = yaml.safe_load(read_user_text(p)) or {}
     except yaml.YAMLError as e:
         raise SeglabError(f"{p}: not valid YAML ({first_line(e)})") from None
     if not isinstance(data, dict):
@@ -339,5 +339,5 @@ def validate(cfg: RunConfig) -> None:
         value = getattr(cfg.train, key)
         if value is not None and parse_duration(value, f"train.{key}") <= 0:
             raise SeglabError(f"config key 'train.{key}': must be a positive duration")
-    if cfg.name is not None and not re.fullmatch(r"[\w.+-]+", cfg.name):
+    if cfg.name is not None and (not re.fullmatch(r"[\w.+-]+", cfg.name) or set(cfg.name) == {"."}):
         raise SeglabError(f"config key 'name': {cfg.name!r} may only hold letters, digits, '.', '_', '+', '-'")

@@ -22,3 +22,15 @@ def first_line(err: BaseException, limit: int = 300) -> str:
     checkpoint makes torch raise an error with no message at all)."""
     lines = str(err).strip().splitlines()
     return (lines[0] if lines else type(err).__name__)[:limit]
+
+
+def read_user_text(path) -> str:
+    """A config, study or classes file the user wrote, as UTF-8 text; anything else is one clear line."""
+    from pathlib import Path
+
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise SeglabError(f"{path}: not UTF-8 text (undecodable byte at position {e.start}); save it as UTF-8") from None
+    except OSError as e:
+        raise SeglabError(f"{path}: cannot read it ({first_line(e)})") from None

@@ -24,7 +24,7 @@ from seglab.data.classes import (
     default_colors,
     identity_lut,
 )
-from seglab.errors import SeglabError
+from seglab.errors import SeglabError, read_user_text
 
 SPLITS = ("train", "val", "test")
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -137,7 +137,7 @@ def read_classes_yaml(path: Path) -> tuple[ClassSet, np.ndarray, dict | None]:
         raise SeglabError(f"{path}: classes file not found; write it with `names: [class0, class1, ...]` "
                           "(optional colors:, ignore_index:) or pass classes_file=")
     try:
-        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+        spec = yaml.safe_load(read_user_text(path))
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark else ""

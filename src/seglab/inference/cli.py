@@ -203,6 +203,8 @@ def predict(
                                                         "model was trained at).")] = None,
 ):
     """Predict label masks for images, folders and videos; exit 1 if some inputs were skipped."""
+    if out.exists() and not out.is_dir():
+        raise SeglabError(f"--out {out}: is a file; predictions go into a folder (give a new or existing folder)")
     predictor = load(target, device=device, amp=amp, tile=tile, overlap=overlap, batch_size=batch,
                      input_size=_input_size(input_size))
     summary = predict_paths(predictor, inputs, OutputOptions(out, overlay, alpha, fmt), legend=legend,
@@ -224,6 +226,9 @@ def _input_size(text: str | None) -> tuple[int, int] | str | None:
     return h, w
 
 
+MIN_OPSET, MAX_OPSET = 7, 23  # what torch.onnx's TorchScript exporter (torch 2.14) accepts
+
+
 def export(
     target: Annotated[Path, typer.Argument(help="Run folder, .ckpt or save_pretrained folder.")],
     fmt: Annotated[str, typer.Option("--format", help="onnx, or pretrained (smp save_pretrained folder).")] = "onnx",
@@ -239,6 +244,8 @@ def export(
 
     if fmt not in EXPORT_FORMATS:
         raise SeglabError(f"--format {fmt}: choose one of {', '.join(EXPORT_FORMATS)}")
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise SeglabError(f"--opset {opset}: this torch exports ONNX opsets {MIN_OPSET} to {MAX_OPSET}")
     predictor = load(target, device="cpu", amp=False)  # exports are fp32, contiguous
     if not isinstance(predictor.backend, TorchBackend):
         raise SeglabError(f"{target}: already an ONNX file; export from the run folder or checkpoint")

@@ -65,9 +65,13 @@ def export_onnx(model: torch.nn.Module, classes: ClassSet, path: Path, dynamic: 
         # The TorchScript-based exporter is deprecated in favour of the dynamo one, which needs onnxscript,
         # not a dependency of seglab; tracer warnings about shape-dependent Python branches are expected.
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (sample,), str(path), dynamo=False, opset_version=opset,
-                          input_names=[ONNX_INPUT], output_names=[ONNX_OUTPUT],
-                          dynamic_axes={ONNX_INPUT: axes, ONNX_OUTPUT: axes} if dynamic else None)
+        try:
+            torch.onnx.export(model, (sample,), str(path), dynamo=False, opset_version=opset,
+                              input_names=[ONNX_INPUT], output_names=[ONNX_OUTPUT],
+                              dynamic_axes={ONNX_INPUT: axes, ONNX_OUTPUT: axes} if dynamic else None)
+        except Exception as e:  # noqa: BLE001 - an operator the chosen opset lacks, e.g. bilinear upsampling
+            raise SeglabError(f"--opset {opset}: this model cannot be exported at it ({first_line(e, 160)}); "
+                              f"use {ONNX_OPSET}, the default") from None
     proto = onnx.load(str(path))
     entry = proto.metadata_props.add()
     entry.key, entry.value = "seglab", json.dumps(model_info(model, classes, input_size))

@@ -25,7 +25,7 @@ from pathlib import Path
 import yaml
 
 from seglab.config import RunConfig, from_dict, merge
-from seglab.errors import SeglabError, first_line
+from seglab.errors import SeglabError, first_line, read_user_text
 
 STUDY_KEYS = ("name", "description", "repeats", "defaults", "runs")
 RUN_KEYS = ("name", "group", "baseline", "description", "data", "model", "train")
@@ -71,7 +71,7 @@ def resolve_study_file(name_or_path: str) -> Path:
 def load_study(name_or_path: str, data_root: str | None = None, repeats: int | None = None) -> Study:
     """Parse and validate a study: every run's merged config is checked before anything trains."""
     path = resolve_study_file(name_or_path)
-    text = path.read_text()
+    text = read_user_text(path)
     try:
         raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as e:
@@ -79,7 +79,7 @@ def load_study(name_or_path: str, data_root: str | None = None, repeats: int | N
     where = str(path)
     _check_keys(raw, STUDY_KEYS, where)
     name = str(raw.get("name") or path.stem)
-    if not re.fullmatch(r"[\w.+-]+", name):
+    if not re.fullmatch(r"[\w.+-]+", name) or set(name) == {"."}:
         raise SeglabError(f"{where}: study name {name!r} may only hold letters, digits, '.', '_', '+', '-'")
     if repeats is not None:
         where_repeats = "--repeats"
@@ -104,6 +104,8 @@ def load_study(name_or_path: str, data_root: str | None = None, repeats: int | N
             raise SeglabError(f"{where}: run #{i + 1} needs a 'name'")
         cname = str(entry["name"])
         here = f"{where}: run '{cname}'"
+        if not re.fullmatch(r"[\w.+-]+", cname) or set(cname) == {"."}:  # it names a folder: stay inside
+            raise SeglabError(f"{here}: a run name may only hold letters, digits, '.', '_', '+', '-'")
         if cname in seen:
             raise SeglabError(f"{where}: two runs are named '{cname}'; run names must be unique")
         seen.add(cname)
