@@ -281,3 +281,27 @@ def test_a_loss_that_turns_infinite_stops_the_run_naming_where(monkeypatch):
     batch = (torch.zeros(1, 3, 32, 32), torch.zeros(1, 32, 32, dtype=torch.long))
     with pytest.raises(SeglabError, match=r"training loss became (inf|nan) at epoch 1, step 1.*last good checkpoint"):
         module.training_step(batch, 0)
+
+
+def test_evaluating_on_other_data_never_overwrites_the_runs_results(capsys, tiny_camvid, tmp_path):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from conftest import make_camvid
+
+    r = run_cli(capsys, *TRAIN, "--data", tiny_camvid, "--epochs", "1", "--out", tmp_path, "--name", "r")
+    assert r.code == 0, r.err[-3000:]
+    run = tmp_path / "r"
+    own = (run / "metrics.json").read_bytes()
+    info = json.loads((run / "run.json").read_text())
+    assert len(info["data_fingerprint"]) == 16
+    other = make_camvid(tmp_path / "other", n_per_split=4)
+    r = run_cli(capsys, "evaluate", run, "--data", other)
+    assert r.code == 0, r.err[-3000:]
+    assert (run / "metrics.json").read_bytes() == own  # the run's own test score is untouched
+    (written,) = run.glob("metrics_test@other-*.json")
+    m = json.loads(written.read_text())
+    assert m["num_images"] == 4 and m["data"]["trained_on"] == info["data_fingerprint"] != m["data"]["fingerprint"]
+    assert len(list(run.glob("per_image_test@other-*.npz"))) == 1
+    r = run_cli(capsys, "evaluate", run, "--data", tiny_camvid)  # the same data again: the run's own files
+    assert json.loads((run / "metrics.json").read_text())["data"]["fingerprint"] == info["data_fingerprint"]

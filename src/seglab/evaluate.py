@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from seglab.errors import SeglabError
 from seglab.runs import load_module, resolve_checkpoint, write_json, write_per_image
 from seglab.training.trainer import make_trainer
 from seglab.training.trainer import quiet as quiet_warnings
+
+log = logging.getLogger("seglab")
 
 
 def evaluate(target: str | Path, split: str = "test", data_root: str | None = None, batch_size: int | None = None,
@@ -57,13 +60,23 @@ def evaluate(target: str | Path, split: str = "test", data_root: str | None = No
     if not torch.equal(per_image.sum(0), module.cm["test"].mat):  # they are one bincount apart: never expected
         raise RuntimeError("per-image confusion matrices do not sum to the split's matrix")
     images = [s.image.name for s in dm.source.split(split)]
+    fingerprint = dm.source.fingerprint()
+    trained_on = run.read_info().get("data_fingerprint") if run else None
+    other = trained_on is not None and trained_on != fingerprint
     metrics.update(split=split, num_images=module.test_num_images, checkpoint=str(ckpt), model=cfg.model.spec,
                    eval_size=list(cfg.eval_input_size()) if cfg.eval_input_size() else "native",
+                   data={"root": str(dm.source.root), "fingerprint": fingerprint, "trained_on": trained_on},
                    seconds=round(time.monotonic() - t0, 2))
-    out = run.metrics(split) if run else ckpt.with_name(f"metrics_{split}.json" if split != "test" else "metrics.json")
+    # Scores on other data than the run trained on go to their own files: the run's results stay as they are.
+    tag = f"@{dm.source.root.name}-{fingerprint[:8]}" if other else ""
+    out = run.metrics(split, tag) if run else \
+        ckpt.with_name("metrics.json" if split == "test" else f"metrics_{split}.json")
+    if other:
+        log.warning("%s: evaluating on other data than the run trained on (%s, fingerprint %s, trained on %s); "
+                    "writing %s", target, dm.source.root, fingerprint, trained_on, out.name)
     write_json(out, metrics)
     if run is not None and len(images) == len(per_image):
-        write_per_image(run.per_image(split), per_image.numpy(), images)
+        write_per_image(run.per_image(split, tag), per_image.numpy(), images)
     if not quiet:
         print_metrics(metrics)
         Console().print(f"wrote {out}")

@@ -51,12 +51,13 @@ class RunDir:
     def last(self) -> Path:
         return self.checkpoints / "last.ckpt"
 
-    def metrics(self, split: str = "test") -> Path:
-        return self.path / ("metrics.json" if split == "test" else f"metrics_{split}.json")
+    def metrics(self, split: str = "test", tag: str = "") -> Path:
+        """metrics.json (test), metrics_<split>.json, or with a tag for other data: metrics_test@<data>.json."""
+        return self.path / ("metrics.json" if split == "test" and not tag else f"metrics_{split}{tag}.json")
 
-    def per_image(self, split: str = "test") -> Path:
+    def per_image(self, split: str = "test", tag: str = "") -> Path:
         """Per-image confusion matrices of the split's evaluation (they sum exactly to metrics.json's)."""
-        return self.path / f"per_image_{split}.npz"
+        return self.path / f"per_image_{split}{tag}.npz"
 
     def read_per_image(self, split: str = "test"):
         """(matrices (n, k, k) int64, image names) of the split, or None when missing or unreadable."""

@@ -49,6 +49,20 @@ class DataSource:
     color_table: dict[tuple[int, int, int], int] | None = None  # RGB -> raw label for colour masks
     problems: list[str] = field(default_factory=list)  # "file: what is wrong", for warnings
 
+    def fingerprint(self, split: str | None = None) -> str:
+        """16 hex digits over the files' relative paths and sizes (one split, or all): the same data gives the
+        same print, so a run can tell when it is evaluated on other data than it trained on."""
+        import hashlib
+
+        digest = hashlib.sha1()
+        for name in [split] if split else sorted(self.splits):
+            for s in self.splits.get(name, []):
+                for f in (s.image, s.mask):
+                    if f is not None:
+                        rel = f.relative_to(self.root).as_posix() if f.is_relative_to(self.root) else f.name
+                        digest.update(f"{name}/{rel}:{f.stat().st_size}\n".encode())
+        return digest.hexdigest()[:16]
+
     def split(self, name: str) -> list[Sample]:
         """The pairs of one split; a missing or empty split is a user error, not an empty epoch."""
         if self.splits.get(name):

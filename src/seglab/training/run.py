@@ -131,6 +131,7 @@ def train(cfg: RunConfig, resume: bool = False, calibration: Calibration | None 
                    num_classes=len(module.hparams.class_names), class_names=list(module.hparams.class_names),
                    environment=environment(),
                    train_images=len(dm.dataset("train")), batch_size=cfg.data.batch_size,
+                   data_fingerprint=dm.source.fingerprint(),
                    steps_planned=None if wall_budget else (cfg.train.steps or
                                                            cfg.train.epochs * _batches_per_epoch(dm, cfg)),
                    budget=budget_info)
