@@ -24,7 +24,6 @@ import time
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # skip albumentations' PyPI query at import
 import albumentations as A
 import cv2
-import lightning as L
 import numpy as np
 import torch
 from albumentations.pytorch import ToTensorV2
@@ -37,6 +36,7 @@ from seglab.config import load_config
 from seglab.constants import IGNORE_INDEX
 from seglab.data.datamodule import SegDataModule
 from seglab.models import build_model
+from seglab.training.budget import StepClock
 from seglab.training.device import resolve_precision
 from seglab.training.module import SegModule
 from seglab.training.run import open_data
@@ -110,18 +110,6 @@ def loader_throughput(loader, batches: int) -> float:
     return images / (time.perf_counter() - t0)
 
 
-class _StepClock(L.Callback):
-    """Records when each training batch ends, and the thread count the steps ran with."""
-
-    def __init__(self):
-        self.ends: list[float] = []
-        self.threads = 0
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self.ends.append(time.perf_counter())
-        self.threads = torch.get_num_threads()
-
-
 class SeglabPath:
     """``seglab train``'s data module, LightningModule and Trainer, with the default RunConfig."""
 
@@ -140,7 +128,7 @@ class SeglabPath:
 
     def run(self, steps: int) -> list[float]:
         torch.set_num_threads(self.threads)  # seglab's own thread choice, if it makes one, comes after this
-        clock = _StepClock()
+        clock = StepClock(time.perf_counter)
         trainer = make_trainer(
             self.cfg.train, max_steps=steps, max_epochs=-1, limit_val_batches=0,
             logger=False, enable_checkpointing=False, enable_progress_bar=False,
@@ -149,7 +137,7 @@ class SeglabPath:
         with quiet():
             trainer.fit(self.module, datamodule=self.datamodule)
         self.observed_threads = clock.threads
-        return list(np.diff(clock.ends))
+        return clock.costs
 
 
 def _build_alone(makers, baseline: float, warmup: int, loader_batches: int) -> tuple[dict, dict]:

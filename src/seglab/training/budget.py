@@ -73,16 +73,16 @@ def steps_for(budget: str, seconds_per_step: float, threads: int) -> int:
 
 class StepClock(L.Callback):
     """Records the cost of each training step, from the end of one step to the end of the next (so data
-    loading and augmentation count), by the clock ``now``."""
+    loading and augmentation count), by the clock ``now``, and the thread count the steps ran with."""
 
     def __init__(self, now):
-        self.now, self.costs, self._last = now, [], None
+        self.now, self.costs, self._last, self.threads = now, [], None, 0
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         t = self.now()
         if self._last is not None:
             self.costs.append(t - self._last)
-        self._last = t
+        self._last, self.threads = t, torch.get_num_threads()
 
 
 def cuda_time() -> float:

@@ -22,6 +22,12 @@ def fractional_epoch(trainer) -> float | None:
     return round(trainer.global_step / per_epoch, 4)
 
 
+def images_seen(trainer) -> int | None:
+    """Optimizer steps x batch size (training batches are full: the loader drops a last partial batch)."""
+    dm = trainer.datamodule
+    return trainer.global_step * dm.cfg["batch_size"] if dm is not None else None
+
+
 class WorkMeter(L.Callback):
     """Counts what a run did: optimizer steps, images, epochs, wall and CPU seconds, time spent validating.
     Sessions of a resumed run add up: the totals so far travel in the checkpoint."""
@@ -47,8 +53,7 @@ class WorkMeter(L.Callback):
         wall = self.before["wall_seconds"] + (time.monotonic() - self._wall0 if self._wall0 else 0.0)
         cpu = self.before["cpu_seconds"] + (time.process_time() - self._cpu0 if self._wall0 else 0.0)
         val = self.before["val_seconds"] + self._val_session
-        batch = trainer.datamodule.cfg["batch_size"] if trainer.datamodule is not None else None
-        images = trainer.global_step * batch if batch else None
+        images = images_seen(trainer)
         train_wall = max(wall - val, 1e-9)
         return {"steps": trainer.global_step, "images_seen": images, "epochs": fractional_epoch(trainer),
                 "train_seconds": round(wall, 1), "cpu_seconds": round(cpu, 1), "val_seconds": round(val, 1),
@@ -101,12 +106,11 @@ class MetricsCSV(L.Callback):
         def get(key):
             return round(float(m[key]), 6) if key in m else None
 
-        images = trainer.global_step * trainer.datamodule.cfg["batch_size"]
         finite = [v for v in self._losses if math.isfinite(v)]
         row = {
             "step": trainer.global_step,
             "epoch": fractional_epoch(trainer),
-            "images": images,
+            "images": images_seen(trainer),
             "train_loss": round(sum(finite) / len(finite), 6) if finite else None,
             "val_loss": get("val/loss"),
             "val_miou": get("val/miou"),
