@@ -305,3 +305,24 @@ def test_evaluating_on_other_data_never_overwrites_the_runs_results(capsys, tiny
     assert len(list(run.glob("per_image_test@other-*.npz"))) == 1
     r = run_cli(capsys, "evaluate", run, "--data", tiny_camvid)  # the same data again: the run's own files
     assert json.loads((run / "metrics.json").read_text())["data"]["fingerprint"] == info["data_fingerprint"]
+
+
+def test_resume_survives_a_broken_last_checkpoint(capsys, caplog, tiny_camvid, tmp_path):
+    r = run_cli(capsys, *TRAIN, "--data", tiny_camvid, "--epochs", "1", "--out", tmp_path, "--name", "r")
+    assert r.code == 0, r.err[-3000:]
+    run = tmp_path / "r"
+    last, best = run / "checkpoints" / "last.ckpt", run / "checkpoints" / "best.ckpt"
+    good = best.read_bytes()
+    for broken in (b"", last.read_bytes()[:100], b"garbage"):
+        last.write_bytes(broken)
+        r = run_cli(capsys, "train", "--resume", run)  # falls back to best.ckpt, an earlier full state
+        assert r.code == 0, r.err[-3000:]
+        assert "resuming from best.ckpt instead" in caplog.text
+    status = json.loads((run / "run.json").read_text())["status"]
+    last.write_bytes(b"")
+    best.write_bytes(b"")
+    assert_one_line_error(run_cli(capsys, "train", "--resume", run), "last.ckpt", "no usable checkpoint")
+    assert json.loads((run / "run.json").read_text())["status"] == status  # nothing about the run changed
+    best.write_bytes(good)
+    (run / "config.yaml").write_text("train: {lr: [unclosed\n")
+    assert_one_line_error(run_cli(capsys, "train", "--resume", run), "config.yaml", "cannot resume")

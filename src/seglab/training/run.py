@@ -11,15 +11,14 @@ from datetime import timedelta
 from pathlib import Path
 
 import lightning as L
-import yaml
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
-from seglab.config import RunConfig, from_dict, parse_duration
+from seglab.config import RunConfig, from_dict, parse_duration, read_yaml
 from seglab.data import ensure_camvid, open_source
 from seglab.data.datamodule import SegDataModule
 from seglab.errors import Interrupted, SeglabError
-from seglab.runs import RunDir, environment, save_config
+from seglab.runs import RunDir, environment, load_checkpoint, save_config
 from seglab.training.budget import Calibration, calibrate
 from seglab.training.callbacks import MetricsCSV, WorkMeter
 from seglab.training.device import resolve_accelerator, resolve_precision
@@ -88,7 +87,30 @@ def calibrate_config(cfg: RunConfig) -> Calibration:
 def load_run_config(run: RunDir) -> RunConfig:
     if not run.config.is_file():
         raise SeglabError(f"{run.path}: not a run folder to resume (no config.yaml)")
-    return from_dict(yaml.safe_load(run.config.read_text()))
+    try:
+        return from_dict(read_yaml(run.config))
+    except SeglabError as e:
+        raise SeglabError(f"{run.config}: cannot resume from it ({e})") from None
+
+
+def resume_checkpoint(run: RunDir) -> Path:
+    """The checkpoint to resume from: last.ckpt, or best.ckpt (an earlier validation's full state) when
+    last.ckpt is empty, truncated or not a checkpoint; checked before anything about the run changes."""
+    problems = []
+    for ckpt in (run.last, run.best):
+        if not ckpt.is_file():
+            continue
+        try:
+            load_checkpoint(ckpt)
+        except SeglabError as e:
+            problems.append(str(e))
+            continue
+        if problems:
+            log.warning("%s; resuming from %s instead", problems[0], ckpt.name)
+        return ckpt
+    raise SeglabError(problems[0] + "; no usable checkpoint is left to resume from: start the run again "
+                      "under another --name" if problems else
+                      f"{run.path}: nothing to resume (no {run.last.name}); start it without --resume")
 
 
 def train(cfg: RunConfig, resume: bool = False, calibration: Calibration | None = None) -> RunDir:
@@ -100,8 +122,7 @@ def train(cfg: RunConfig, resume: bool = False, calibration: Calibration | None 
     keeps the last validation's checkpoint: resume it later.
     """
     run = RunDir(Path(cfg.out_dir) / cfg.run_name())
-    if resume and not run.last.is_file():
-        raise SeglabError(f"{run.path}: nothing to resume (no {run.last.name}); start it without --resume")
+    ckpt = resume_checkpoint(run) if resume else None
     if not resume and run.last.is_file():
         raise SeglabError(f"{run.path}: run already exists; continue it with --resume, or pick --name")
 
@@ -156,7 +177,7 @@ def train(cfg: RunConfig, resume: bool = False, calibration: Calibration | None 
     )
     with quiet():
         try:
-            trainer.fit(module, datamodule=dm, ckpt_path=str(run.last) if resume else None)
+            trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if ckpt else None)
         except SystemExit:  # Lightning exits after a Ctrl-C; keep the record straight first
             _finish(run, trainer, work, "interrupted")
             raise Interrupted(f"interrupted; the last validation's checkpoint is saved: resume with "
