@@ -56,8 +56,9 @@ class PeakRSS:
         self._thread: threading.Thread | None = None
 
     def __enter__(self):
-        self._start = rss_mb()
-        if not _reset_high_water_mark():
+        reset = _reset_high_water_mark()
+        self._start = rss_mb()  # after the reset: the high-water mark starts from here
+        if not reset:
             self._sampled = self._start
             self._thread = threading.Thread(target=self._sample, daemon=True)
             self._thread.start()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import lightning as L
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 
 from seglab.config import eval_input_size
 from seglab.constants import IGNORE_INDEX
@@ -28,14 +28,25 @@ def pad_collate(batch):
     return _pad_to_largest(list(images), 0), _pad_to_largest(list(masks), IGNORE_INDEX)
 
 
-def seed_worker_augmentations(worker_id: int) -> None:
-    """Give each loader worker its own augmentation stream. torch seeds workers with distinct,
-    reproducible seeds (base seed + worker id), but each worker holds a copy of the same
-    albumentations RNG, which would otherwise repeat the same augmentations in every worker."""
-    info = torch.utils.data.get_worker_info()
-    transform = getattr(info.dataset, "transform", None)
-    if hasattr(transform, "reseed"):
-        transform.reseed(torch.initial_seed() % 2**32)
+class EpochSampler(Sampler):
+    """Shuffles the training split in an order that depends on (seed, epoch) alone, and yields (index, epoch)
+    so the dataset can draw each item's augmentation from them too. A run resumed in the middle of an
+    epoch sets ``skip`` to the items already trained on: it then continues exactly where it stopped, with
+    the same batches and augmentations as a run that was never interrupted."""
+
+    def __init__(self, size: int, seed: int):
+        self.size, self.seed, self.epoch, self.skip = size, seed, 0, 0
+
+    def set_epoch(self, epoch: int) -> None:  # Lightning calls this at the start of every epoch
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self):
+        order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch))
+        start, self.skip = self.skip, 0
+        return iter([(int(i), self.epoch) for i in order[start:]])
 
 
 class SegDataModule(L.LightningDataModule):
@@ -45,6 +56,7 @@ class SegDataModule(L.LightningDataModule):
         self.eval_batch_size = eval_batch_size or data_cfg["batch_size"]
         self.datasets: dict[str, SegmentationDataset] = {}
         self.test_split = "test"  # the split `trainer.test` scores; evaluate may point it at "val"
+        self.train_sampler: EpochSampler | None = None
 
     def dataset(self, split: str) -> SegmentationDataset:
         """The split's dataset, built and decoded once (errors surface here, in the main process)."""
@@ -71,11 +83,13 @@ class SegDataModule(L.LightningDataModule):
         workers = self.cfg["workers"]
         # The shuffle order depends on the seed alone (not on how much random state building the model used),
         # so configurations of a study that share a seed see the same batches: their difference is paired.
-        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
-        return DataLoader(self.dataset(split), batch_size=batch_size, shuffle=shuffle, num_workers=workers,
-                          generator=generator,
+        # The loader's own generator also keeps its start-up draw off the global random state (dropout's).
+        sampler = EpochSampler(len(self.dataset(split)), self.seed) if shuffle else None
+        if shuffle:
+            self.train_sampler = sampler
+        return DataLoader(self.dataset(split), batch_size=batch_size, sampler=sampler, num_workers=workers,
+                          generator=torch.Generator().manual_seed(self.seed),
                           collate_fn=pad_collate, drop_last=shuffle and len(self.dataset(split)) > batch_size,
-                          worker_init_fn=seed_worker_augmentations if workers > 0 else None,
                           persistent_workers=workers > 0, pin_memory=torch.cuda.is_available())
 
     def train_dataloader(self):

@@ -165,8 +165,13 @@ class SegmentationDataset(torch.utils.data.Dataset):
             self._cache[i] = self._decode(i)
         return self._cache[i]
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``key``: an index, or (index, epoch) from EpochSampler: then the random augmentation is a function
+        of (seed, epoch, index) alone, the same in any worker and after a resume."""
+        i, epoch = key if isinstance(key, tuple) else (key, None)
         image, mask = self.decoded(i)
+        if epoch is not None and hasattr(self.transform, "reseed_item"):
+            self.transform.reseed_item(epoch, i)
         if self.transform is not None:
             image, mask = self.transform(image, mask)
         image = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous()  # HWC -> CHW

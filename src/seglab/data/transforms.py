@@ -46,10 +46,16 @@ class TrainPreset(_Preset):
         if color_jitter:
             ops.append(A.ColorJitter(brightness=0.25, contrast=0.25, saturation=0.25, hue=0.02, p=0.8))
         # albumentations keeps its own RNG, untouched by global seeds: seed it so runs repeat
+        self.seed = seed or 0
         self.pipeline = A.Compose(ops, seed=seed)
 
     def reseed(self, seed: int) -> None:
+        self.seed = seed
         self.pipeline.set_random_seed(seed)
+
+    def reseed_item(self, epoch: int, index: int) -> None:
+        """Draw this item's augmentation from (seed, epoch, index) alone (the pipeline's base seed kept)."""
+        self.pipeline.set_random_seed(((self.seed * 1_000_003 + epoch) * 1_000_003 + index) % 2**32)
 
 
 class EvalPreset(_Preset):

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import lightning as L
+import torch
 
 # One row per validation (several per epoch in short runs, so every curve has enough points to read).
 METRICS_COLUMNS = ["step", "epoch", "images", "train_loss", "val_loss", "val_miou", "val_pixel_accuracy",
@@ -69,6 +70,35 @@ class WorkMeter(L.Callback):
         self.before = {k: float(state.get(k, 0.0)) for k in self.before}
 
 
+class ExactResume(L.Callback):
+    """What Lightning does not carry across a resume by itself: the global random state (dropout draws from
+    it) and the place inside the epoch's batches (checkpoints come at validations, several per epoch).
+    Both travel in every checkpoint, so a killed run resumed from its last checkpoint trains the same
+    batches with the same augmentations and dropout masks as a run that was never interrupted."""
+
+    def __init__(self):
+        self._restored: dict | None = None
+
+    def state_dict(self):
+        state = {"torch_rng": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            state["cuda_rng"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state):
+        self._restored = state
+
+    def on_train_start(self, trainer, pl_module):
+        if self._restored:  # restored last, right before training goes on: nothing draws in between
+            torch.set_rng_state(self._restored["torch_rng"])
+            if "cuda_rng" in self._restored and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(self._restored["cuda_rng"])
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.completed
+        sampler = getattr(trainer.datamodule, "train_sampler", None)
+        if sampler is not None and 0 < done < trainer.num_training_batches:
+            sampler.skip = done * trainer.datamodule.cfg["batch_size"]
+
+
 class MetricsCSV(L.Callback):
     """Appends one row per validation to ``metrics.csv``: where the run is (step, fractional epoch, images),
     the mean training loss since the previous row, the validation metrics, the learning rate and the
@@ -91,7 +121,7 @@ class MetricsCSV(L.Callback):
             with self.path.open("w", newline="") as f:
                 w = csv.DictWriter(f, fieldnames=METRICS_COLUMNS)
                 w.writeheader()
-                w.writerows({**r, "step": int(r["step"])} for r in keep)
+                w.writerows({**r, "step": int(r["step"]), "images": int(r["images"] or 0)} for r in keep)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs  # none for an all-void batch

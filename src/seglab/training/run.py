@@ -20,7 +20,7 @@ from seglab.data.datamodule import SegDataModule
 from seglab.errors import Interrupted, SeglabError
 from seglab.runs import RunDir, environment, load_checkpoint, save_config
 from seglab.training.budget import Calibration, calibrate
-from seglab.training.callbacks import MetricsCSV, WorkMeter
+from seglab.training.callbacks import ExactResume, MetricsCSV, WorkMeter
 from seglab.training.device import resolve_accelerator, resolve_precision
 from seglab.training.losses import median_frequency_weights
 from seglab.training.module import SegModule
@@ -164,6 +164,7 @@ def train(cfg: RunConfig, resume: bool = False, calibration: Calibration | None 
         ScheduleCallback(cfg.train.scheduler, cfg.train.warmup, wall_budget, cfg.train.steps),
         MetricsCSV(run.epochs_csv),
         work,
+        ExactResume(),
     ]
     if cfg.train.early_stop:
         callbacks.append(EarlyStopping(monitor="val/miou", mode="max", patience=cfg.train.early_stop))

@@ -1,0 +1,63 @@
+"""A killed run resumes to exactly the result of a run that was never interrupted (CPU): same batches, same
+augmentations, same dropout masks, whatever the moment of the kill."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import make_camvid
+
+# FPN has dropout (global random state); scale-crop and colour jitter draw augmentations; batch 1 over six
+# images validates (and checkpoints) in the middle of epochs as well as at their ends.
+ARGS = ["--model", "fpn:resnet18", "--weights", "none", "--size", "64x96", "--batch", "1", "--steps", "24",
+        "--seed", "1", "--set", "data.scale_crop=true", "--set", "data.color_jitter=true"]
+
+
+def seglab(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "seglab.cli", *args], check=False, capture_output=True, text=True,
+                          timeout=300, **kwargs)
+
+
+def result(run) -> tuple:
+    """Final test metrics and every validation row (all but its wall-clock seconds)."""
+    from seglab.training.callbacks import read_metrics_csv
+
+    metrics = json.loads((run / "metrics.json").read_text())
+    rows = [{k: v for k, v in row.items() if k != "seconds"} for row in read_metrics_csv(run / "metrics.csv")]
+    return metrics["miou"], metrics["confusion_matrix"], rows
+
+
+@pytest.mark.slow
+def test_killed_runs_resume_to_the_uninterrupted_result(tmp_path):
+    data = make_camvid(tmp_path / "camvid", n_per_split=6)
+    train = ["train", "--data", str(data), *ARGS, "--out", str(tmp_path)]
+    done = seglab(*train, "--name", "whole")
+    assert done.returncode == 0, done.stderr[-2000:]
+    reference = result(tmp_path / "whole")
+    rng = random.Random(0)
+    kills = 0
+    for k in range(3):
+        name = f"cut{k}"
+        proc = subprocess.Popen([sys.executable, "-m", "seglab.cli", *train, "--name", name],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        csv = tmp_path / name / "metrics.csv"
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and not csv.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)  # wait for the first checkpoint, then kill at a random moment after it
+        time.sleep(rng.uniform(0.0, 2.0))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait()
+        resumed = seglab("train", "--resume", str(tmp_path / name))
+        assert resumed.returncode == 0, resumed.stderr[-2000:]
+        assert result(tmp_path / name) == reference, f"kill {k} changed the result"
+        shutil.rmtree(tmp_path / name)
+    assert kills >= 2  # the runs were really interrupted
