@@ -204,6 +204,7 @@ def test_single_runs_verdicts_cover_test_images_only(tmp_path):
     assert iv.low < rows["cnn"].stats["test_miou"].mean < iv.high
     md, page = build_report(study)
     assert "not measured (one run per configuration)" in md.read_text()
+    assert not re.search(r'class="[^"]*\bsig\b', page.read_text())  # no verdict styling without training noise
     assert "has no checkpoint" in md.read_text() and "has no checkpoint" in page.read_text()
     assert not (study / "report_files" / "examples.png").exists()
 

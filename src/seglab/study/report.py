@@ -91,8 +91,9 @@ def assemble(res: StudyResults, files: Path, data_root: str | None) -> list[Sect
             "before training, so load from other programs cannot change them. Test 95% CI: bootstrap over test "
             "images (single runs). Δ: change of the mean test mIoU against the group's baseline (★), in points, "
             f"with the 95% interval of the test named under 'noise': '{SEED_TEST}' covers training noise, "
-            f"'{IMAGE_TEST}' only test-image sampling. p is Holm-corrected across the study's comparisons, bold "
-            f"when < {ALPHA}. The best configuration is picked by validation mIoU, never by test.", warn=False)]),
+            f"'{IMAGE_TEST}' only test-image sampling. p is Holm-corrected across the study's comparisons; bold "
+            f"when < {ALPHA} by a test that covers training noise. The best configuration is picked by "
+            f"validation mIoU, never by test.", warn=False)]),
         Section("Conclusions", [conclusions(res)]),
         Section("Training curves", [_figure(
             figures.training_curves(res.rows, files / "curves.png"), "training curves",
@@ -199,9 +200,10 @@ def comparison_table(rows: list[ConfigRow]) -> Table:
             delta, ci, p, noise = Cell("—", "muted"), "", "", Cell(why if row.finished else "", "muted")
         else:
             tone = "pos" if d.diff > 0 else "neg" if d.diff < 0 else ""
-            delta = Cell(f"{100 * d.diff:+.1f}", f"{tone} sig" if d.significant else tone)
+            verdict = bool(d.significant) and d.training_noise_measured  # bold only what beats training noise
+            delta = Cell(f"{100 * d.diff:+.1f}", f"{tone} sig" if verdict else tone)
             ci = fmt_ci(*d.ci) if d.ci else "—"
-            p = Cell(fmt_p(d.p_holm), "sig" if d.significant else "muted")
+            p = Cell(fmt_p(d.p_holm), "sig" if verdict else "muted")
             noise = Cell({SEED_TEST: "training seeds", IMAGE_TEST: "test images only"}.get(d.test, "none"), "muted")
         body.append([("★ " if row.baseline else "") + row.config_name, *([row.group] if groups else []),
                      row.fact("model") or "—", _count(s["steps"].mean), _count(s["images_seen"].mean),
