@@ -51,7 +51,7 @@ def fmt_stat(s: Stat, scale: float = 100, digits: int = 1) -> str:
 
 
 def fmt_ci(low: float, high: float) -> str:
-    """'[+3.1, +12.9]' in points (or percent for a single run's mIoU when unsigned)."""
+    """'[+3.1, +12.9]': the interval of a difference of two fractions, in signed points."""
     return f"[{100 * low:+.1f}, {100 * high:+.1f}]"
 
 

@@ -162,11 +162,12 @@ def improvements(res: StudyResults) -> str:
 def summary(res: StudyResults) -> list[str]:
     row = res.best_row()
     seconds = sum(r.info.get("train_seconds") or 0 for r in res.runs)
+    interval = _interval_pct(row)
     return [
         (f"Runs: **{len(res.finished)}/{len(res.runs)} finished** in {len(res.rows)} configurations, "
          f"{len({r.group for r in res.rows})} group{'s' if len({r.group for r in res.rows}) > 1 else ''}"),
         f"Best configuration (validation mIoU): **{row.config_name}**, test mIoU {fmt_stat(row.stats['test_miou'])}%"
-        + (f" (95% CI {_interval_pct(row)})" if _interval_pct(row) else ""),
+        + (f" (95% CI {interval})" if interval else ""),
         f"Improvements beyond training noise: **{improvements(res)}**",
         f"Total training time: {fmt_time(seconds)} wall-clock",
     ]
