@@ -35,7 +35,9 @@ def test_train_report(tiny_camvid, tmp_path):
         assert p["timed_steps"] == 2
         assert _positive(p["imgs_per_s"], p["step_s_median"], p["peak_rss_mb"], p["threads"],
                          p["loader_imgs_per_s"])
-        assert 0 < p["utilisation"] <= 1
+        # A share of a peak measured on a shared machine: above 1 when load slowed the peak's measurement more
+        # than the steps (issue 13 measures the peak interleaved); here only that it is computed.
+        assert p["utilisation"] > 0
     assert nb["precision"] == "32" and not nb["channels_last"] and not nb["cache"]
     assert sl["precision"] in ("32", "bf16-mixed") and sl["cache"]
     peaks = report["compute"]["matmul_peak_flops"]

@@ -45,7 +45,9 @@ def test_killed_runs_resume_to_the_uninterrupted_result(tmp_path):
     kills = 0
     for k in range(3):
         name = f"cut{k}"
-        proc = subprocess.Popen([sys.executable, "-m", "seglab.cli", *train, "--name", name],
+        # The odd runs also checkpoint every 0.6 s of training (train.checkpoint_minutes), wherever that falls.
+        often = ["--set", "train.checkpoint_minutes=0.01"] if k % 2 else []
+        proc = subprocess.Popen([sys.executable, "-m", "seglab.cli", *train, *often, "--name", name],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         csv = tmp_path / name / "metrics.csv"
         deadline = time.monotonic() + 120
@@ -61,3 +63,42 @@ def test_killed_runs_resume_to_the_uninterrupted_result(tmp_path):
         assert result(tmp_path / name) == reference, f"kill {k} changed the result"
         shutil.rmtree(tmp_path / name)
     assert kills >= 2  # the runs were really interrupted
+
+
+@pytest.mark.slow
+def test_a_killed_study_resumes_where_it_stopped(tmp_path):
+    """Kill `seglab study` at random moments (during a run, between runs, while scoring); the same command
+    then finishes it, and every run ends with the result of a study that was never interrupted."""
+    import yaml
+
+    data = make_camvid(tmp_path / "camvid", n_per_split=4)
+    study = {"name": "s", "defaults": {"data": {"size": "64x96", "batch_size": 1}, "model": {"spec": "fpn:resnet18",
+                                                                                           "weights": "none"},
+                                       "train": {"steps": 10, "seed": 2}},
+             "runs": [{"name": "a", "group": "g", "baseline": True},
+                      {"name": "b", "group": "g", "train": {"optimizer": "adamw", "scheduler": "cosine"}}]}
+    spec = tmp_path / "s.yaml"
+    spec.write_text(yaml.safe_dump(study))
+    command = ["study", str(spec), "--data", str(data), "--no-report"]
+    whole = seglab(*command, "--out", str(tmp_path / "whole"))
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    reference = {r: result(tmp_path / "whole" / "s" / "runs" / r) for r in ("a", "b")}
+
+    rng = random.Random(1)
+    out = tmp_path / "cut"
+    kills = 0
+    for _ in range(4):
+        proc = subprocess.Popen([sys.executable, "-m", "seglab.cli", *command, "--out", str(out)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(3.0, 12.0))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait()
+    finished = seglab(*command, "--out", str(out))
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert kills >= 1
+    for r in ("a", "b"):
+        assert result(out / "s" / "runs" / r) == reference[r], f"run {r} changed"
+    index = json.loads((out / "s" / "study.json").read_text())
+    assert {x["status"] for x in index["runs"]} == {"finished"}

@@ -77,17 +77,28 @@ def test_unknown_study_name_is_one_line(capsys):
     assert_one_line_error(run_cli(capsys, "study", "nosuchstudy"), "nosuchstudy", "quick")
 
 
+def test_a_broken_run_stops_the_study_before_anything_trains(capsys, tmp_path, tiny_camvid):
+    for broken, fragment in (({"model": {"spec": "unet:resnet1800"}}, "resnet1800"),
+                             ({"data": {"train_splits": "train+extra"}}, "split 'extra' is missing")):
+        study = {**TINY, "runs": [*TINY["runs"], {"name": "broken", "group": "g", **broken}]}
+        out = tmp_path / "studies"
+        r = run_cli(capsys, "study", write_study(tmp_path, study), "--data", tiny_camvid, "--out", out)
+        assert_one_line_error(r, "run 'broken'", fragment, "nothing was trained")
+        assert not list((out / "tiny").glob("runs/*/checkpoints"))
+
+
 def test_runner_is_resumable_and_records_failures(capsys, caplog, tmp_path, tiny_camvid):
-    study = {**TINY, "runs": [*TINY["runs"], {"name": "broken", "group": "g", "model": {"spec": "unet:nosuchnet"}}]}
+    # A failure only training can find: the loss turns infinite at a learning rate of 1e30.
+    study = {**TINY, "runs": [*TINY["runs"], {"name": "broken", "group": "g", "train": {"lr": 1e30, "epochs": 3}}]}
     path = write_study(tmp_path, study)
     out = tmp_path / "studies"
     r = run_cli(capsys, "study", path, "--data", tiny_camvid, "--out", out, "--no-report")
     assert r.code == 1, r.err[-3000:]  # a study whose runs failed says so in its exit code
-    assert "error: 1 run failed: broken (" in r.err and "nosuchnet" in r.err and "Traceback" not in r.err
+    assert "error: 1 run failed: broken (" in r.err and "loss became" in r.err and "Traceback" not in r.err
     index = json.loads((out / "tiny" / "study.json").read_text())
     status = {x["name"]: x for x in index["runs"]}
     assert status["base"]["status"] == "finished" and status["adamw"]["status"] == "finished"
-    assert status["broken"]["status"] == "failed" and "nosuchnet" in status["broken"]["error"]
+    assert status["broken"]["status"] == "failed" and "loss became" in status["broken"]["error"]
     assert (out / "tiny" / "runs" / "base" / "metrics.json").is_file()
     assert (out / "tiny" / "study.yaml").read_text() == path.read_text()
 
@@ -105,7 +116,7 @@ def test_runner_is_resumable_and_records_failures(capsys, caplog, tmp_path, tiny
     r = run_cli(capsys, "report", out / "tiny", "--data", tiny_camvid)
     assert r.code == 0, r.err[-3000:]
     html = (out / "tiny" / "report.html").read_text()
-    assert "adamw" in html and "broken" in html and "nosuchnet" in html
+    assert "adamw" in html and "broken" in html and "loss became" in html
 
 
 def test_report_on_folder_without_runs_is_one_line(capsys, tmp_path):

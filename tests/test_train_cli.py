@@ -165,9 +165,11 @@ def test_real_camvid_smoke(capsys, tmp_path):
     assert sum(map(sum, metrics["confusion_matrix"])) == labelled
     assert 0 <= metrics["miou"] <= 1 and metrics["class_names"][0] == "sky"
     assert metrics["eval_size"] == [96, 128]  # the model sees the training scale, labels stay native
+    own = (tmp_path / "runs" / "real" / "metrics.json").read_bytes()
     r = run_cli(capsys, "evaluate", tmp_path / "runs" / "real", "--eval-size", "native")
     assert r.code == 0, r.err[-3000:]
-    native = json.loads((tmp_path / "runs" / "real" / "metrics.json").read_text())
+    assert (tmp_path / "runs" / "real" / "metrics.json").read_bytes() == own  # a variant gets its own file
+    native = json.loads((tmp_path / "runs" / "real" / "metrics_test~native.json").read_text())
     assert native["eval_size"] == "native"  # 360x480 padded to 384x480: padding never scored
     assert sum(map(sum, native["confusion_matrix"])) == labelled
 

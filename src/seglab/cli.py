@@ -38,6 +38,8 @@ TRAIN_OPTIONS = {
 @app.command()
 def train(
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML config; options below override it."),
+    preset: str | None = typer.Option(None, help="A built-in config instead of --config, e.g. camvid-cpu-60m "
+                                                 "(seglab's best CamVid recipe for an hour of a 2-core CPU)."),
     data: str | None = typer.Option(None, help="Dataset folder (default: $SEGLAB_DATA or ~/.cache/seglab/camvid)."),
     layout: str | None = typer.Option(None, help="auto, camvid, camvid32 or folder."),
     remap: str | None = typer.Option(None, help="Built-in class remap, e.g. camvid6."),
@@ -70,7 +72,7 @@ def train(
     resume: Path | None = typer.Option(None, help="Continue an interrupted run folder."),
 ):
     """Train one model; writes runs/<name>/ with config, checkpoints, metrics.csv and test metrics.json."""
-    from seglab.config import load_config, parse_override
+    from seglab.config import load_config, parse_override, preset_path
     from seglab.runs import RunDir
     from seglab.training.run import load_run_config
     from seglab.training.run import train as run_train
@@ -88,6 +90,10 @@ def train(
         except ValueError:
             raise SeglabError(f"--class-weights {class_weights!r}: use median-frequency or numbers like 1,2.5,0.7")
     overrides.update(parse_override(s) for s in set_)
+    if preset is not None:
+        if config is not None:
+            raise SeglabError("--preset and --config: give one of them (options and --set still override either)")
+        config = preset_path(preset)
     run_train(load_config(config, overrides))
 
 
@@ -99,13 +105,16 @@ def evaluate(
     batch: int | None = typer.Option(None, help="Batch size for evaluation."),
     eval_size: str | None = typer.Option(None, help="Model input size: HxW or native (default: the run's "
                                                        "setting, normally its training size)."),
+    tta: str | None = typer.Option(None, help="Test-time augmentation: none, flip or flip+scales "
+                                              "(default: the run's setting)."),
 ):
     """Score a trained model on a split; writes metrics.json (metrics_<split>.json for other splits)."""
     from seglab.config import load_config
     from seglab.evaluate import evaluate as run_evaluate
 
-    size = load_config(None, {"data.eval_size": eval_size}).data.eval_size if eval_size else None
-    run_evaluate(target, split=split, data_root=data, batch_size=batch, eval_size=size)
+    checked = load_config(None, {"data.eval_size": eval_size, "data.tta": tta or "none"})
+    run_evaluate(target, split=split, data_root=data, batch_size=batch,
+                 eval_size=checked.data.eval_size if eval_size else None, tta=tta)
 
 
 @data_app.command("check")
@@ -144,8 +153,9 @@ def models():
 
 @app.command()
 def study(
-    study_name: str = typer.Argument("quick", metavar="[STUDY]", help="Built-in study (quick, seed000, seed001) "
-                                                                       "or a path to a study YAML."),
+    study_name: str = typer.Argument("quick", metavar="[STUDY]", help="Built-in study (quick, camvid-cpu, "
+                                                                       "seed000, seed001, precision) or a path "
+                                                                       "to a study YAML."),
     data: str | None = typer.Option(None, help="Dataset folder for every run (default: each run's config, "
                                                   "else $SEGLAB_DATA or ~/.cache/seglab/camvid)."),
     out: str = typer.Option("runs/studies", help="Folder that holds study folders."),

@@ -28,6 +28,7 @@ CHOICES = {
     "train.budget_clock": ("compute", "wall"),
     "train.precision": ("auto", "32", "bf16-mixed", "16-mixed"),
     "train.accelerator": ("auto", "cpu", "cuda", "gpu", "mps"),
+    "data.tta": ("none", "flip", "flip+scales"),
 }
 
 
@@ -48,6 +49,12 @@ class DataConfig:
     scale_crop: bool = True  # random scale (0.5-2x) then crop, instead of a plain resize
     hflip: bool = True  # random horizontal flips
     color_jitter: bool = False  # brightness/contrast/saturation/hue jitter
+    # Splits the model trains on, joined by "+": "train+val" for a final test number. Validation still
+    # runs on val (its curve is then optimistic), and the run's last weights are scored, not the best on val.
+    train_splits: str = "train"
+    # Test-time augmentation at evaluation and prediction: none, flip (average with the mirrored image), or
+    # flip+scales (also at 0.75x and 1.25x): softmax probabilities averaged, 2x or 6x the inference cost.
+    tta: str = "none"
 
 
 @dataclass
@@ -68,6 +75,7 @@ class TrainConfig:
     budget_clock: str = "compute"  # compute (above), or wall: stop when the wall-clock budget is spent
     max_time: str | None = None  # hard stop like "1h" or "00:30:00"; the schedule is not reshaped
     val_points: int = 10  # validate at least this often per run (every N steps), and at least once per epoch
+    checkpoint_minutes: float = 10.0  # also save last.ckpt every this many minutes of training; 0: only at validations
     loss: str = "ce"  # ce, dice, dice_ce, focal; void is ignored by all of them
     ce_weight: float = 1.0  # mixing weights for dice_ce
     dice_weight: float = 1.0
@@ -106,6 +114,10 @@ class RunConfig:
                     d[sec][k] = list(d[sec][k])
         return d
 
+    def trains_on(self) -> list[str]:
+        """The splits the model learns from, e.g. ["train", "val"]."""
+        return self.data.train_splits.split("+")
+
     def eval_input_size(self) -> tuple[int, int] | None:
         """(H, W) images are resized to for evaluation and prediction; None for native resolution."""
         return eval_input_size(self.data.eval_size, self.data.size)
@@ -122,6 +134,18 @@ class RunConfig:
 def eval_input_size(eval_size, size) -> tuple[int, int] | None:
     """The one rule for the evaluation scale: "native" -> None, unset -> the training size, else eval_size."""
     return None if eval_size == "native" else tuple(eval_size or size)
+
+
+PRESETS_DIR = Path(__file__).parent / "presets"
+
+
+def preset_path(name: str) -> Path:
+    """The built-in run config called ``name`` (``seglab train --preset camvid-cpu-60m``)."""
+    path = PRESETS_DIR / f"{name}.yaml"
+    if not path.is_file():
+        names = sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+        raise SeglabError(f"--preset {name!r}: no such preset; built-in presets: {', '.join(names)}")
+    return path
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -320,7 +344,7 @@ def validate(cfg: RunConfig) -> None:
             raise SeglabError(f"config key '{key}': must be > 0, got {value}")
     nonneg = {"data.workers": cfg.data.workers, "train.weight_decay": cfg.train.weight_decay,
               "train.early_stop": cfg.train.early_stop, "train.ce_weight": cfg.train.ce_weight,
-              "train.dice_weight": cfg.train.dice_weight}
+              "train.dice_weight": cfg.train.dice_weight, "train.checkpoint_minutes": cfg.train.checkpoint_minutes}
     for key, value in nonneg.items():
         if value < 0:
             raise SeglabError(f"config key '{key}': must be >= 0, got {value}")
@@ -339,5 +363,8 @@ def validate(cfg: RunConfig) -> None:
         value = getattr(cfg.train, key)
         if value is not None and parse_duration(value, f"train.{key}") <= 0:
             raise SeglabError(f"config key 'train.{key}': must be a positive duration")
+    if not re.fullmatch(r"[\w-]+(\+[\w-]+)*", cfg.data.train_splits):
+        raise SeglabError(f"config key 'data.train_splits': {cfg.data.train_splits!r}; name splits joined by +, "
+                          "e.g. train or train+val")
     if cfg.name is not None and (not re.fullmatch(r"[\w.+-]+", cfg.name) or set(cfg.name) == {"."}):
         raise SeglabError(f"config key 'name': {cfg.name!r} may only hold letters, digits, '.', '_', '+', '-'")

@@ -24,8 +24,8 @@ log = logging.getLogger("seglab")
 
 
 def evaluate(target: str | Path, split: str = "test", data_root: str | None = None, batch_size: int | None = None,
-             eval_size: tuple[int, int] | None = None, datamodule: SegDataModule | None = None,
-             quiet: bool = False) -> dict:
+             eval_size: tuple[int, int] | str | None = None, tta: str | None = None,
+             datamodule: SegDataModule | None = None, quiet: bool = False) -> dict:
     """Metrics of the run's best checkpoint (or the given checkpoint) on ``split``, written to the run folder."""
     from seglab.training.run import open_data
 
@@ -35,8 +35,15 @@ def evaluate(target: str | Path, split: str = "test", data_root: str | None = No
     cfg = from_dict(config)
     if data_root:
         cfg.data.root = data_root
-    if eval_size:
+    # Scoring other settings than the run's own is a variant: it goes to its own file, never over the run's.
+    variant = ""
+    if eval_size and eval_size != cfg.data.eval_size:
         cfg.data.eval_size = eval_size
+        variant += "~" + ("x".join(map(str, eval_size)) if isinstance(eval_size, tuple) else str(eval_size))
+    if tta and tta != cfg.data.tta:
+        cfg.data.tta = tta
+        variant += f"~tta-{tta}"
+    module.hparams.config["data"]["tta"] = cfg.data.tta
     dm = datamodule
     if dm is None:
         source = open_data(cfg)
@@ -64,11 +71,11 @@ def evaluate(target: str | Path, split: str = "test", data_root: str | None = No
     trained_on = run.read_info().get("data_fingerprint") if run else None
     other = trained_on is not None and trained_on != fingerprint
     metrics.update(split=split, num_images=module.test_num_images, checkpoint=str(ckpt), model=cfg.model.spec,
-                   eval_size=list(cfg.eval_input_size()) if cfg.eval_input_size() else "native",
+                   eval_size=list(cfg.eval_input_size()) if cfg.eval_input_size() else "native", tta=cfg.data.tta,
                    data={"root": str(dm.source.root), "fingerprint": fingerprint, "trained_on": trained_on},
                    seconds=round(time.monotonic() - t0, 2))
     # Scores on other data than the run trained on go to their own files: the run's results stay as they are.
-    tag = f"@{dm.source.root.name}-{fingerprint[:8]}" if other else ""
+    tag = (f"@{dm.source.root.name}-{fingerprint[:8]}" if other else "") + variant
     out = run.metrics(split, tag) if run else \
         ckpt.with_name("metrics.json" if split == "test" else f"metrics_{split}.json")
     if other:

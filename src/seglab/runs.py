@@ -51,6 +51,15 @@ class RunDir:
     def last(self) -> Path:
         return self.checkpoints / "last.ckpt"
 
+    def final_checkpoints(self) -> tuple[Path, Path]:
+        """Checkpoints to score, in order of preference: the best on val, unless the model trained on val
+        (data.train_splits), which leaves val no say: then its last weights."""
+        try:
+            splits = str((yaml.safe_load(self.config.read_text()) or {}).get("data", {}).get("train_splits", ""))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError):
+            splits = ""
+        return (self.last, self.best) if "val" in splits.split("+") else (self.best, self.last)
+
     def metrics(self, split: str = "test", tag: str = "") -> Path:
         """metrics.json (test), metrics_<split>.json, or with a tag for other data: metrics_test@<data>.json."""
         return self.path / ("metrics.json" if split == "test" and not tag else f"metrics_{split}{tag}.json")
@@ -59,12 +68,12 @@ class RunDir:
         """Per-image confusion matrices of the split's evaluation (they sum exactly to metrics.json's)."""
         return self.path / f"per_image_{split}{tag}.npz"
 
-    def read_per_image(self, split: str = "test"):
+    def read_per_image(self, split: str = "test", tag: str = ""):
         """(matrices (n, k, k) int64, image names) of the split, or None when missing or unreadable."""
         import numpy as np
 
         try:
-            with np.load(self.per_image(split)) as f:
+            with np.load(self.per_image(split, tag)) as f:
                 return f["matrices"].astype(np.int64), [str(x) for x in f["images"]]
         except (OSError, KeyError, ValueError):
             return None
@@ -82,17 +91,35 @@ def write_per_image(path: Path, matrices, images: list[str]) -> None:
     """Atomically, like write_json."""
     import numpy as np
 
-    tmp = Path(path).with_suffix(".tmp")
-    with tmp.open("wb") as f:
-        np.savez_compressed(f, matrices=np.asarray(matrices, np.int64), images=np.asarray(images, dtype=str))
-    tmp.replace(path)
+    _write_atomically(path, lambda f: np.savez_compressed(f, matrices=np.asarray(matrices, np.int64),
+                                                          images=np.asarray(images, dtype=str)))
 
 
 def write_json(path: Path, data: dict) -> None:
     """Write atomically, so an interrupted write never leaves a truncated file behind."""
-    tmp = Path(path).with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)
+    write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def write_text(path: Path, text: str) -> None:
+    """A UTF-8 text file (config, report), written atomically like write_json."""
+    data = text.encode("utf-8")
+    _write_atomically(path, lambda f: f.write(data))
+
+
+def _write_atomically(path: Path, write) -> None:
+    """``write(file)`` into a temporary file, then rename it over ``path``; a full disk is one line, with the
+    earlier ``path`` left as it was."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with tmp.open("wb") as f:
+            write(f)
+        tmp.replace(path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise SeglabError(f"{path}: could not write it ({first_line(e)}); "
+                          f"{'the earlier file is left as it was' if path.exists() else 'nothing was written'}") \
+            from None
 
 
 def resolve_checkpoint(target: str | Path) -> tuple[Path, RunDir | None]:
@@ -100,7 +127,7 @@ def resolve_checkpoint(target: str | Path) -> tuple[Path, RunDir | None]:
     p = Path(target)
     if p.is_dir():
         run = RunDir(p)
-        for ckpt in (run.best, run.last):
+        for ckpt in run.final_checkpoints():
             if ckpt.is_file():
                 return ckpt, run
         raise SeglabError(f"{p}: no checkpoint in {run.checkpoints} (is this a seglab run folder?)")
@@ -130,7 +157,7 @@ def load_module(target: str | Path):
     ckpt = load_checkpoint(path)
     hp = ckpt["hyper_parameters"]
     module = SegModule(hp["config"], hp["class_names"], hp["class_colors"], hp.get("class_weights"),
-                       pretrained=False)
+                       pretrained=False, class_values=hp.get("class_values"))
     try:
         module.load_state_dict(ckpt["state_dict"])
     except RuntimeError as e:
@@ -141,7 +168,7 @@ def load_module(target: str | Path):
 
 def save_config(run: RunDir, config: dict) -> None:
     run.path.mkdir(parents=True, exist_ok=True)
-    run.config.write_text(yaml.safe_dump(config, sort_keys=False))
+    write_text(run.config, yaml.safe_dump(config, sort_keys=False))
 
 
 def environment() -> dict:

@@ -4,6 +4,7 @@
     seglab bench infer --data ../shared/camvid --model unet:resnet18 --out infer.json
     seglab bench infer --data ../shared/camvid --checkpoint runs/<run> --frames 20 --out infer.json
     seglab bench budget --data ../shared/camvid --model fpn:efficientnet-lite0 --budget 4m --out budget.json
+    seglab bench quality --data ../shared/camvid --preset camvid-cpu-60m --out benchmarks/quality.json
 """
 
 from __future__ import annotations
@@ -81,6 +82,22 @@ def register(app: typer.Typer) -> None:
             raise SeglabError(f"--paths: unknown {', '.join(unknown)}; choose from {', '.join(PATHS)}")
         run_infer_bench(data, model, checkpoint, frames=frames, repeats=repeats, threads=threads, paths=chosen,
                         out=out)
+
+    @bench.command("quality")
+    def quality(
+        data: str | None = typer.Option(None, help="Dataset folder (default: $SEGLAB_DATA or "
+                                                   "~/.cache/seglab/camvid, downloaded)."),
+        preset: str = typer.Option("camvid-cpu-60m", help="The built-in recipe to train and score."),
+        runs: str = typer.Option("runs", help="Folder for the preset's run (a finished run there is reused, "
+                                              "an interrupted one resumed)."),
+        frames: int = typer.Option(50, help="Test frames to time inference on, after 2 untimed ones."),
+        out: Path | None = typer.Option(None, help="Write the JSON report here, e.g. benchmarks/quality.json."),
+    ):
+        """Train the preset, then its test mIoU with interval, per-class IoU, training minutes and ms/frame."""
+        from seglab.bench.quality_bench import run_quality_bench
+
+        _at_least("--frames", frames, 3)
+        run_quality_bench(data, preset, runs, frames, out)
 
     @bench.command("budget")
     def budget(

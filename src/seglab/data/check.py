@@ -13,7 +13,7 @@ import numpy as np
 
 from seglab.constants import IGNORE_INDEX
 from seglab.data.dataset import color_lookup, invalid_label_message, read_pair
-from seglab.data.sources import DataSource
+from seglab.data.sources import SPLITS, DataSource
 from seglab.errors import SeglabError
 
 
@@ -61,8 +61,39 @@ def check_source(src: DataSource) -> dict:
         if not samples:
             problems.append(f"{src.root / name}: split has no image/label pairs")
         splits[name] = _check_split(src, samples, lookup, problems)
+    missing = [s for s in SPLITS if not src.splits.get(s)]
+    if missing:
+        where = ("images/{train,val,test}/ and masks/{train,val,test}/" if src.layout == "folder"
+                 else "its split folders")
+        problems.append(f"{src.root}: no {' or '.join(missing)} split; seglab trains on train, chooses on val and "
+                        f"scores on test: put each split in {where}")
     return {"root": str(src.root), "layout": src.layout, "classes": list(src.classes.names),
-            "splits": splits, "problems": problems}
+            "splits": splits, "problems": problems, "warnings": value_warnings(src, splits)}
+
+
+def value_warnings(src: DataSource, splits: dict) -> list[str]:
+    """Label values that suggest a missing value mapping: most pixels void (e.g. binary masks stored as 0/255,
+    where 255 reads as void unless classes.yaml says `values: [0, 255]`), or classes that never occur."""
+    warnings = []
+    raw = Counter()
+    for s in splits.values():
+        raw.update(s["raw_values"])
+    total = sum(raw.values())
+    void = sum(c for v, c in raw.items() if src.lut[v] == IGNORE_INDEX)
+    if total and void / total >= 0.5:
+        values = sorted(v for v, c in raw.items() if c)
+        warnings.append(f"{100 * void / total:.0f}% of all labelled pixels are void (raw values present "
+                        f"{', '.join(map(str, values[:8]))}{' ...' if len(values) > 8 else ''}): if a void value "
+                        f"marks a class (binary masks are often 0/255), declare each class's mask value in "
+                        f"classes.yaml, e.g. `values: [0, 255]`")
+    train = splits.get("train")
+    if train and sum(train["raw_values"].values()):
+        absent = [n for n, share in train["class_shares"].items() if share == 0]
+        if absent:
+            warnings.append(f"class{'es' if len(absent) > 1 else ''} {', '.join(absent)} never occur"
+                            f"{'s' if len(absent) == 1 else ''} in the train masks: check the class list "
+                            "(or classes.yaml's values:)")
+    return warnings
 
 
 def format_check(report: dict, max_problems: int = 50) -> str:
@@ -82,6 +113,7 @@ def format_check(report: dict, max_problems: int = 50) -> str:
     for cls in [*report["classes"], "void"]:
         shares = [s["void_share"] if cls == "void" else s["class_shares"][cls] for s in splits.values()]
         lines.append(f"{cls:<20}" + "".join(f"{100 * v:>8.1f}%" for v in shares))
+    lines += [f"warning: {w}" for w in report.get("warnings", [])]
     problems = report["problems"]
     lines += ["", f"{len(problems)} problem(s)" if problems else "no problems found"]
     lines += [f"  {p}" for p in problems[:max_problems]]

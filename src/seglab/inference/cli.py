@@ -51,6 +51,7 @@ class OutputOptions:
     overlay: bool = False
     alpha: float = 0.5
     fmt: str = "png"  # png: index mask; npy: (C, H, W) float32 probabilities
+    dataset_values: bool = False  # png masks hold each class's value in the training masks (e.g. 0/255)
 
 
 def predict_paths(predictor: Predictor, paths: list[Path], options: OutputOptions, legend: bool = False,
@@ -120,7 +121,10 @@ def _predict_images(predictor, batch, options: OutputOptions, summary: PredictSu
             np.save(base.with_suffix(".npy"), result)  # (C, H, W) float32
             mask = result.argmax(0).astype(np.uint8)
         else:
-            io.write_index_png(base.with_suffix(".png"), result, predictor.palette())
+            if options.dataset_values:  # grey PNG in the dataset's own mask values, e.g. 0 and 255
+                io.write_grey_png(base.with_suffix(".png"), predictor.classes.value_table()[result])
+            else:
+                io.write_index_png(base.with_suffix(".png"), result, predictor.palette())
             mask = result
         summary.written.append(base.with_suffix("." + options.fmt))
         if options.overlay:
@@ -201,13 +205,18 @@ def predict(
     amp: Annotated[bool | None, typer.Option("--amp/--no-amp", help="Autocast (default: CUDA only).")] = None,
     input_size: Annotated[str | None, typer.Option(help="Model input HxW, or native (default: the scale the "
                                                         "model was trained at).")] = None,
+    tta: Annotated[str | None, typer.Option(help="Test-time augmentation: none, flip or flip+scales "
+                                                 "(default: the run's setting).")] = None,
+    dataset_values: Annotated[bool, typer.Option(help="Write PNG masks in the values the training masks used "
+                                                      "(e.g. 0/255, from classes.yaml's values:) instead of "
+                                                      "class indices with a palette.")] = False,
 ):
     """Predict label masks for images, folders and videos; exit 1 if some inputs were skipped."""
     if out.exists() and not out.is_dir():
         raise SeglabError(f"--out {out}: is a file; predictions go into a folder (give a new or existing folder)")
     predictor = load(target, device=device, amp=amp, tile=tile, overlap=overlap, batch_size=batch,
-                     input_size=_input_size(input_size))
-    summary = predict_paths(predictor, inputs, OutputOptions(out, overlay, alpha, fmt), legend=legend,
+                     input_size=_input_size(input_size), tta=tta)
+    summary = predict_paths(predictor, inputs, OutputOptions(out, overlay, alpha, fmt, dataset_values), legend=legend,
                             progress=True)
     typer.echo(_summary_line(summary, out))
     if summary.skipped:

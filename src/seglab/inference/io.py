@@ -131,6 +131,11 @@ def write_index_png(path: Path, mask: np.ndarray, palette: np.ndarray) -> None:
     img.save(path, optimize=False)
 
 
+def write_grey_png(path: Path, mask: np.ndarray) -> None:
+    """Save an (H, W) uint8 mask as a greyscale PNG, values as they are (e.g. 0 and 255 for binary masks)."""
+    Image.fromarray(np.ascontiguousarray(mask, dtype=np.uint8)).save(path)  # 2-D uint8: mode L
+
+
 def write_rgb(path: Path, image: np.ndarray) -> None:
     Image.fromarray(image).save(path)
 

@@ -25,6 +25,7 @@ from seglab.data.classes import ClassSet, default_colors
 from seglab.data.transforms import resize_image
 from seglab.errors import SeglabError, first_line
 from seglab.inference.io import to_rgb
+from seglab.models.tta import TTA_SCALES, tta_logits
 from seglab.training.device import resolve_precision
 
 ImageLike = np.ndarray | Image.Image
@@ -126,10 +127,14 @@ class Predictor:
         input_size: (H, W) the model was trained at: each image is resized to it and the prediction
             resized back, so the model sees objects at the scale it learned. None: native resolution,
             padded (and tiled when large).
+        tta: test-time augmentation of every forward pass (none, flip, flip+scales), as evaluation does.
     """
 
     def __init__(self, backend: Backend, classes: ClassSet, tile: int = 1024, overlap: int = 128,
-                 batch_size: int = 4, input_size: tuple[int, int] | None = None):
+                 batch_size: int = 4, input_size: tuple[int, int] | None = None, tta: str = "none"):
+        if tta not in TTA_SCALES:
+            raise SeglabError(f"--tta {tta!r}: choose one of {', '.join(TTA_SCALES)}")
+        self.tta = tta
         if tile <= 0 or tile % SIZE_DIVISOR or overlap < 0 or overlap % SIZE_DIVISOR or overlap >= tile:
             raise SeglabError(f"--tile {tile} --overlap {overlap}: need multiples of 32 with 0 <= overlap < tile")
         if batch_size < 1:
@@ -227,7 +232,7 @@ class Predictor:
         return self._logits(tiles).softmax(1)
 
     def _logits(self, tiles: torch.Tensor) -> torch.Tensor:
-        out = torch.cat([self.backend(tiles[s:s + self.batch_size]).float()
+        out = torch.cat([tta_logits(self.backend, tiles[s:s + self.batch_size], self.tta).float()
                          for s in range(0, len(tiles), self.batch_size)])
         if out.shape[1] != self.num_classes:
             raise SeglabError(f"model outputs {out.shape[1]} classes but {self.num_classes} class names are "
@@ -314,15 +319,17 @@ def _window(n: int, overlap: int, first: bool, last: bool) -> torch.Tensor:
 
 
 def load(target: str | Path, device: str | None = "auto", amp: bool | None = None, tile: int = 1024,
-         overlap: int = 128, batch_size: int = 4, input_size: tuple[int, int] | str | None = None) -> Predictor:
+         overlap: int = 128, batch_size: int = 4, input_size: tuple[int, int] | str | None = None,
+         tta: str | None = None) -> Predictor:
     """A Predictor from a run folder, a ``.ckpt``, a ``save_pretrained`` folder or an ``.onnx`` file.
 
     ``input_size``: None uses the scale the model was trained at (stored with it); "native" or (H, W) override.
+    ``tta``: None uses the run's test-time augmentation (none for exported files); or none, flip, flip+scales.
     Nothing loaded here can run code: checkpoints are read weights-only, pretrained folders are safetensors,
     ONNX files are graphs.
     """
     path = Path(target)
-    options = {"tile": tile, "overlap": overlap, "batch_size": batch_size}
+    options = {"tile": tile, "overlap": overlap, "batch_size": batch_size, "tta": tta or "none"}
 
     def size(stored) -> tuple[int, int] | None:
         chosen = stored if input_size is None else input_size
@@ -344,8 +351,11 @@ def load(target: str | Path, device: str | None = "auto", amp: bool | None = Non
     from seglab.runs import load_module
 
     module = load_module(path)
-    classes = ClassSet.from_dict({"names": module.hparams.class_names, "colors": module.hparams.class_colors})
-    stored = from_dict(module.hparams.config).eval_input_size()
+    classes = ClassSet.from_dict({"names": module.hparams.class_names, "colors": module.hparams.class_colors,
+                                  "values": module.hparams.get("class_values")})
+    cfg = from_dict(module.hparams.config)
+    stored = cfg.eval_input_size()
+    options["tta"] = tta or cfg.data.tta
     return Predictor(TorchBackend(module.model, device, amp), classes, input_size=size(stored), **options)
 
 
@@ -353,7 +363,8 @@ def _onnx_classes(backend: OnnxBackend, path: Path) -> ClassSet:
     """Classes stored in the export's metadata; numbered classes for ONNX files made elsewhere."""
     if "seglab" in backend.metadata:
         meta = json.loads(backend.metadata["seglab"])
-        return ClassSet.from_dict({"names": meta["class_names"], "colors": meta["class_colors"]})
+        return ClassSet.from_dict({"names": meta["class_names"], "colors": meta["class_colors"],
+                                   "values": meta.get("class_values")})
     if backend.num_classes is None:
         raise SeglabError(f"{path}: no seglab metadata and no fixed class count in its output shape")
     n = backend.num_classes

@@ -21,6 +21,7 @@ from pathlib import Path
 import seglab
 from seglab.config import RunConfig
 from seglab.errors import SeglabError, first_line
+from seglab.runs import write_text
 from seglab.study import figures
 from seglab.study.compare import ALPHA, IMAGE_TEST, SEED_TEST, ConfigRow, Stat, StudyResults, load_results
 from seglab.study.conclusions import conclusions, fmt_ci, fmt_p, fmt_stat
@@ -74,8 +75,8 @@ def build_report(study_dir: str | Path, data_root: str | None = None) -> tuple[P
         (files / f"{name}.png").unlink(missing_ok=True)
     sections = assemble(res, files, data_root)
     md, page = res.path / "report.md", res.path / "report.html"
-    md.write_text(render_markdown(res, sections))
-    page.write_text(render_html(res, sections))
+    write_text(md, render_markdown(res, sections))
+    write_text(page, render_html(res, sections))
     return md, page
 
 

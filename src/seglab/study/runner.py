@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from seglab.errors import Interrupted, SeglabError
-from seglab.runs import RunDir, write_json
+from seglab.runs import RunDir, write_json, write_text
 from seglab.study.spec import Study, StudyRun
 from seglab.training.budget import Calibration, cost_key
 
@@ -60,7 +60,7 @@ def run_study(study: Study, out: str | Path = "runs/studies", only: list[str] | 
     if saved.exists() and saved.read_text() != study.source:
         log.warning("study %s: the study file changed since the last invocation; finished runs are kept as they are",
                     study.name)
-    saved.write_text(study.source)
+    write_text(saved, study.source)
     selected = [r for r in study.runs if not only or r.name in only or r.config_name in only]
     if only and not selected:
         raise SeglabError(f"--only {','.join(only)}: no such run; runs: {', '.join(r.name for r in study.runs)}")
@@ -72,6 +72,7 @@ def run_study(study: Study, out: str | Path = "runs/studies", only: list[str] | 
     folder.write_index(study, statuses)
 
     todo = [r for r in selected if statuses[r.name]["status"] != "finished"]
+    precheck(todo)
     calibrations = calibrate_study(folder, todo)
     log.info("study %s: %d runs, %d to train, folder %s", study.name, len(selected), len(todo), folder.path)
     t_start, finished = time.monotonic(), []
@@ -101,6 +102,31 @@ def run_study(study: Study, out: str | Path = "runs/studies", only: list[str] | 
     log.info("study %s: done in %s%s", study.name, _hms(time.monotonic() - t_start),
              f"; failed: {', '.join(failed)}" if failed else "")
     return folder
+
+
+def precheck(runs: list[StudyRun]) -> None:
+    """Everything about the runs that can fail before training fails now, naming the run: each dataset opens
+    with the splits its runs need (train splits, val, test) and each model spec builds for its classes. A
+    typo in the last run never waits for the first runs to finish."""
+    from seglab.models import build_model
+    from seglab.training.run import open_data
+
+    sources: dict[tuple, object] = {}
+    built: set[tuple[str, int]] = set()
+    for run in runs:
+        cfg = run.config
+        try:
+            key = (cfg.data.root, cfg.data.layout, str(cfg.data.remap), cfg.data.classes_file)
+            if key not in sources:
+                sources[key] = open_data(cfg)
+            source = sources[key]
+            for split in dict.fromkeys([*cfg.trains_on(), "val", "test"]):
+                source.split(split)
+            if (cfg.model.spec, source.classes.num_classes) not in built:
+                build_model(cfg.model.spec, source.classes.num_classes, weights="none")
+                built.add((cfg.model.spec, source.classes.num_classes))
+        except SeglabError as e:
+            raise SeglabError(f"run '{run.name}': {e}; nothing was trained") from None
 
 
 def calibrate_study(folder: StudyFolder, runs: list[StudyRun]) -> dict[str, Calibration]:

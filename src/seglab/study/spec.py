@@ -3,7 +3,8 @@
     name: quick
     description: CNN vs transformer, each with one improvement
     repeats: 1                 # seeds per configuration
-    defaults:                  # RunConfig keys shared by every run
+    preset: camvid-cpu-60m     # optional: start every run from a built-in preset's config
+    defaults:                  # RunConfig keys shared by every run (over the preset's)
       train: {budget: 3m}
     runs:
       - name: cnn
@@ -24,10 +25,10 @@ from pathlib import Path
 
 import yaml
 
-from seglab.config import RunConfig, from_dict, merge
+from seglab.config import RunConfig, from_dict, merge, preset_path, read_yaml
 from seglab.errors import SeglabError, first_line, read_user_text
 
-STUDY_KEYS = ("name", "description", "repeats", "defaults", "runs")
+STUDY_KEYS = ("name", "description", "preset", "repeats", "defaults", "runs")
 RUN_KEYS = ("name", "group", "baseline", "description", "data", "model", "train")
 
 
@@ -90,6 +91,13 @@ def load_study(name_or_path: str, data_root: str | None = None, repeats: int | N
     defaults = raw.get("defaults") or {}
     if not isinstance(defaults, dict):
         raise SeglabError(f"{where}: 'defaults' must be a mapping of config keys")
+    if raw.get("preset") is not None:  # the study measures a built-in recipe: its keys come first
+        try:
+            base = read_yaml(preset_path(str(raw["preset"])))
+        except SeglabError as e:
+            raise SeglabError(f"{where}: 'preset': {e}") from None
+        base.pop("name", None)
+        defaults = merge(base, defaults)
     entries = raw.get("runs")
     if not isinstance(entries, list) or not entries:
         raise SeglabError(f"{where}: 'runs' must be a non-empty list of runs")

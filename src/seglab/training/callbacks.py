@@ -31,10 +31,19 @@ def images_seen(trainer) -> int | None:
 
 class WorkMeter(L.Callback):
     """Counts what a run did: optimizer steps, images, epochs, wall and CPU seconds, time spent validating.
-    Sessions of a resumed run add up: the totals so far travel in the checkpoint."""
+    Sessions of a resumed run add up: the totals so far travel in the checkpoint.
 
-    def __init__(self):
+    ``record(totals)`` is called every ``every_s`` seconds of training (run.json), and ``spent`` is what an
+    earlier session recorded there: a session killed after its last checkpoint still counts the time it
+    spent, since a resumed run starts from at least that much instead of from the checkpoint's totals."""
+
+    def __init__(self, record=None, every_s: float = 30.0, spent: dict | None = None):
         self.before = {"wall_seconds": 0.0, "cpu_seconds": 0.0, "val_seconds": 0.0}
+        spent = spent or {}
+        self._spent = {"wall_seconds": float(spent.get("train_seconds") or 0.0),
+                       "cpu_seconds": float(spent.get("cpu_seconds") or 0.0),
+                       "val_seconds": float(spent.get("val_seconds") or 0.0)}
+        self._record, self._every, self._recorded = record, every_s, 0.0
         self._wall0 = self._cpu0 = self._val0 = 0.0
         self._val_session = 0.0
         self._trainer = None
@@ -42,6 +51,13 @@ class WorkMeter(L.Callback):
     def on_train_start(self, trainer, pl_module):
         self._trainer = trainer
         self._wall0, self._cpu0, self._val_session = time.monotonic(), time.process_time(), 0.0
+        self._recorded = self._wall0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        now = time.monotonic()
+        if self._record is not None and trainer.is_global_zero and now - self._recorded >= self._every:
+            self._recorded = now
+            self._record(self.totals(trainer))
 
     def on_validation_start(self, trainer, pl_module):
         self._val0 = time.monotonic()
@@ -67,7 +83,7 @@ class WorkMeter(L.Callback):
         return {"wall_seconds": t["train_seconds"], "cpu_seconds": t["cpu_seconds"], "val_seconds": t["val_seconds"]}
 
     def load_state_dict(self, state):
-        self.before = {k: float(state.get(k, 0.0)) for k in self.before}
+        self.before = {k: max(float(state.get(k, 0.0)), self._spent[k]) for k in self.before}
 
 
 class ExactResume(L.Callback):
@@ -93,7 +109,9 @@ class ExactResume(L.Callback):
             torch.set_rng_state(self._restored["torch_rng"])
             if "cuda_rng" in self._restored and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all(self._restored["cuda_rng"])
-        done = trainer.fit_loop.epoch_loop.batch_progress.current.completed
+        # Batches of this epoch already trained, from the optimizer steps (one per batch): Lightning's own batch
+        # counter lags by one when the checkpoint was saved at a batch's end (time-based checkpoints).
+        done = trainer.global_step - trainer.current_epoch * trainer.num_training_batches
         sampler = getattr(trainer.datamodule, "train_sampler", None)
         if sampler is not None and 0 < done < trainer.num_training_batches:
             sampler.skip = done * trainer.datamodule.cfg["batch_size"]
@@ -127,6 +145,14 @@ class MetricsCSV(L.Callback):
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs  # none for an all-void batch
         if loss is not None:
             self._losses.append(float(loss))
+
+    def state_dict(self):
+        """The losses since the last row travel in checkpoints taken between rows (time-based ones), so a
+        resumed run writes the same next row as one never interrupted."""
+        return {"losses": list(self._losses)}
+
+    def load_state_dict(self, state):
+        self._losses = [float(v) for v in state.get("losses", [])]
 
     def on_validation_end(self, trainer, pl_module):
         if trainer.global_rank != 0 or trainer.sanity_checking or trainer.state.fn != "fit":

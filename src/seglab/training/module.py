@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from seglab.errors import SeglabError
 from seglab.metrics import ConfusionMatrix
 from seglab.models import build_model
+from seglab.models.tta import tta_logits
 from seglab.training.losses import build_loss
 
 
@@ -17,11 +18,13 @@ class SegModule(L.LightningModule):
 
     ``config`` is the resolved RunConfig as a plain dict (saved in every checkpoint);
     ``class_weights`` is resolved before construction (e.g. median-frequency from the train labels).
+    ``class_values``: each class's value in the dataset's masks (None: its index), for predictions.
     ``pretrained=False`` skips fetching encoder weights when the state dict is about to be loaded anyway.
     """
 
     def __init__(self, config: dict, class_names: list[str], class_colors: list[list[int]],
-                 class_weights: list[float] | None = None, pretrained: bool = True):
+                 class_weights: list[float] | None = None, pretrained: bool = True,
+                 class_values: list[int] | None = None):
         super().__init__()
         self.save_hyperparameters(ignore=["pretrained"])
         m, t = config["model"], config["train"]
@@ -43,7 +46,8 @@ class SegModule(L.LightningModule):
         crop inside a void region): it has nothing to learn from, and a mean over no pixel would be NaN.
         When training_step returns None, Lightning runs no backward pass, so the step changes no weight."""
         images, masks = batch
-        logits = self(images)
+        tta = self.hparams.config["data"].get("tta", "none") if stage == "test" else "none"
+        logits = tta_logits(self, images, tta)
         if logits.shape[-2:] != masks.shape[-2:]:  # evaluation at the training scale: score native labels
             logits = F.interpolate(logits.float(), size=masks.shape[-2:], mode="bilinear", align_corners=False)
         loss = None

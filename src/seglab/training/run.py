@@ -56,11 +56,13 @@ def prepare_data(cfg: RunConfig) -> tuple[SegDataModule, list[float] | None]:
     """The run's data module with every split decoded and checked, and its class weights. Bad files fail
     here, before any training; so does a broken test split, which is only scored at the end."""
     source = open_data(cfg)
+    if "test" in cfg.trains_on():
+        raise SeglabError("config key 'data.train_splits': includes test, the split every run is scored on; "
+                          "a model that saw it scores nothing worth reporting")
     cfg.data.root = str(Path(source.root).resolve())  # the saved config names the data actually used
     dm = SegDataModule(source, cfg.to_dict()["data"], seed=cfg.train.seed)
     dm.setup("fit")
-    if "test" in source.splits:
-        dm.dataset("test")
+    dm.dataset("test")  # a missing or broken test split fails now, not after training
     return dm, resolve_class_weights(cfg, dm, source.classes.num_classes)
 
 
@@ -71,7 +73,8 @@ def build_module(cfg: RunConfig, dm: SegDataModule, class_weights: list[float] |
     dm.dataset("train").transform.reseed(cfg.train.seed)  # a calibration may have drawn augmentations
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
     classes = dm.source.classes
-    return SegModule(cfg.to_dict(), list(classes.names), [list(c) for c in classes.colors], class_weights)
+    return SegModule(cfg.to_dict(), list(classes.names), [list(c) for c in classes.colors], class_weights,
+                     class_values=list(classes.values) if classes.values is not None else None)
 
 
 def needs_calibration(cfg: RunConfig) -> bool:
@@ -157,10 +160,11 @@ def train(cfg: RunConfig, resume: bool = False, calibration: Calibration | None 
                                                            cfg.train.epochs * _batches_per_epoch(dm, cfg)),
                    budget=budget_info)
 
-    work = WorkMeter()
+    work = WorkMeter(record=lambda totals: run.write_info(**totals), spent=run.read_info() if resume else None)
     callbacks = [
         ModelCheckpoint(dirpath=run.checkpoints, filename="best", monitor="val/miou", mode="max", save_last=True,
                         auto_insert_metric_name=False, enable_version_counter=False),
+        *checkpoint_every(cfg, run),
         ScheduleCallback(cfg.train.scheduler, cfg.train.warmup, wall_budget, cfg.train.steps),
         MetricsCSV(run.epochs_csv),
         work,
@@ -196,6 +200,15 @@ def train(cfg: RunConfig, resume: bool = False, calibration: Calibration | None 
         evaluate(run.path, split="test", datamodule=dm)
         run.write_info(status="finished")
     return run
+
+
+def checkpoint_every(cfg: RunConfig, run: RunDir) -> list[ModelCheckpoint]:
+    """Besides the checkpoints at validations: last.ckpt every ``train.checkpoint_minutes`` of training, so a
+    killed run loses at most that much (resume is exact from any step)."""
+    if not cfg.train.checkpoint_minutes:
+        return []
+    return [ModelCheckpoint(dirpath=run.checkpoints, save_top_k=0, save_last=True, enable_version_counter=False,
+                            train_time_interval=timedelta(minutes=cfg.train.checkpoint_minutes))]
 
 
 def _batches_per_epoch(dm: SegDataModule, cfg: RunConfig) -> int:

@@ -9,6 +9,7 @@ import warnings
 import lightning as L
 import torch
 
+from seglab.training.checkpoint_io import AtomicCheckpointIO
 from seglab.training.device import resolve_accelerator, resolve_precision
 from seglab.training.threads import ThreadTuner
 
@@ -49,5 +50,6 @@ def make_trainer(train_cfg, **kwargs) -> L.Trainer:
         kwargs["callbacks"] = [*kwargs.get("callbacks", []), ThreadTuner()]
     elif accelerator == "cpu" and train_cfg.threads:
         torch.set_num_threads(int(train_cfg.threads))
+    kwargs.setdefault("plugins", [AtomicCheckpointIO()])
     return L.Trainer(accelerator=accelerator, precision=resolve_precision(train_cfg.precision,
                      train_cfg.accelerator), **kwargs)

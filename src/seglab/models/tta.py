@@ -1,0 +1,47 @@
+"""Test-time augmentation: average the model's class probabilities over mirrored and rescaled inputs.
+
+Published gains on segmentation benchmarks are +1 to +2.5 mIoU for flip and multi-scale together, at 2x
+(flip) or 6x (flip at three scales) the inference cost. One function, used by evaluation and prediction,
+so `seglab predict` sees what `seglab evaluate` scored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from seglab.constants import SIZE_DIVISOR
+
+TTA_SCALES = {"none": (1.0,), "flip": (1.0,), "flip+scales": (0.75, 1.0, 1.25)}
+
+
+def tta_logits(forward: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, mode: str) -> torch.Tensor:
+    """(B, 3, H, W) images -> (B, C, H, W) log of the probabilities averaged over the mode's views.
+
+    ``mode="none"`` returns ``forward(images)`` unchanged. Rescaled views are resized to multiples of 32 (what
+    the encoders need) and their logits resized back before the softmax, so every view votes per input pixel.
+    """
+    if mode == "none":
+        return forward(images)
+    if mode not in TTA_SCALES:
+        raise ValueError(f"unknown test-time augmentation {mode!r}; choose one of {', '.join(TTA_SCALES)}")
+    h, w = images.shape[-2:]
+    total = None
+    views = 0
+    for scale in TTA_SCALES[mode]:
+        size = (max(SIZE_DIVISOR, round(h * scale / SIZE_DIVISOR) * SIZE_DIVISOR),
+                max(SIZE_DIVISOR, round(w * scale / SIZE_DIVISOR) * SIZE_DIVISOR))
+        x = images if size == (h, w) else F.interpolate(images.float(), size=size, mode="bilinear",
+                                                        align_corners=False)
+        for flip in (False, True):
+            logits = forward(x.flip(-1) if flip else x).float()
+            if flip:
+                logits = logits.flip(-1)
+            if logits.shape[-2:] != (h, w):
+                logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
+            probs = logits.softmax(1)
+            total = probs if total is None else total + probs
+            views += 1
+    return (total / views).clamp_min(1e-8).log()

@@ -1,0 +1,146 @@
+"""The quality preset's parts: presets, training on several splits, test-time augmentation, bench quality."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from cli_helpers import assert_one_line_error, run_cli
+
+from seglab.config import PRESETS_DIR, load_config, preset_path
+from seglab.models.tta import TTA_SCALES, tta_logits
+
+TRAIN = ["train", "--model", "scratch:simplesegnet", "--size", "64x96", "--batch", "2", "--seed", "1"]
+
+
+@pytest.mark.parametrize("path", sorted(PRESETS_DIR.glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_builtin_preset_is_a_valid_config(path):
+    cfg = load_config(preset_path(path.stem))
+    assert cfg.name == path.stem and cfg.train.budget  # named for itself, sized by a compute budget
+    assert "test" not in cfg.trains_on()
+
+
+def test_preset_errors_are_one_line(capsys, tiny_camvid, tmp_path):
+    assert_one_line_error(run_cli(capsys, "train", "--preset", "nope", "--data", tiny_camvid),
+                          "--preset 'nope'", "camvid-cpu-60m")
+    config = tmp_path / "c.yaml"
+    config.write_text("train: {epochs: 1}\n")
+    assert_one_line_error(run_cli(capsys, "train", "--preset", "camvid-cpu-60m", "--config", config),
+                          "--preset and --config")
+    assert_one_line_error(run_cli(capsys, *TRAIN, "--data", tiny_camvid, "--set", "data.train_splits=train+test",
+                                  "--out", tmp_path), "data.train_splits", "test")
+    assert_one_line_error(run_cli(capsys, *TRAIN, "--data", tiny_camvid, "--set", "data.train_splits=train+",
+                                  "--out", tmp_path), "data.train_splits")
+    assert_one_line_error(run_cli(capsys, *TRAIN, "--data", tiny_camvid, "--set", "data.train_splits=train+nope",
+                                  "--out", tmp_path), "split 'nope' is missing")
+    assert_one_line_error(run_cli(capsys, *TRAIN, "--data", tiny_camvid, "--set", "data.tta=mirror",
+                                  "--out", tmp_path), "data.tta", "flip+scales")
+    assert not any(tmp_path.glob("*/checkpoints"))  # nothing trained
+
+
+def test_training_on_train_and_val_scores_the_last_weights(capsys, tiny_camvid, tmp_path):
+    r = run_cli(capsys, *TRAIN, "--data", tiny_camvid, "--epochs", "2", "--out", tmp_path, "--name", "r",
+                "--set", "data.train_splits=train+val", "--set", "data.tta=flip")
+    assert r.code == 0, r.err[-3000:]
+    run = tmp_path / "r"
+    info = json.loads((run / "run.json").read_text())
+    assert info["train_images"] == 6  # 3 train + 3 val images
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert Path(metrics["checkpoint"]).name == "last.ckpt" and metrics["tta"] == "flip"
+
+    # Scoring other evaluation settings is a variant with its own files; the run's own result stays.
+    own = (run / "metrics.json").read_bytes()
+    r = run_cli(capsys, "evaluate", run, "--tta", "none")
+    assert r.code == 0, r.err[-3000:]
+    assert (run / "metrics.json").read_bytes() == own
+    plain = json.loads((run / "metrics_test~tta-none.json").read_text())
+    assert plain["tta"] == "none" and (run / "per_image_test~tta-none.npz").is_file()
+    assert_one_line_error(run_cli(capsys, "evaluate", run, "--tta", "sideways"), "tta", "flip+scales")
+
+
+def test_a_dataset_without_a_test_split_fails_before_training(capsys, tiny_camvid, tmp_path):
+    import shutil
+
+    for folder in ("test", "testannot"):
+        shutil.rmtree(tiny_camvid / folder)
+    r = run_cli(capsys, *TRAIN, "--data", tiny_camvid, "--epochs", "1", "--out", tmp_path / "runs", "--name", "r")
+    assert_one_line_error(r, "split 'test'")
+    assert not (tmp_path / "runs" / "r" / "checkpoints").exists()
+
+
+class PixelModel(torch.nn.Module):
+    """A per-pixel model (1x1 conv): mirroring or rescaling its input mirrors or rescales its output."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(3, 5, 1)
+
+    def forward(self, x):
+        return self.conv(x.float() / 255)
+
+
+@pytest.mark.parametrize("mode", list(TTA_SCALES))
+def test_tta_keeps_the_size_and_agrees_with_a_model_it_cannot_change(mode):
+    model = PixelModel()
+    image = torch.randint(0, 256, (2, 3, 64, 96), dtype=torch.uint8)
+    plain = model(image).log_softmax(1)
+    out = tta_logits(model, image, mode)
+    assert out.shape == plain.shape
+    if mode == "none":
+        assert torch.equal(out, model(image))
+    elif mode == "flip":  # a per-pixel model is flip-equivariant: the averaged probabilities are its own
+        torch.testing.assert_close(out, plain, atol=1e-5, rtol=1e-5)
+    else:  # rescaled views blur the input: close in probability, and probabilities still sum to one
+        assert torch.allclose(out.exp().sum(1), torch.ones(2, 64, 96), atol=1e-4)
+    with pytest.raises(ValueError, match="flip"):
+        tta_logits(model, image, "sideways")
+
+
+def test_tta_votes_with_the_mirrored_view():
+    """A model that sees only the left half of the image: with flip TTA the right half gets its votes too."""
+    def left_eyed(x):
+        logits = torch.zeros(x.shape[0], 2, *x.shape[-2:])
+        logits[:, 1, :, : x.shape[-1] // 2] = 10.0
+        return logits
+
+    image = torch.zeros(1, 3, 32, 64)
+    probs = tta_logits(left_eyed, image, "flip").exp()
+    expected = (1 / (1 + np.exp(-10.0)) + 0.5) / 2  # each half: one view sure of class 1, one view unsure
+    assert torch.allclose(probs[0, 1], torch.full((32, 64), float(expected)), atol=1e-4)
+
+
+def test_bench_quality_writes_the_issue_fields(capsys, tiny_camvid, tmp_path, monkeypatch):
+    presets = tmp_path / "presets"
+    presets.mkdir()
+    (presets / "tiny.yaml").write_text(yaml.safe_dump({
+        "name": "tiny", "data": {"size": "64x96", "batch_size": 2, "train_splits": "train+val", "tta": "flip"},
+        "model": {"spec": "scratch:simplesegnet"}, "train": {"budget": "2s", "seed": 4}}))
+    monkeypatch.setattr("seglab.config.PRESETS_DIR", presets)
+    out = tmp_path / "quality.json"
+    args = ["bench", "quality", "--data", tiny_camvid, "--preset", "tiny", "--runs", tmp_path / "runs",
+            "--frames", "3", "--out", out]
+    r = run_cli(capsys, *args)
+    assert r.code == 0, r.err[-3000:]
+    q = json.loads(out.read_text())
+    for key in ("test_miou", "test_miou_ci95", "test_pixel_accuracy", "per_class_iou", "train_minutes",
+                "train_split", "preset", "command", "seed", "machine", "seglab_version", "inference_ms_per_frame"):
+        assert q.get(key) is not None, key
+    assert q["preset"] == "tiny" and q["train_split"] == "train+val" and q["seed"] == 4 and q["tta"] == "flip"
+    low, high = q["test_miou_ci95"]
+    assert 0 <= low <= q["test_miou"] <= high <= 1
+    assert len(q["per_class_iou"]) == 11 and q["machine"]["cpu"] and q["machine"]["logical_cpus"] >= 1
+    assert q["inference_ms_per_frame"] > 0 and q["inference_ms_per_frame_without_tta"] > 0
+    low, high = q["tta_gain"]["ci95_points"]  # flip TTA against the same weights without, paired by image
+    assert low <= q["tta_gain"]["miou_points"] <= high
+    assert abs(q["tta_gain"]["miou_points"] - 100 * (q["test_miou"] - q["test_miou_without_tta"])) < 0.01
+    assert q["command"].startswith("seglab bench quality")
+
+    # A second call reads the finished run instead of training it again.
+    mtime = (tmp_path / "runs" / "tiny" / "checkpoints" / "last.ckpt").stat().st_mtime
+    r = run_cli(capsys, *args)
+    assert r.code == 0, r.err[-3000:]
+    assert (tmp_path / "runs" / "tiny" / "checkpoints" / "last.ckpt").stat().st_mtime == mtime
+    assert json.loads(out.read_text())["test_miou"] == q["test_miou"]
