@@ -134,6 +134,10 @@ class Predictor:
                  batch_size: int = 4, input_size: tuple[int, int] | None = None, tta: str = "none"):
         if tta not in TTA_SCALES:
             raise SeglabError(f"--tta {tta!r}: choose one of {', '.join(TTA_SCALES)}")
+        if backend.fixed_size and len(TTA_SCALES[tta]) > 1:
+            raise SeglabError(f"--tta {tta}: rescaled views need a model that takes any input size, and this "
+                              f"export takes only {backend.fixed_size[0]}x{backend.fixed_size[1]}; use --tta flip "
+                              "or an export made with --dynamic")
         self.tta = tta
         if tile <= 0 or tile % SIZE_DIVISOR or overlap < 0 or overlap % SIZE_DIVISOR or overlap >= tile:
             raise SeglabError(f"--tile {tile} --overlap {overlap}: need multiples of 32 with 0 <= overlap < tile")
