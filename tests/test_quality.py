@@ -144,3 +144,16 @@ def test_bench_quality_writes_the_issue_fields(capsys, tiny_camvid, tmp_path, mo
     assert r.code == 0, r.err[-3000:]
     assert (tmp_path / "runs" / "tiny" / "checkpoints" / "last.ckpt").stat().st_mtime == mtime
     assert json.loads(out.read_text())["test_miou"] == q["test_miou"]
+
+
+def test_rescaled_tta_is_refused_for_a_static_export():
+    from seglab.data.classes import ClassSet, default_colors
+    from seglab.errors import SeglabError
+    from seglab.inference.predictor import Predictor, TorchBackend
+
+    backend = TorchBackend(PixelModel(), "cpu", amp=False)
+    backend.fixed_size = (64, 96)  # what a static ONNX export reports
+    classes = ClassSet(tuple("abcde"), tuple(default_colors(5)))
+    with pytest.raises(SeglabError, match="--tta flip\\+scales.*64x96"):
+        Predictor(backend, classes, tta="flip+scales")
+    assert Predictor(backend, classes, tta="flip").tta == "flip"  # mirrored views keep the size

@@ -123,7 +123,10 @@ def data_check(
     layout: str = typer.Option("auto", help="auto, camvid, camvid32 or folder."),
     remap: str | None = typer.Option(None, help="Built-in class remap, e.g. camvid6."),
 ):
-    """Counts per split, image sizes, label histogram, and every unmatched or unreadable file."""
+    """Counts per split, image sizes, label histogram, and every unmatched or unreadable file.
+
+    Exit code 0: no problems (warnings may be printed); 1: problems listed; 2: the dataset cannot be read.
+    """
     from seglab.data import check_source, open_source
     from seglab.data.check import format_check
 
