@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,7 +92,7 @@ def write_per_image(path: Path, matrices, images: list[str]) -> None:
     """Atomically, like write_json."""
     import numpy as np
 
-    _write_atomically(path, lambda f: np.savez_compressed(f, matrices=np.asarray(matrices, np.int64),
+    write_atomically(path, lambda f: np.savez_compressed(f, matrices=np.asarray(matrices, np.int64),
                                                           images=np.asarray(images, dtype=str)))
 
 
@@ -103,17 +104,21 @@ def write_json(path: Path, data: dict) -> None:
 def write_text(path: Path, text: str) -> None:
     """A UTF-8 text file (config, report), written atomically like write_json."""
     data = text.encode("utf-8")
-    _write_atomically(path, lambda f: f.write(data))
+    write_atomically(path, lambda f: f.write(data))
 
 
-def _write_atomically(path: Path, write) -> None:
-    """``write(file)`` into a temporary file, then rename it over ``path``; a full disk is one line, with the
-    earlier ``path`` left as it was."""
+def write_atomically(path: Path, write) -> None:
+    """``write(file)`` into a temporary file, flushed to disk, then renamed over ``path`` (atomic on one
+    filesystem): a kill or a full disk mid-write leaves the earlier ``path`` whole, and a full disk is one
+    line. Records, reports and checkpoints all go through here."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with tmp.open("wb") as f:
             write(f)
+            f.flush()
+            os.fsync(f.fileno())
         tmp.replace(path)
     except OSError as e:
         tmp.unlink(missing_ok=True)
