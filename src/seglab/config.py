@@ -116,7 +116,7 @@ class RunConfig:
 
     def trains_on(self) -> list[str]:
         """The splits the model learns from, e.g. ["train", "val"]."""
-        return self.data.train_splits.split("+")
+        return split_names(self.data.train_splits)
 
     def eval_input_size(self) -> tuple[int, int] | None:
         """(H, W) images are resized to for evaluation and prediction; None for native resolution."""
@@ -129,6 +129,11 @@ class RunConfig:
         length = self.train.budget or (f"{self.train.steps}steps" if self.train.steps else f"{self.train.epochs}ep")
         model = self.model.spec.replace(":", "-")
         return f"{model}_{h}x{w}_bs{self.data.batch_size}_{length}"
+
+
+def split_names(train_splits: str) -> list[str]:
+    """The one reading of ``data.train_splits``: "train+val" -> ["train", "val"]."""
+    return str(train_splits).split("+")
 
 
 def eval_input_size(eval_size, size) -> tuple[int, int] | None:

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from seglab.config import split_names
 from seglab.errors import SeglabError, first_line
 
 
@@ -56,10 +57,10 @@ class RunDir:
         """Checkpoints to score, in order of preference: the best on val, unless the model trained on val
         (data.train_splits), which leaves val no say: then its last weights."""
         try:
-            splits = str((yaml.safe_load(self.config.read_text()) or {}).get("data", {}).get("train_splits", ""))
+            splits = (yaml.safe_load(self.config.read_text()) or {}).get("data", {}).get("train_splits", "")
         except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError):
             splits = ""
-        return (self.last, self.best) if "val" in splits.split("+") else (self.best, self.last)
+        return (self.last, self.best) if "val" in split_names(splits) else (self.best, self.last)
 
     def metrics(self, split: str = "test", tag: str = "") -> Path:
         """metrics.json (test), metrics_<split>.json, or with a tag for other data: metrics_test@<data>.json."""

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Sampler
 
-from seglab.config import eval_input_size
+from seglab.config import eval_input_size, split_names
 from seglab.constants import IGNORE_INDEX
 from seglab.data.dataset import SegmentationDataset
 from seglab.data.sources import DataSource
@@ -79,7 +79,7 @@ class SegDataModule(L.LightningDataModule):
     @property
     def train_splits(self) -> list[str]:
         """The splits training draws from ("train", or e.g. "train+val" for a final model)."""
-        return self.cfg.get("train_splits", "train").split("+")
+        return split_names(self.cfg.get("train_splits", "train"))
 
     def setup(self, stage: str):
         splits = {"fit": ("train", "val"), "validate": ("val",), "test": (self.test_split,)}.get(stage, ())
