@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from seglab.errors import SeglabError, first_line, read_user_text
+from seglab.sizes import check_model_size, parse_size
 
 # Keys whose values must come from a fixed set.
 CHOICES = {
@@ -296,20 +297,6 @@ def _coerce_one(value, tp, key):
     raise TypeError(f"unsupported type {tp}")
 
 
-def parse_size(value) -> tuple[int, int]:
-    """'192x256' -> (192, 256); 256 -> (256, 256); [192, 256] -> (192, 256)."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return (value, value)
-    if isinstance(value, str) and re.fullmatch(r"\s*\d+\s*[xX×]\s*\d+\s*", value):
-        h, w = re.split(r"[xX×]", value)
-        return (int(h), int(w))
-    if isinstance(value, str) and value.strip().isdigit():
-        return (int(value), int(value))
-    if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, int) for v in value):
-        return (int(value[0]), int(value[1]))
-    raise ValueError("expected HxW, e.g. 192x256")
-
-
 def parse_duration(text: str, key: str) -> float:
     """'90s', '10m', '1.5h', '00:30:00' -> seconds."""
     t = str(text).strip()
@@ -335,9 +322,11 @@ def validate(cfg: RunConfig) -> None:
                           "or leave it empty for the training size")
     for key in ("size", "eval_size"):
         size = getattr(cfg.data, key)
-        if isinstance(size, tuple) and (min(size) <= 0 or size[0] % 32 or size[1] % 32):
-            raise SeglabError(f"config key 'data.{key}': {size[0]}x{size[1]} must be positive multiples of 32 "
-                              f"(e.g. {max(32, round(size[0] / 32) * 32)}x{max(32, round(size[1] / 32) * 32)})")
+        if isinstance(size, tuple):
+            try:
+                check_model_size(size)
+            except ValueError as e:
+                raise SeglabError(f"config key 'data.{key}': {e}") from None
     positive = {"data.batch_size": cfg.data.batch_size, "train.lr": cfg.train.lr}
     if cfg.train.budget is None and cfg.train.steps is None:
         positive["train.epochs"] = cfg.train.epochs
