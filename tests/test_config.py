@@ -1,6 +1,7 @@
 import pytest
 
-from seglab.config import RunConfig, load_config, parse_duration, parse_override, parse_size
+from seglab.config import RunConfig, load_config, parse_duration, parse_override
+from seglab.sizes import parse_size
 from seglab.errors import SeglabError
 
 

@@ -27,7 +27,7 @@ def seglab(*args: str, **kwargs) -> subprocess.CompletedProcess:
 
 def result(run) -> tuple:
     """Final test metrics and every validation row (all but its wall-clock seconds)."""
-    from seglab.training.callbacks import read_metrics_csv
+    from seglab.runs import read_metrics_csv
 
     metrics = json.loads((run / "metrics.json").read_text())
     rows = [{k: v for k, v in row.items() if k != "seconds"} for row in read_metrics_csv(run / "metrics.csv")]

@@ -274,7 +274,7 @@ def test_a_loss_that_turns_infinite_stops_the_run_naming_where(monkeypatch):
 
     cfg = RunConfig()
     cfg.model.spec, cfg.model.weights = "scratch:simplesegnet", "none"
-    module = SegModule(cfg.to_dict(), list(CAMVID11.names), [list(c) for c in CAMVID11.colors])
+    module = SegModule(cfg, CAMVID11)
     class Exploding(torch.nn.Module):
         def forward(self, logits, masks):
             return logits.sum() * float("inf")

@@ -13,10 +13,11 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from seglab.config import from_dict
 from seglab.data.datamodule import SegDataModule
+from seglab.data.open import open_data
 from seglab.errors import SeglabError
-from seglab.runs import load_module, resolve_checkpoint, write_json, write_per_image
+from seglab.runs import read_trained, write_json
+from seglab.training.module import SegModule
 from seglab.training.trainer import make_trainer
 from seglab.training.trainer import quiet as quiet_warnings
 
@@ -26,13 +27,9 @@ log = logging.getLogger("seglab")
 def evaluate(target: str | Path, split: str = "test", data_root: str | None = None, batch_size: int | None = None,
              eval_size: tuple[int, int] | str | None = None, tta: str | None = None,
              datamodule: SegDataModule | None = None, quiet: bool = False) -> dict:
-    """Metrics of the run's best checkpoint (or the given checkpoint) on ``split``, written to the run folder."""
-    from seglab.training.run import open_data
-
-    ckpt, run = resolve_checkpoint(target)
-    module = load_module(ckpt)
-    config = module.hparams.config
-    cfg = from_dict(config)
+    """Metrics of the run's final checkpoint (or the given checkpoint) on ``split``, written to the run folder."""
+    trained = read_trained(target)
+    ckpt, run, cfg = trained.checkpoint, trained.run, trained.config
     if data_root:
         cfg.data.root = data_root
     # Scoring other settings than the run's own is a variant: it goes to its own file, never over the run's.
@@ -43,15 +40,15 @@ def evaluate(target: str | Path, split: str = "test", data_root: str | None = No
     if tta and tta != cfg.data.tta:
         cfg.data.tta = tta
         variant += f"~tta-{tta}"
-    module.hparams.config["data"]["tta"] = cfg.data.tta
+    module = SegModule.from_trained(trained)
     dm = datamodule
     if dm is None:
-        source = open_data(cfg)
-        names = list(module.hparams.class_names)
+        source = open_data(cfg.data)
+        names = list(trained.classes.names)
         if list(source.classes.names) != names:
             raise SeglabError(f"{source.root}: its classes {list(source.classes.names)} differ from the "
                               f"{len(names)} classes the model was trained on {names}")
-        dm = SegDataModule(source, cfg.to_dict()["data"], eval_batch_size=batch_size)
+        dm = SegDataModule(source, cfg.data, eval_batch_size=batch_size)
     if split not in dm.source.splits:
         raise SeglabError(f"--split {split}: {dm.source.root} has splits {', '.join(dm.source.splits)}")
     dm.test_split = split
@@ -70,20 +67,23 @@ def evaluate(target: str | Path, split: str = "test", data_root: str | None = No
     fingerprint = dm.source.fingerprint()
     trained_on = run.read_info().get("data_fingerprint") if run else None
     other = trained_on is not None and trained_on != fingerprint
+    size = cfg.data.eval_input_size()
     metrics.update(split=split, num_images=module.test_num_images, checkpoint=str(ckpt), model=cfg.model.spec,
-                   eval_size=list(cfg.eval_input_size()) if cfg.eval_input_size() else "native", tta=cfg.data.tta,
+                   eval_size=list(size) if size else "native", tta=cfg.data.tta,
                    data={"root": str(dm.source.root), "fingerprint": fingerprint, "trained_on": trained_on},
                    seconds=round(time.monotonic() - t0, 2))
     # Scores on other data than the run trained on go to their own files: the run's results stay as they are.
     tag = (f"@{dm.source.root.name}-{fingerprint[:8]}" if other else "") + variant
-    out = run.metrics(split, tag) if run else \
-        ckpt.with_name("metrics.json" if split == "test" else f"metrics_{split}.json")
+    if run is None:  # a checkpoint outside a run folder: metrics beside it
+        out = ckpt.with_name("metrics.json" if split == "test" else f"metrics_{split}.json")
+        write_json(out, metrics)
+    else:
+        out = run.write_metrics(metrics, split, tag)
+        if len(images) == len(per_image):
+            run.write_per_image(per_image.numpy(), images, split, tag)
     if other:
         log.warning("%s: evaluating on other data than the run trained on (%s, fingerprint %s, trained on %s); "
-                    "writing %s", target, dm.source.root, fingerprint, trained_on, out.name)
-    write_json(out, metrics)
-    if run is not None and len(images) == len(per_image):
-        write_per_image(run.per_image(split, tag), per_image.numpy(), images)
+                    "wrote %s", target, dm.source.root, fingerprint, trained_on, out.name)
     if not quiet:
         print_metrics(metrics)
         Console().print(f"wrote {out}")

@@ -1,4 +1,7 @@
-"""The run folder: where each artefact lives, and safe loading of a trained model from it.
+"""The run folder, the one contract for everything on disk: where each artefact lives, and typed readers
+and writers for it. Training writes through ``RunDir``; evaluate, predict, the study comparison, figures
+and the report read through it, so a format changes in one place. A trained model is read without
+Lightning (``read_trained``), weights-only, so an untrusted checkpoint cannot run code.
 
     runs/<name>/
         config.yaml          fully resolved config
@@ -12,6 +15,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import platform
@@ -21,7 +25,8 @@ from pathlib import Path
 import torch
 import yaml
 
-from seglab.config import split_names
+from seglab.config import RunConfig, from_dict, read_yaml, split_names
+from seglab.data.classes import ClassSet
 from seglab.errors import SeglabError, first_line
 
 
@@ -62,9 +67,42 @@ class RunDir:
             splits = ""
         return (self.last, self.best) if "val" in split_names(splits) else (self.best, self.last)
 
+    # -- config ----------------------------------------------------------------------------------------
+
+    def read_config(self) -> RunConfig:
+        """The run's resolved config; one clear line when it is missing or no longer valid."""
+        if not self.config.is_file():
+            raise SeglabError(f"{self.path}: not a run folder (no config.yaml)")
+        try:
+            return from_dict(read_yaml(self.config))
+        except SeglabError as e:
+            raise SeglabError(f"{self.config}: {e}") from None
+
+    def write_config(self, cfg: RunConfig) -> None:
+        write_text(self.config, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+    # -- per-validation records (metrics.csv) ----------------------------------------------------------
+
+    def read_epochs(self) -> list[dict]:
+        """Rows of metrics.csv, one per validation, numbers parsed (empty cells become None)."""
+        return read_metrics_csv(self.epochs_csv)
+
+    # -- metrics per split -----------------------------------------------------------------------------
+
     def metrics(self, split: str = "test", tag: str = "") -> Path:
         """metrics.json (test), metrics_<split>.json, or with a tag for other data: metrics_test@<data>.json."""
         return self.path / ("metrics.json" if split == "test" and not tag else f"metrics_{split}{tag}.json")
+
+    def read_metrics(self, split: str = "test", tag: str = "") -> dict | None:
+        """The split's metrics, or None when missing or unreadable (an unfinished run)."""
+        try:
+            return json.loads(self.metrics(split, tag).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def write_metrics(self, metrics: dict, split: str = "test", tag: str = "") -> Path:
+        write_json(self.metrics(split, tag), metrics)
+        return self.metrics(split, tag)
 
     def per_image(self, split: str = "test", tag: str = "") -> Path:
         """Per-image confusion matrices of the split's evaluation (they sum exactly to metrics.json's)."""
@@ -80,8 +118,20 @@ class RunDir:
         except (OSError, KeyError, ValueError):
             return None
 
+    def write_per_image(self, matrices, images: list[str], split: str = "test", tag: str = "") -> None:
+        """Atomically, like every writer here."""
+        import numpy as np
+
+        write_atomically(self.per_image(split, tag), lambda f: np.savez_compressed(
+            f, matrices=np.asarray(matrices, np.int64), images=np.asarray(images, dtype=str)))
+
+    # -- run.json --------------------------------------------------------------------------------------
+
     def read_info(self) -> dict:
-        return json.loads(self.info.read_text()) if self.info.exists() else {}
+        try:
+            return json.loads(self.info.read_text()) if self.info.exists() else {}
+        except ValueError:
+            return {}
 
     def write_info(self, **updates) -> dict:
         info = {**self.read_info(), **updates}
@@ -89,12 +139,12 @@ class RunDir:
         return info
 
 
-def write_per_image(path: Path, matrices, images: list[str]) -> None:
-    """Atomically, like write_json."""
-    import numpy as np
-
-    write_atomically(path, lambda f: np.savez_compressed(f, matrices=np.asarray(matrices, np.int64),
-                                                          images=np.asarray(images, dtype=str)))
+def read_metrics_csv(path: Path) -> list[dict]:
+    """Rows of a metrics.csv with numbers parsed (empty cells become None)."""
+    if not Path(path).exists():
+        return []
+    with Path(path).open() as f:
+        return [{k: (float(v) if v not in ("", None) else None) for k, v in r.items()} for r in csv.DictReader(f)]
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -155,26 +205,53 @@ def load_checkpoint(path: Path) -> dict:
     return ckpt
 
 
-def load_module(target: str | Path):
-    """The trained SegModule of a run folder or checkpoint, in eval mode on the CPU."""
-    from seglab.training.module import SegModule
+@dataclass
+class TrainedModel:
+    """What a seglab checkpoint holds, read without Lightning: the run's config, its classes and the
+    network's weights. ``build()`` makes the network; evaluation and the Predictor both start from here."""
 
-    path, _ = resolve_checkpoint(target)
+    checkpoint: Path
+    run: RunDir | None
+    config: RunConfig
+    classes: ClassSet
+    class_weights: list[float] | None
+    state_dict: dict  # the network's weights (the LightningModule's "model." entries)
+
+    def build(self):
+        """The network in eval mode on the CPU, its weights loaded (no download: weights come from here)."""
+        from seglab.models import build_model
+
+        model = build_model(self.config.model.spec, self.classes.num_classes, weights="none")
+        try:
+            model.load_state_dict(self.state_dict)
+        except RuntimeError as e:
+            raise SeglabError(f"{self.checkpoint}: weights do not fit model {self.config.model.spec} "
+                              f"({first_line(e, 200)})") from None
+        return model.eval()
+
+
+def classes_to_hparams(classes: ClassSet) -> dict:
+    """How a checkpoint keeps its classes (plain values, loadable weights-only)."""
+    return {"class_names": list(classes.names), "class_colors": [list(c) for c in classes.colors],
+            "class_values": list(classes.values) if classes.values is not None else None}
+
+
+def classes_from_hparams(hp: dict) -> ClassSet:
+    return ClassSet.from_dict({"names": hp["class_names"], "colors": hp["class_colors"],
+                               "values": hp.get("class_values")})
+
+
+def read_trained(target: str | Path) -> TrainedModel:
+    """The trained model of a run folder (its final checkpoint) or of a checkpoint file."""
+    path, run = resolve_checkpoint(target)
     ckpt = load_checkpoint(path)
     hp = ckpt["hyper_parameters"]
-    module = SegModule(hp["config"], hp["class_names"], hp["class_colors"], hp.get("class_weights"),
-                       pretrained=False, class_values=hp.get("class_values"))
     try:
-        module.load_state_dict(ckpt["state_dict"])
-    except RuntimeError as e:
-        raise SeglabError(f"{path}: weights do not fit model {hp['config']['model']['spec']} "
-                          f"({first_line(e, 200)})") from None
-    return module.eval()
-
-
-def save_config(run: RunDir, config: dict) -> None:
-    run.path.mkdir(parents=True, exist_ok=True)
-    write_text(run.config, yaml.safe_dump(config, sort_keys=False))
+        cfg = from_dict(hp["config"])
+    except SeglabError as e:
+        raise SeglabError(f"{path}: its config is not valid for this seglab ({e})") from None
+    weights = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+    return TrainedModel(path, run, cfg, classes_from_hparams(hp), hp.get("class_weights"), weights)
 
 
 def environment() -> dict:

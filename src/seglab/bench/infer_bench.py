@@ -172,9 +172,9 @@ def run_infer_bench(data: str, spec: str | None = None, checkpoint: str | None =
     baseline = rss_mb()
     images = load_frames(data, frames)
     if checkpoint:
-        from seglab.runs import load_module
+        from seglab.runs import read_trained
 
-        model = load_module(checkpoint).model.eval()
+        model = read_trained(checkpoint).build()
     else:
         model = build_model(spec, open_source(data).classes.num_classes, weights="none").eval()
     names = ["eager_fp32", *[p for p in (PATHS if paths is None else paths) if p != "eager_fp32"]]

@@ -10,7 +10,6 @@ included, decoding excluded) through the same Predictor `seglab predict` uses.
 
 from __future__ import annotations
 
-import json
 import logging
 import shlex
 import statistics
@@ -68,15 +67,14 @@ def frame_ms(run: RunDir, images: list[Path], modes: list[str], frames: int, war
 
 
 def run_quality_bench(data: str | None, preset: str, runs_dir: str, frames: int, out: Path | None) -> dict:
+    from seglab.data.open import open_data
     from seglab.evaluate import evaluate
     from seglab.study.stats import bootstrap_miou, paired_bootstrap_diff
-    from seglab.training.run import load_run_config, open_data
 
     run = trained_run(preset, data, runs_dir)
-    info, cfg = run.read_info(), load_run_config(run)
-    if not run.metrics("test").is_file():
+    info, cfg, metrics = run.read_info(), run.read_config(), run.read_metrics("test")
+    if metrics is None:
         raise SeglabError(f"{run.path}: no test metrics; rerun the same command to finish the run")
-    metrics = json.loads(run.metrics("test").read_text())
     per_image = run.read_per_image("test")
     ci = bootstrap_miou(per_image[0]) if per_image else None
     plain, tta_gain = metrics, None
@@ -88,7 +86,7 @@ def run_quality_bench(data: str | None, preset: str, runs_dir: str, frames: int,
             tta_gain = {"miou_points": round(100 * gain.estimate, 2),
                         "ci95_points": [round(100 * gain.low, 2), round(100 * gain.high, 2)],
                         "p_value": gain.p_value}
-    test_images = [s.image for s in open_data(cfg).split("test")]
+    test_images = [s.image for s in open_data(cfg.data).split("test")]
     timings = frame_ms(run, test_images, [cfg.data.tta, "none"], frames)
     timing, timing_plain = timings[cfg.data.tta], timings["none"]
     report = {

@@ -35,11 +35,11 @@ from seglab.bench.report import finish, machine_info, print_table, summarise
 from seglab.config import load_config
 from seglab.constants import IGNORE_INDEX
 from seglab.data.datamodule import SegDataModule
+from seglab.data.open import open_data
 from seglab.models import build_model
 from seglab.training.budget import StepClock
-from seglab.training.device import resolve_precision
+from seglab.training.device import resolve_runtime
 from seglab.training.module import SegModule
-from seglab.training.run import open_data
 from seglab.training.threads import ThreadTuner, usable_cpus
 from seglab.training.trainer import make_trainer, quiet
 
@@ -118,11 +118,9 @@ class SeglabPath:
     def __init__(self, cfg, source, threads: int, workdir: str, extra_callbacks: list | None = None):
         self.cfg, self.threads, self.workdir = cfg, threads, workdir
         self.extra_callbacks = extra_callbacks or []  # kept across rounds, like one long run
-        config = cfg.to_dict()
-        self.datamodule = SegDataModule(source, config["data"])
+        self.datamodule = SegDataModule(source, cfg.data)
         self.datamodule.setup("fit")  # decode the cache now, as `seglab train` does before fitting
-        self.module = SegModule(config, list(source.classes.names), [list(c) for c in source.classes.colors],
-                                pretrained=False)
+        self.module = SegModule(cfg, source.classes)  # cfg.model.weights is none: random init
         self.observed_threads = threads
         self.loader = self.datamodule.train_dataloader()
 
@@ -169,8 +167,8 @@ def run_train_bench(data: str, spec: str, size: tuple[int, int], batch: int, ste
     baseline = rss_mb()
     cfg = load_config(overrides={"data.root": data, "model.spec": spec, "model.weights": "none",
                                  "data.size": list(size), "data.batch_size": batch})
-    source = open_data(cfg)
-    precision = resolve_precision(cfg.train.precision, cfg.train.accelerator)
+    source = open_data(cfg.data)
+    precision = resolve_runtime(cfg.train).precision
 
     with tempfile.TemporaryDirectory(prefix="seglab-bench-") as workdir:
         makers = (lambda: NotebookPath(source, spec, size, batch, threads),

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Sampler
 
-from seglab.config import eval_input_size, split_names
+from seglab.config.schema import DataConfig
 from seglab.constants import IGNORE_INDEX
 from seglab.data.dataset import SegmentationDataset
 from seglab.data.sources import DataSource
@@ -50,10 +50,12 @@ class EpochSampler(Sampler):
 
 
 class SegDataModule(L.LightningDataModule):
-    def __init__(self, source: DataSource, data_cfg: dict, eval_batch_size: int | None = None, seed: int = 0):
+    """The splits of one DataSource as Lightning loaders, shaped by the run's ``data`` config."""
+
+    def __init__(self, source: DataSource, cfg: DataConfig, eval_batch_size: int | None = None, seed: int = 0):
         super().__init__()
-        self.source, self.cfg, self.seed = source, data_cfg, seed
-        self.eval_batch_size = eval_batch_size or data_cfg["batch_size"]
+        self.source, self.cfg, self.seed = source, cfg, seed
+        self.eval_batch_size = eval_batch_size or cfg.batch_size
         self.datasets: dict[str, SegmentationDataset] = {}
         self.test_split = "test"  # the split `trainer.test` scores; evaluate may point it at "val"
         self.train_sampler: EpochSampler | None = None
@@ -63,15 +65,15 @@ class SegDataModule(L.LightningDataModule):
         if split not in self.datasets:
             c = self.cfg
             if split == "train":
-                transform = TrainPreset(tuple(c["size"]), scale_crop=c["scale_crop"], hflip=c["hflip"],
-                                        color_jitter=c["color_jitter"], seed=self.seed)
+                transform = TrainPreset(tuple(c.size), scale_crop=c.scale_crop, hflip=c.hflip,
+                                        color_jitter=c.color_jitter, seed=self.seed)
             else:
-                transform = EvalPreset(eval_input_size(c["eval_size"], c["size"]))
+                transform = EvalPreset(c.eval_input_size())
             samples = [s for name in self.train_splits for s in self.source.split(name)] if split == "train" \
                 else self.source.split(split)
             ds = SegmentationDataset(samples, self.source.lut, self.source.classes.num_classes,
-                                     transform=transform, color_table=self.source.color_table, cache=c["cache"])
-            if c["cache"]:
+                                     transform=transform, color_table=self.source.color_table, cache=c.cache)
+            if c.cache:
                 ds.preload(progress=True)
             self.datasets[split] = ds
         return self.datasets[split]
@@ -79,7 +81,7 @@ class SegDataModule(L.LightningDataModule):
     @property
     def train_splits(self) -> list[str]:
         """The splits training draws from ("train", or e.g. "train+val" for a final model)."""
-        return split_names(self.cfg.get("train_splits", "train"))
+        return self.cfg.trains_on()
 
     def setup(self, stage: str):
         splits = {"fit": ("train", "val"), "validate": ("val",), "test": (self.test_split,)}.get(stage, ())
@@ -87,7 +89,7 @@ class SegDataModule(L.LightningDataModule):
             self.dataset(s)
 
     def _loader(self, split: str, shuffle: bool, batch_size: int) -> DataLoader:
-        workers = self.cfg["workers"]
+        workers = self.cfg.workers
         # The shuffle order depends on the seed alone (not on how much random state building the model used),
         # so configurations of a study that share a seed see the same batches: their difference is paired.
         # The loader's own generator also keeps its start-up draw off the global random state (dropout's).
@@ -100,14 +102,14 @@ class SegDataModule(L.LightningDataModule):
                           persistent_workers=workers > 0, pin_memory=torch.cuda.is_available())
 
     def train_dataloader(self):
-        return self._loader("train", True, self.cfg["batch_size"])
+        return self._loader("train", True, self.cfg.batch_size)
 
     def _eval_batch_size(self, split: str) -> int:
         """Resized evaluation upsamples logits to the labels' size: labels of different sizes in one batch
         would be padded to the largest and misalign, so such splits go one image at a time."""
-        if self.cfg["eval_size"] == "native":
+        if self.cfg.eval_size == "native":
             return self.eval_batch_size  # images and labels padded alike: any sizes batch together
-        if not self.cfg["cache"]:
+        if not self.cfg.cache:
             return 1  # label sizes unknown without decoding every file again
         ds = self.dataset(split)
         sizes = {ds.decoded(i)[1].shape for i in range(len(ds))}

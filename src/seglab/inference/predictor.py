@@ -351,16 +351,12 @@ def load(target: str | Path, device: str | None = "auto", amp: bool | None = Non
         model, classes = load_pretrained(path)
         stored = json.loads((path / "seglab.json").read_text()).get("input_size")
         return Predictor(TorchBackend(model, device, amp), classes, input_size=size(stored), **options)
-    from seglab.config import from_dict
-    from seglab.runs import load_module
+    from seglab.runs import read_trained
 
-    module = load_module(path)
-    classes = ClassSet.from_dict({"names": module.hparams.class_names, "colors": module.hparams.class_colors,
-                                  "values": module.hparams.get("class_values")})
-    cfg = from_dict(module.hparams.config)
-    stored = cfg.eval_input_size()
-    options["tta"] = tta or cfg.data.tta
-    return Predictor(TorchBackend(module.model, device, amp), classes, input_size=size(stored), **options)
+    trained = read_trained(path)
+    options["tta"] = tta or trained.config.data.tta
+    return Predictor(TorchBackend(trained.build(), device, amp), trained.classes,
+                     input_size=size(trained.config.data.eval_input_size()), **options)
 
 
 def _onnx_classes(backend: OnnxBackend, path: Path) -> ClassSet:

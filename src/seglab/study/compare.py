@@ -22,7 +22,6 @@ import yaml
 from seglab.errors import SeglabError
 from seglab.runs import RunDir
 from seglab.study import stats
-from seglab.training.callbacks import read_metrics_csv
 
 ALPHA = 0.05  # significance level, two-sided, after Holm's correction
 SEED_TEST = "paired t-test across training seeds"
@@ -69,7 +68,7 @@ class RunRecord:
 
     def epochs(self) -> list[dict]:
         """metrics.csv: one row per validation."""
-        return read_metrics_csv(self.run_dir.epochs_csv)
+        return self.run_dir.read_epochs()
 
     @functools.cached_property
     def per_image(self):

@@ -108,8 +108,8 @@ def precheck(runs: list[StudyRun]) -> None:
     """Everything about the runs that can fail before training fails now, naming the run: each dataset opens
     with the splits its runs need (train splits, val, test) and each model spec builds for its classes. A
     typo in the last run never waits for the first runs to finish."""
+    from seglab.data.open import open_data
     from seglab.models import build_model
-    from seglab.training.run import open_data
 
     sources: dict[tuple, object] = {}
     built: set[tuple[str, int]] = set()
@@ -118,9 +118,9 @@ def precheck(runs: list[StudyRun]) -> None:
         try:
             key = (cfg.data.root, cfg.data.layout, str(cfg.data.remap), cfg.data.classes_file)
             if key not in sources:
-                sources[key] = open_data(cfg)
+                sources[key] = open_data(cfg.data)
             source = sources[key]
-            for split in dict.fromkeys([*cfg.trains_on(), "val", "test"]):
+            for split in dict.fromkeys([*cfg.data.trains_on(), "val", "test"]):
                 source.split(split)
             if (cfg.model.spec, source.classes.num_classes) not in built:
                 build_model(cfg.model.spec, source.classes.num_classes, weights="none")

@@ -10,6 +10,8 @@ from pathlib import Path
 import lightning as L
 import torch
 
+from seglab.runs import read_metrics_csv
+
 # One row per validation (several per epoch in short runs, so every curve has enough points to read).
 METRICS_COLUMNS = ["step", "epoch", "images", "train_loss", "val_loss", "val_miou", "val_pixel_accuracy",
                    "val_mean_dice", "val_mean_class_accuracy", "lr", "seconds"]
@@ -26,7 +28,7 @@ def fractional_epoch(trainer) -> float | None:
 def images_seen(trainer) -> int | None:
     """Optimizer steps x batch size (training batches are full: the loader drops a last partial batch)."""
     dm = trainer.datamodule
-    return trainer.global_step * dm.cfg["batch_size"] if dm is not None else None
+    return trainer.global_step * dm.cfg.batch_size if dm is not None else None
 
 
 class WorkMeter(L.Callback):
@@ -114,7 +116,7 @@ class ExactResume(L.Callback):
         done = trainer.global_step - trainer.current_epoch * trainer.num_training_batches
         sampler = getattr(trainer.datamodule, "train_sampler", None)
         if sampler is not None and 0 < done < trainer.num_training_batches:
-            sampler.skip = done * trainer.datamodule.cfg["batch_size"]
+            sampler.skip = done * trainer.datamodule.cfg.batch_size
 
 
 class MetricsCSV(L.Callback):
@@ -185,9 +187,3 @@ class MetricsCSV(L.Callback):
             w.writerow(row)
 
 
-def read_metrics_csv(path: Path) -> list[dict]:
-    """Rows of ``metrics.csv`` with numbers parsed (empty cells become None)."""
-    if not Path(path).exists():
-        return []
-    with Path(path).open() as f:
-        return [{k: (float(v) if v not in ("", None) else None) for k, v in r.items()} for r in csv.DictReader(f)]

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import torch
 
 from seglab.errors import SeglabError
+
+# Lightning precision settings (besides auto) and the autocast dtype each runs under (None: plain fp32).
+PRECISIONS = {"32": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
+ACCELERATORS = ("cpu", "cuda", "gpu", "mps")
 
 
 @functools.cache
@@ -43,3 +48,22 @@ def resolve_precision(precision: str, accelerator: str) -> str:
     if acc == "cpu" and cpu_has_fast_bf16():
         return "bf16-mixed"
     return "32"
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where and how a run computes, resolved once per command from ``train.accelerator`` and
+    ``train.precision``; training, evaluation and the budget calibration all run with it."""
+
+    accelerator: str  # cpu, cuda or mps
+    precision: str  # 32, bf16-mixed or 16-mixed
+
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        return PRECISIONS[self.precision]
+
+
+def resolve_runtime(train) -> Runtime:
+    """The Runtime of a TrainConfig on this machine."""
+    accelerator = resolve_accelerator(train.accelerator)
+    return Runtime(accelerator, resolve_precision(train.precision, accelerator))

@@ -6,38 +6,47 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
+from seglab.config.schema import RunConfig
+from seglab.data.classes import ClassSet
 from seglab.errors import SeglabError
 from seglab.metrics import ConfusionMatrix
 from seglab.models import build_model
 from seglab.models.tta import tta_logits
+from seglab.runs import TrainedModel, classes_to_hparams
 from seglab.training.losses import build_loss
+from seglab.training.optimizers import build_optimizer
 
 
 class SegModule(L.LightningModule):
     """Organises (does not abstract) training: the model, the loss, the optimiser and the metrics.
 
-    ``config`` is the resolved RunConfig as a plain dict (saved in every checkpoint);
-    ``class_weights`` is resolved before construction (e.g. median-frequency from the train labels).
-    ``class_values``: each class's value in the dataset's masks (None: its index), for predictions.
-    ``pretrained=False`` skips fetching encoder weights when the state dict is about to be loaded anyway.
+    ``cfg`` is the run's resolved config (its plain-dict copy is saved in every checkpoint as
+    ``hparams.config``); ``classes`` names the classes, their colours and mask values; ``class_weights`` are
+    resolved before construction (e.g. median-frequency from the train labels). ``model``: the network when
+    it comes trained (``from_trained``); None builds it from ``cfg.model``, fetching encoder weights.
     """
 
-    def __init__(self, config: dict, class_names: list[str], class_colors: list[list[int]],
-                 class_weights: list[float] | None = None, pretrained: bool = True,
-                 class_values: list[int] | None = None):
+    def __init__(self, cfg: RunConfig, classes: ClassSet, class_weights: list[float] | None = None,
+                 model: torch.nn.Module | None = None):
         super().__init__()
-        self.save_hyperparameters(ignore=["pretrained"])
-        m, t = config["model"], config["train"]
-        self.model = build_model(m["spec"], len(class_names), weights=m["weights"] if pretrained else "none")
-        self.criterion = build_loss(t["loss"], class_weights, t["ce_weight"], t["dice_weight"])
-        self.channels_last = bool(t.get("channels_last", True))
-        if self.channels_last:
+        self.save_hyperparameters({**classes_to_hparams(classes), "config": cfg.to_dict(),
+                                   "class_weights": class_weights})
+        self.cfg, self.classes = cfg, classes
+        names = list(classes.names)
+        self.model = model if model is not None else build_model(cfg.model.spec, len(names), cfg.model.weights)
+        self.criterion = build_loss(cfg.train.loss, class_weights, cfg.train.ce_weight, cfg.train.dice_weight)
+        if cfg.train.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.cm = {s: ConfusionMatrix(len(class_names), class_names) for s in ("val", "test")}
+        self.cm = {s: ConfusionMatrix(len(names), names) for s in ("val", "test")}
         self.test_per_image: list[torch.Tensor] = []  # (B, n, n) per test batch, in split order
 
+    @classmethod
+    def from_trained(cls, trained: TrainedModel) -> SegModule:
+        """A trained run's module (for scoring it with a Trainer), weights from its checkpoint."""
+        return cls(trained.config, trained.classes, trained.class_weights, model=trained.build()).eval()
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        if self.channels_last:
+        if self.cfg.train.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         return self.model(images)
 
@@ -46,7 +55,7 @@ class SegModule(L.LightningModule):
         crop inside a void region): it has nothing to learn from, and a mean over no pixel would be NaN.
         When training_step returns None, Lightning runs no backward pass, so the step changes no weight."""
         images, masks = batch
-        tta = self.hparams.config["data"].get("tta", "none") if stage == "test" else "none"
+        tta = self.cfg.data.tta if stage == "test" else "none"
         logits = tta_logits(self, images, tta)
         if logits.shape[-2:] != masks.shape[-2:]:  # evaluation at the training scale: score native labels
             logits = F.interpolate(logits.float(), size=masks.shape[-2:], mode="bilinear", align_corners=False)
@@ -101,10 +110,4 @@ class SegModule(L.LightningModule):
         return cm.compute()
 
     def configure_optimizers(self):
-        t = self.hparams.config["train"]
-        params = [p for p in self.parameters() if p.requires_grad]
-        if t["optimizer"] == "sgd":
-            return torch.optim.SGD(params, lr=t["lr"], momentum=t["momentum"], weight_decay=t["weight_decay"])
-        cls = torch.optim.AdamW if t["optimizer"] == "adamw" else torch.optim.Adam
-        # one fused kernel per step instead of a loop over tensors (CPU and CUDA)
-        return cls(params, lr=t["lr"], weight_decay=t["weight_decay"], fused=True)
+        return build_optimizer(self.parameters(), self.cfg.train)

@@ -14,30 +14,20 @@ import lightning as L
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
-from seglab.config import RunConfig, from_dict, parse_duration, read_yaml
-from seglab.data import ensure_camvid, open_source
+from seglab.config import RunConfig, parse_duration
 from seglab.data.datamodule import SegDataModule
+from seglab.data.open import open_data
 from seglab.errors import Interrupted, SeglabError
-from seglab.runs import RunDir, environment, load_checkpoint, save_config
+from seglab.runs import RunDir, environment, load_checkpoint
 from seglab.training.budget import Calibration, calibrate
 from seglab.training.callbacks import ExactResume, MetricsCSV, WorkMeter
-from seglab.training.device import resolve_accelerator, resolve_precision
+from seglab.training.device import resolve_runtime
 from seglab.training.losses import median_frequency_weights
 from seglab.training.module import SegModule
 from seglab.training.schedule import ScheduleCallback
 from seglab.training.trainer import make_trainer, quiet
 
 log = logging.getLogger("seglab")
-
-
-def open_data(cfg: RunConfig):
-    """The DataSource a config names (downloading CamVid to the default place if needed)."""
-    root = ensure_camvid(cfg.data.root)
-    source = open_source(root, cfg.data.layout, cfg.data.remap, cfg.data.classes_file)
-    if source.problems:  # e.g. an image without its label: training on the rest would hide it
-        more = f" (and {len(source.problems) - 1} more)" if len(source.problems) > 1 else ""
-        raise SeglabError(f"{source.problems[0]}{more}; run `seglab data check {root}` for the full list")
-    return source
 
 
 def resolve_class_weights(cfg: RunConfig, dm: SegDataModule, num_classes: int) -> list[float] | None:
@@ -55,12 +45,9 @@ def resolve_class_weights(cfg: RunConfig, dm: SegDataModule, num_classes: int) -
 def prepare_data(cfg: RunConfig) -> tuple[SegDataModule, list[float] | None]:
     """The run's data module with every split decoded and checked, and its class weights. Bad files fail
     here, before any training; so does a broken test split, which is only scored at the end."""
-    source = open_data(cfg)
-    if "test" in cfg.trains_on():
-        raise SeglabError("config key 'data.train_splits': includes test, the split every run is scored on; "
-                          "a model that saw it scores nothing worth reporting")
+    source = open_data(cfg.data)
     cfg.data.root = str(Path(source.root).resolve())  # the saved config names the data actually used
-    dm = SegDataModule(source, cfg.to_dict()["data"], seed=cfg.train.seed)
+    dm = SegDataModule(source, cfg.data, seed=cfg.train.seed)
     dm.setup("fit")
     dm.dataset("test")  # a missing or broken test split fails now, not after training
     return dm, resolve_class_weights(cfg, dm, source.classes.num_classes)
@@ -72,9 +59,7 @@ def build_module(cfg: RunConfig, dm: SegDataModule, class_weights: list[float] |
     whatever else differs (loss, optimiser, schedule), so their difference is paired."""
     dm.dataset("train").transform.reseed(cfg.train.seed)  # a calibration may have drawn augmentations
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
-    classes = dm.source.classes
-    return SegModule(cfg.to_dict(), list(classes.names), [list(c) for c in classes.colors], class_weights,
-                     class_values=list(classes.values) if classes.values is not None else None)
+    return SegModule(cfg, dm.source.classes, class_weights)
 
 
 def needs_calibration(cfg: RunConfig) -> bool:
@@ -88,12 +73,11 @@ def calibrate_config(cfg: RunConfig) -> Calibration:
 
 
 def load_run_config(run: RunDir) -> RunConfig:
-    if not run.config.is_file():
-        raise SeglabError(f"{run.path}: not a run folder to resume (no config.yaml)")
+    """The config of a run to resume, as it set out (its budget already resolved into steps)."""
     try:
-        return from_dict(read_yaml(run.config))
+        return run.read_config()
     except SeglabError as e:
-        raise SeglabError(f"{run.config}: cannot resume from it ({e})") from None
+        raise SeglabError(f"cannot resume {run.path}: {e}") from None
 
 
 def resume_checkpoint(run: RunDir) -> Path:
@@ -143,16 +127,15 @@ def train(cfg: RunConfig, resume: bool = False, calibration: Calibration | None 
     if calibration is not None:
         budget_info = calibration.to_dict()
     module = build_module(cfg, dm, class_weights)
-    config = module.hparams.config
-    save_config(run, config)
-    accelerator = resolve_accelerator(cfg.train.accelerator)
-    precision = resolve_precision(cfg.train.precision, cfg.train.accelerator)
+    run.write_config(cfg)
+    runtime = resolve_runtime(cfg.train)
     n_params = sum(p.numel() for p in module.model.parameters())
     log.info("run %s: %s (%s params, weights: %s), %s, precision %s", run.path, cfg.model.spec,
-             f"{n_params:,}", module.model.weights, accelerator, precision)
+             f"{n_params:,}", module.model.weights, runtime.accelerator, runtime.precision)
+    classes = dm.source.classes
     run.write_info(status="running", name=run.path.name, model=cfg.model.spec, params=n_params,
-                   weights=module.model.weights, precision=precision, accelerator=accelerator,
-                   num_classes=len(module.hparams.class_names), class_names=list(module.hparams.class_names),
+                   weights=module.model.weights, precision=runtime.precision, accelerator=runtime.accelerator,
+                   num_classes=classes.num_classes, class_names=list(classes.names),
                    environment=environment(),
                    train_images=len(dm.dataset("train")), batch_size=cfg.data.batch_size,
                    data_fingerprint=dm.source.fingerprint(),
@@ -176,7 +159,7 @@ def train(cfg: RunConfig, resume: bool = False, calibration: Calibration | None 
     length = {"max_steps": cfg.train.steps, "max_epochs": -1} if cfg.train.steps else \
         {"max_epochs": -1 if wall_budget else cfg.train.epochs}
     trainer = make_trainer(
-        cfg.train, **length, **validation_schedule(cfg, dm), max_time=max_time, devices=cfg.train.devices,
+        cfg.train, runtime, **length, **validation_schedule(cfg, dm), max_time=max_time, devices=cfg.train.devices,
         deterministic=cfg.train.deterministic, callbacks=callbacks, default_root_dir=run.path,
         logger=CSVLogger(run.path, name="logs"),  # one version folder per session
     )

@@ -12,18 +12,24 @@ import time
 
 import lightning as L
 
+# How a train.budget is spent: compute (converted into steps before training by budget.py, equal work
+# whatever the load) or wall (ScheduleCallback stops when the wall-clock time is spent).
+BUDGET_CLOCKS = ("compute", "wall")
 
-def lr_factor(schedule: str, progress: float, warmup: float = 0.0, power: float = 0.9) -> float:
+# Multiplier of the base learning rate at q in [0, 1], the progress after warm-up.
+SCHEDULES = {
+    "none": lambda q: 1.0,
+    "cosine": lambda q: 0.5 * (1 + math.cos(math.pi * q)),
+    "poly": lambda q: (1 - q) ** 0.9,
+}
+
+
+def lr_factor(schedule: str, progress: float, warmup: float = 0.0) -> float:
     """Multiplier of the base learning rate at ``progress`` (0 = start, 1 = end)."""
     p = min(max(progress, 0.0), 1.0)
     if warmup > 0 and p < warmup:
         return (p + 1e-3) / (warmup + 1e-3)  # linear warm-up, never exactly 0
-    q = (p - warmup) / (1 - warmup) if warmup > 0 else p
-    if schedule == "cosine":
-        return 0.5 * (1 + math.cos(math.pi * q))
-    if schedule == "poly":
-        return (1 - q) ** power
-    return 1.0
+    return SCHEDULES[schedule]((p - warmup) / (1 - warmup) if warmup > 0 else p)
 
 
 class ScheduleCallback(L.Callback):

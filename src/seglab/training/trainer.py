@@ -10,7 +10,7 @@ import lightning as L
 import torch
 
 from seglab.training.checkpoint_io import AtomicCheckpointIO
-from seglab.training.device import resolve_accelerator, resolve_precision
+from seglab.training.device import Runtime, resolve_runtime
 from seglab.training.threads import ThreadTuner
 
 # Library chatter that says nothing actionable to a seglab user.
@@ -37,19 +37,18 @@ def quiet():
 TRAINER_DEFAULTS = {"enable_model_summary": False, "num_sanity_val_steps": 0, "log_every_n_steps": 10}
 
 
-def make_trainer(train_cfg, **kwargs) -> L.Trainer:
-    """A Trainer on the configured (or auto-detected) device, precision and CPU threads, with seglab's
-    progress bar; ``kwargs`` go to Lightning."""
+def make_trainer(train_cfg, runtime: Runtime | None = None, **kwargs) -> L.Trainer:
+    """A Trainer on the run's device and precision (``runtime``, resolved from ``train_cfg`` if not given),
+    with its CPU threads and seglab's progress output; ``kwargs`` go to Lightning."""
     from seglab.training.progress import RunProgressBar
 
+    runtime = runtime or resolve_runtime(train_cfg)
     kwargs = {**TRAINER_DEFAULTS, **kwargs}
     if kwargs.get("enable_progress_bar", True):
         kwargs["callbacks"] = [*kwargs.get("callbacks", []), RunProgressBar()]
-    accelerator = resolve_accelerator(train_cfg.accelerator)
-    if accelerator == "cpu" and train_cfg.threads == "auto":
+    if runtime.accelerator == "cpu" and train_cfg.threads == "auto":
         kwargs["callbacks"] = [*kwargs.get("callbacks", []), ThreadTuner()]
-    elif accelerator == "cpu" and train_cfg.threads:
+    elif runtime.accelerator == "cpu" and train_cfg.threads:
         torch.set_num_threads(int(train_cfg.threads))
     kwargs.setdefault("plugins", [AtomicCheckpointIO()])
-    return L.Trainer(accelerator=accelerator, precision=resolve_precision(train_cfg.precision,
-                     train_cfg.accelerator), **kwargs)
+    return L.Trainer(accelerator=runtime.accelerator, precision=runtime.precision, **kwargs)

@@ -1,0 +1,97 @@
+"""``seglab bench``: measure training and inference speed, budgets and the quality preset on this machine.
+
+    seglab bench train --data ../shared/camvid --model unet:resnet18 --size 256x256 --batch 4 --out bench.json
+    seglab bench infer --data ../shared/camvid --model unet:resnet18 --out infer.json
+    seglab bench infer --data ../shared/camvid --checkpoint runs/<run> --frames 20 --out infer.json
+    seglab bench budget --data ../shared/camvid --model fpn:efficientnet-lite0 --budget 4m --out budget.json
+    seglab bench quality --data ../shared/camvid --preset camvid-cpu-60m --out benchmarks/quality.json
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from seglab.cli.options import Batch, Data, JsonOut, Model, RequiredData, Threads, duration, size_option
+
+app = typer.Typer(no_args_is_help=True, help="Measure training and inference speed on this machine.")
+
+TrainSize = Annotated[str, size_option("Training crop HxW, multiples of 32.")]
+
+
+@app.command("train")
+def train(
+    data: RequiredData,
+    model: Model = "unet:resnet18",
+    size: TrainSize = "256x256",
+    batch: Batch = 4,
+    steps: Annotated[int, typer.Option(min=1, help="Timed training steps per path.")] = 12,
+    warmup: Annotated[int, typer.Option(min=0, help="Untimed steps per path before timing.")] = 2,
+    rounds: Annotated[int, typer.Option(min=1, help="Turns the two paths take, so load changes hit both.")] = 3,
+    threads: Threads = None,
+    tune_threads: Annotated[bool, typer.Option(help="Prototype: seglab's path times its thread counts.")] = False,
+    out: JsonOut = None,
+):
+    """Images/s of the notebooks' training loop and of seglab's, their ratio (speedup), FLOP use, memory."""
+    from seglab.bench.train_bench import run_train_bench
+
+    if rounds > steps:
+        raise typer.BadParameter(f"{rounds}: at most --steps ({steps}), each round times at least one step",
+                                 param_hint="'--rounds'")
+    run_train_bench(data, model, size, batch, steps=steps, warmup=warmup, rounds=rounds, threads=threads,
+                    tune_threads=tune_threads, out=out)
+
+
+@app.command("infer")
+def infer(
+    data: RequiredData,
+    model: Annotated[str, typer.Option(help="Model spec (random init), ignored with --checkpoint.")] = "unet:resnet18",
+    checkpoint: Annotated[str | None, typer.Option(help="Run folder or .ckpt: bench a trained model.")] = None,
+    frames: Annotated[int, typer.Option(min=1, help="Test images to time.")] = 10,
+    repeats: Annotated[int, typer.Option(min=1, help="Passes over the frames per path, taken in turns.")] = 3,
+    paths: Annotated[str | None, typer.Option(help="Comma-separated paths to try (default: all).")] = None,
+    threads: Threads = None,
+    out: JsonOut = None,
+):
+    """ms/frame of the fp32 eager model and of faster paths, their agreement, and the speedup."""
+    from seglab.bench.infer_bench import PATHS, run_infer_bench
+
+    chosen = [p.strip() for p in paths.split(",")] if paths else None
+    unknown = [p for p in chosen or [] if p not in PATHS]
+    if unknown:
+        raise typer.BadParameter(f"unknown {', '.join(unknown)}; choose from {', '.join(PATHS)}",
+                                 param_hint="'--paths'")
+    run_infer_bench(data, model, checkpoint, frames=frames, repeats=repeats, threads=threads, paths=chosen, out=out)
+
+
+@app.command("quality")
+def quality(
+    data: Data = None,
+    preset: Annotated[str, typer.Option(help="The built-in recipe to train and score.")] = "camvid-cpu-60m",
+    runs: Annotated[str, typer.Option(help="Folder for the preset's run (a finished run there is reused, an "
+                                           "interrupted one resumed).")] = "runs",
+    frames: Annotated[int, typer.Option(min=3, help="Test frames to time inference on, after 2 untimed ones.")] = 50,
+    out: JsonOut = None,
+):
+    """Train the preset, then its test mIoU with interval, per-class IoU, training minutes and ms/frame."""
+    from seglab.bench.quality_bench import run_quality_bench
+
+    run_quality_bench(data, preset, runs, frames, out)
+
+
+@app.command("budget")
+def budget(
+    data: RequiredData,
+    model: Model = "fpn:efficientnet-lite0",
+    size: TrainSize = "256x320",
+    batch: Batch = 8,
+    budget: Annotated[str, typer.Option(parser=duration, metavar="DURATION",
+                                        help="The training budget to convert, e.g. 4m.")] = "4m",
+    rounds: Annotated[int, typer.Option(min=1, help="Turns of alone / beside a competing process.")] = 2,
+    out: JsonOut = None,
+):
+    """Steps a budget buys alone and beside a CPU-bound competitor, against a wall-clock budget's."""
+    from seglab.bench.budget_bench import run_budget_bench
+
+    run_budget_bench(data, model, size, batch, budget, rounds=rounds, out=out)

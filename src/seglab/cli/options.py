@@ -1,0 +1,76 @@
+"""What the commands share: option parsers (library functions say what is wrong with a value, the option
+adds its own name: "Invalid value for '--size': 100x100: ... multiples of 32") and reusable options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from typer.core import TyperCommand
+
+from seglab import sizes
+from seglab.config import parse_duration
+from seglab.errors import SeglabError
+
+
+def model_size(text: str) -> tuple[int, int]:
+    """HxW, both multiples of the encoders' size divisor."""
+    return sizes.model_size(text)
+
+
+def model_size_or_native(text: str) -> tuple[int, int] | str:
+    return sizes.model_size(text, allow_native=True)
+
+
+def duration(text: str) -> str:
+    """90s, 10m, 1.5h or 00:30:00, positive; kept as written (configs store durations as text)."""
+    try:
+        seconds = parse_duration(text, "")
+    except SeglabError:
+        raise ValueError(f"{text!r}: use e.g. 90s, 10m, 1.5h or 00:30:00") from None
+    if seconds <= 0:
+        raise ValueError(f"{text!r}: must be a positive duration")
+    return text
+
+
+def size_option(help: str, native: bool = False, name: str = "--size"):
+    """The one size option: HxW checked against the size divisor, and ``native`` where allowed."""
+    return typer.Option(name, parser=model_size_or_native if native else model_size,
+                        metavar="HxW|native" if native else "HxW", help=help)
+
+
+# Options several commands share. Sizes are annotated str: typer reads the text, the parser returns (H, W).
+Data = Annotated[str | None, typer.Option("--data", help="Dataset folder (default: $SEGLAB_DATA or "
+                                                         "~/.cache/seglab/camvid, downloaded).")]
+RequiredData = Annotated[str, typer.Option("--data", help="Dataset folder.")]
+JsonOut = Annotated[Path | None, typer.Option("--out", help="Write the JSON report here.")]
+Threads = Annotated[int | None, typer.Option(min=1, help="torch threads (default: torch's).")]
+Model = Annotated[str, typer.Option("--model", help="Model spec, e.g. unet:resnet18 (see seglab models).")]
+Batch = Annotated[int, typer.Option("--batch", min=1, help="Batch size.")]
+
+
+def with_choices(**param_keys: str) -> type[TyperCommand]:
+    """A command class that appends each named option's allowed values (``tta="data.tta"``) to its help
+    when help is shown. The values come from the dicts that implement them (losses, layouts, ...), whose
+    modules are too slow to import on every start, so they are read only then."""
+
+    class ChoicesHelp(TyperCommand):
+        def format_help(self, ctx, formatter):
+            from seglab.config import choices
+
+            for param in self.params:
+                allowed = choices().get(param_keys.get(param.name or "", ""))
+                if allowed and "One of:" not in (param.help or ""):
+                    param.help = f"{param.help or ''} One of: {', '.join(allowed)}.".strip()
+            return super().format_help(ctx, formatter)
+
+    return ChoicesHelp
+
+
+def check_choice(value: str | None, key: str, option: str) -> None:
+    """A choice option's value against the dict that implements it (read after start-up, when needed)."""
+    from seglab.config import choices
+
+    if value is not None and value not in choices()[key]:
+        raise typer.BadParameter(f"{value!r}: choose one of {', '.join(choices()[key])}", param_hint=f"'{option}'")

@@ -1,0 +1,59 @@
+"""``seglab study`` and ``seglab report``: many runs under one protocol, and their report.
+
+    seglab study --data ../shared/camvid            # the quick study
+    seglab study camvid-cpu --data ../shared/camvid --repeats 3
+    seglab report runs/studies/quick --data ../shared/camvid
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer()
+
+
+@app.command()
+def study(
+    study_name: Annotated[str, typer.Argument(metavar="[STUDY]", help="Built-in study (quick, camvid-cpu, seed000, "
+                                                                      "seed001, precision) or a study YAML.")] = "quick",
+    data: Annotated[str | None, typer.Option(help="Dataset folder for every run (default: each run's config, "
+                                                  "else $SEGLAB_DATA or ~/.cache/seglab/camvid).")] = None,
+    out: Annotated[str, typer.Option(help="Folder that holds study folders.")] = "runs/studies",
+    only: Annotated[str | None, typer.Option(help="Comma-separated run names to train now.")] = None,
+    repeats: Annotated[int | None, typer.Option(min=1, help="Seeds per configuration (overrides the study file's "
+                                                            "repeats); 2 or more measure training noise.")] = None,
+    report: Annotated[bool, typer.Option(help="Build report.md and report.html when done.")] = True,
+):
+    """Train every run of a study not yet finished (resumable), then write the comparison report."""
+    from seglab.study.runner import run_study
+    from seglab.study.spec import load_study
+
+    spec = load_study(study_name, data_root=data, repeats=repeats)
+    folder = run_study(spec, out=out, only=only.split(",") if only else None)
+    if report:
+        from seglab.study.report import build_report
+
+        md, html = build_report(folder.path, data_root=data)
+        typer.echo(f"report: {html}\n        {md}")
+    failed = folder.failed()
+    if failed:  # the report is written and names them; the exit code tells scripts and CI
+        typer.echo(f"error: {len(failed)} run{'s' if len(failed) > 1 else ''} failed: "
+                   + "; ".join(f"{name} ({error})" for name, error in failed)
+                   + "; rerun the same command to retry them", err=True)
+        raise typer.Exit(1)
+
+
+@app.command("report")
+def report_command(
+    study_dir: Annotated[Path, typer.Argument(help="Study folder, e.g. runs/studies/quick.")],
+    data: Annotated[str | None, typer.Option(help="Dataset folder for the example images (default: the one "
+                                                  "the best run trained on).")] = None,
+):
+    """(Re)build report.md and a self-contained report.html from a study's finished runs; trains nothing."""
+    from seglab.study.report import build_report
+
+    md, page = build_report(study_dir, data)
+    typer.echo(f"wrote {md}\nwrote {page}")

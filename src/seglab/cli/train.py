@@ -1,0 +1,132 @@
+"""``seglab train``, ``seglab evaluate`` and ``seglab models``.
+
+    seglab train --data ../shared/camvid --model unet:resnet34 --epochs 3 --size 192x256
+    seglab train --preset camvid-cpu-60m --data ../shared/camvid
+    seglab evaluate runs/<run> --split test
+
+``train``'s config options are not written out here: each is a field of the config dataclasses
+(config/schema.py) that names its option, and its help text and type come from that field, so the option
+table cannot drift from the config.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from seglab.cli.options import Data, check_choice, size_option, with_choices
+from seglab.config import ConfigError, config_fields
+from seglab.config.loading import coerce
+
+app = typer.Typer()
+
+# config key -> (option name, type) for every config field that names a `seglab train` option
+CONFIG_OPTIONS = {key: (f.metadata["cli"], tp) for key, f, tp in config_fields() if f.metadata.get("cli")}
+
+
+def _param_name(option: str) -> str:
+    return option.lstrip("-").replace("-", "_")
+
+
+def _parser(key: str, tp):
+    """Check one option's value by its field's type; the problem comes back as a ValueError about the value,
+    which typer reports with the option's name."""
+    def parse(text: str):
+        try:
+            return coerce(text, tp, key)
+        except ConfigError as e:
+            raise ValueError(e.problem) from None
+    return parse
+
+
+def _config_parameters() -> list[inspect.Parameter]:
+    params = []
+    for key, (option, tp) in CONFIG_OPTIONS.items():
+        f = next(f for k, f, _ in config_fields() if k == key)
+        plain = next((t for t in typing.get_args(tp) if t is not type(None)), tp) if typing.get_args(tp) else tp
+        metavar = f.metadata.get("metavar") or {int: "INTEGER", float: "NUMBER"}.get(plain, "TEXT")
+        annotation = Annotated[str | None, typer.Option(option, help=f.metadata["help"], metavar=metavar,
+                                                        parser=_parser(key, tp), show_default=False,
+                                                        rich_help_panel="Config (any key: --set)")]
+        params.append(inspect.Parameter(_param_name(option), inspect.Parameter.KEYWORD_ONLY, default=None,
+                                        annotation=annotation))
+    return params
+
+
+def train(
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML config; options override it.")] = None,
+    preset: Annotated[str | None, typer.Option(help="A built-in config instead of --config, e.g. camvid-cpu-60m "
+                                                    "(seglab's best CamVid recipe for an hour of a 2-core CPU).")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Any config key, e.g. --set train.weight_decay=1e-4.")] = None,
+    resume: Annotated[Path | None, typer.Option(help="Continue an interrupted run folder.")] = None,
+    **options,
+):
+    """Train one model; writes runs/<name>/ with config, checkpoints, metrics.csv and test metrics.json."""
+    from seglab.config import load_config, parse_override, preset_path
+    from seglab.runs import RunDir
+    from seglab.training.run import load_run_config
+    from seglab.training.run import train as run_train
+
+    if resume is not None:
+        cfg = load_run_config(RunDir(resume))
+        cfg.name, cfg.out_dir = resume.name, str(resume.parent)
+        run_train(cfg, resume=True)
+        return
+    given = {key: options[_param_name(option)] for key, (option, _) in CONFIG_OPTIONS.items()
+             if options.get(_param_name(option)) is not None}
+    overrides = dict(parse_override(s) for s in set_ or [])
+    if preset is not None:
+        if config is not None:
+            raise typer.BadParameter("give --preset or --config, not both (options and --set override either)",
+                                     param_hint="'--preset'")
+        config = preset_path(preset)
+    try:
+        cfg = load_config(config, {**overrides, **given})
+    except ConfigError as e:
+        if e.key in given:  # a value given as an option: name the option, not the config key
+            raise typer.BadParameter(e.problem, param_hint=f"'{CONFIG_OPTIONS[e.key][0]}'") from None
+        raise
+    run_train(cfg)
+
+
+_own = inspect.signature(train, eval_str=True)  # typer reads the Annotated options from it
+train.__signature__ = _own.replace(parameters=[
+    *(p for p in _own.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD), *_config_parameters()])
+app.command(cls=with_choices(**{_param_name(option): key for key, (option, _) in CONFIG_OPTIONS.items()}))(train)
+
+
+@app.command(cls=with_choices(tta="data.tta"))
+def evaluate(
+    target: Annotated[Path, typer.Argument(help="Run folder or checkpoint file.")],
+    split: Annotated[str, typer.Option(help="train, val or test.")] = "test",
+    data: Data = None,
+    batch: Annotated[int | None, typer.Option(min=1, help="Batch size for evaluation.")] = None,
+    eval_size: Annotated[str | None, size_option("Model input size (default: the run's setting, normally its "
+                                                 "training size).", native=True, name="--eval-size")] = None,
+    tta: Annotated[str | None, typer.Option(help="Test-time augmentation (default: the run's setting).")] = None,
+):
+    """Score a trained model on a split; writes metrics.json (metrics_<split>.json for other splits)."""
+    from seglab.evaluate import evaluate as run_evaluate
+
+    check_choice(tta, "data.tta", "--tta")
+    run_evaluate(target, split=split, data_root=data, batch_size=batch, eval_size=eval_size, tta=tta)
+
+
+@app.command()
+def models():
+    """The model specs seglab knows, with parameter counts and offline-pretrained options."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from seglab.models import list_models
+
+    table = Table(title="models (any smp arch:encoder works; these are the tested ones)")
+    for column in ("spec", "params", "pretrained weights", "note"):
+        table.add_column(column, no_wrap=column in ("spec", "params"), justify="right" if column == "params" else "left")
+    for row in list_models():
+        table.add_row(row["spec"], f"{row['params'] / 1e6:.2f} M", str(row.get("weights", "")), row.get("note", ""))
+    Console().print(table)

@@ -1,0 +1,22 @@
+"""Run configuration: the dataclasses (schema.py), loading YAML and overrides (loading.py), value checks
+(checks.py). The fully resolved config is saved in the run folder and in every checkpoint."""
+
+from seglab.config.checks import ConfigError, choices, parse_duration, validate
+from seglab.config.loading import expand_dotted, from_dict, load_config, merge, parse_override, read_yaml
+from seglab.config.schema import (
+    PRESETS_DIR,
+    DataConfig,
+    ModelConfig,
+    RunConfig,
+    TrainConfig,
+    config_fields,
+    eval_input_size,
+    preset_path,
+    split_names,
+)
+
+__all__ = [
+    "PRESETS_DIR", "ConfigError", "DataConfig", "ModelConfig", "RunConfig", "TrainConfig", "choices",
+    "config_fields", "eval_input_size", "expand_dotted", "from_dict", "load_config", "merge", "parse_duration",
+    "parse_override", "preset_path", "read_yaml", "split_names", "validate",
+]

@@ -1,0 +1,104 @@
+"""Value checks beyond types: choices, ranges, sizes, durations. Every problem is a ``ConfigError`` that
+carries its key, so a config file's error says "config key 'train.lr'" and the CLI's says "--lr"."""
+
+from __future__ import annotations
+
+import functools
+import re
+
+from seglab.config.schema import RunConfig
+from seglab.errors import SeglabError
+from seglab.sizes import check_model_size
+
+
+class ConfigError(SeglabError):
+    """A bad value of one config key; ``problem`` says what is wrong with the value alone."""
+
+    def __init__(self, key: str, problem: str):
+        super().__init__(f"config key '{key}': {problem}")
+        self.key, self.problem = key, problem
+
+
+@functools.cache
+def choices() -> dict[str, tuple[str, ...]]:
+    """Allowed values of each choice key, read from the dict that implements them, so a new loss or
+    schedule is one entry in one place (imported here, not at the top: they pull in torch and smp)."""
+    from seglab.data.sources import LAYOUTS
+    from seglab.models.tta import TTA_SCALES
+    from seglab.training.device import ACCELERATORS, PRECISIONS
+    from seglab.training.losses import LOSSES
+    from seglab.training.optimizers import OPTIMIZERS
+    from seglab.training.schedule import BUDGET_CLOCKS, SCHEDULES
+
+    return {"data.layout": ("auto", *LAYOUTS), "data.tta": tuple(TTA_SCALES), "train.loss": tuple(LOSSES),
+            "train.optimizer": tuple(OPTIMIZERS), "train.scheduler": tuple(SCHEDULES),
+            "train.budget_clock": tuple(BUDGET_CLOCKS), "train.precision": ("auto", *PRECISIONS),
+            "train.accelerator": ("auto", *ACCELERATORS)}
+
+
+def parse_duration(text: str, key: str) -> float:
+    """'90s', '10m', '1.5h', '00:30:00' -> seconds."""
+    t = str(text).strip()
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhd]?)", t)
+    if m:
+        return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+    m = re.fullmatch(r"(?:(\d+):)?(\d+):(\d+)", t)
+    if m:
+        return int(m.group(1) or 0) * 3600 + int(m.group(2)) * 60 + int(m.group(3))
+    raise ConfigError(key, f"bad duration {text!r} (use e.g. 90s, 10m, 1.5h or 00:30:00)")
+
+
+def validate(cfg: RunConfig) -> None:
+    """Raise ConfigError for the first value no run could use."""
+    for key, allowed in choices().items():
+        sec, name = key.split(".")
+        value = getattr(getattr(cfg, sec), name)
+        if value not in allowed:
+            raise ConfigError(key, f"bad value {value!r}; choose one of {', '.join(allowed)}")
+    if isinstance(cfg.data.eval_size, str) and cfg.data.eval_size != "native":
+        raise ConfigError("data.eval_size", f"bad value {cfg.data.eval_size!r}; use native, HxW, or leave it "
+                                            "empty for the training size")
+    for key in ("size", "eval_size"):
+        size = getattr(cfg.data, key)
+        if isinstance(size, tuple):
+            try:
+                check_model_size(size)
+            except ValueError as e:
+                raise ConfigError(f"data.{key}", str(e)) from None
+    t = cfg.train
+    positive = {"data.batch_size": cfg.data.batch_size, "train.lr": t.lr, "train.val_points": t.val_points}
+    if t.budget is None and t.steps is None:
+        positive["train.epochs"] = t.epochs
+    if t.steps is not None:
+        positive["train.steps"] = t.steps
+    for key, value in positive.items():
+        if value <= 0:
+            raise ConfigError(key, f"must be > 0, got {value}")
+    nonneg = {"data.workers": cfg.data.workers, "train.weight_decay": t.weight_decay, "train.early_stop": t.early_stop,
+              "train.ce_weight": t.ce_weight, "train.dice_weight": t.dice_weight,
+              "train.checkpoint_minutes": t.checkpoint_minutes}
+    for key, value in nonneg.items():
+        if value < 0:
+            raise ConfigError(key, f"must be >= 0, got {value}")
+    if not re.fullmatch(r"auto|-1|\d+(,\d+)*", str(t.devices).strip()):
+        raise ConfigError("train.devices", f"bad value {t.devices!r}; use auto, a count (e.g. 2), -1 for all, "
+                                           "or device indices like 0,1")
+    if (isinstance(t.threads, str) and t.threads != "auto") or (isinstance(t.threads, int) and t.threads < 0):
+        raise ConfigError("train.threads", f"bad value {t.threads!r}; use 0 (all cores), a count, or auto")
+    if not 0 <= t.warmup < 1:
+        raise ConfigError("train.warmup", f"a fraction of the run in [0, 1), got {t.warmup}")
+    if isinstance(t.class_weights, str) and t.class_weights != "median-frequency":
+        raise ConfigError("train.class_weights", f"{t.class_weights!r}; use median-frequency or numbers like "
+                                                 "1,2.5,0.7")
+    for key in ("budget", "max_time"):
+        value = getattr(t, key)
+        if value is not None and parse_duration(value, f"train.{key}") <= 0:
+            raise ConfigError(f"train.{key}", "must be a positive duration")
+    if not re.fullmatch(r"[\w-]+(\+[\w-]+)*", cfg.data.train_splits):
+        raise ConfigError("data.train_splits", f"{cfg.data.train_splits!r}; name splits joined by +, "
+                                               "e.g. train or train+val")
+    if "test" in cfg.data.trains_on():
+        raise ConfigError("data.train_splits", "includes test, the split every run is scored on; a model that "
+                                               "saw it scores nothing worth reporting")
+    if cfg.name is not None and (not re.fullmatch(r"[\w.+-]+", cfg.name) or set(cfg.name) == {"."}):
+        raise ConfigError("name", f"{cfg.name!r} may only hold letters, digits, '.', '_', '+', '-'")

@@ -1,0 +1,163 @@
+"""What a run is: three dataclasses (data, model, train) in one ``RunConfig``, each field with its help text.
+
+The fields are the one description of every setting: YAML files and ``--set`` address them by dotted key
+(``train.lr``), ``seglab train --help`` lists those marked with a ``cli`` option from the same text, and the
+code reads them as typed attributes (``cfg.train.lr``), never by string key. Allowed values of choice keys
+come from the dicts that implement them (see checks.choices).
+"""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import Field, asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+
+from seglab.errors import SeglabError
+
+
+def setting(default, help: str, cli: str | None = None, metavar: str | None = None) -> Field:
+    """A config field (immutable default) with its help text; ``cli`` names the ``seglab train`` option."""
+    return field(default=default, metadata={"help": help, "cli": cli, "metavar": metavar})
+
+
+@dataclass
+class DataConfig:
+    root: str | None = setting(None, "Dataset folder (default: $SEGLAB_DATA or ~/.cache/seglab/camvid, "
+                                     "downloaded).", cli="--data", metavar="PATH")
+    layout: str = setting("auto", "Folder layout: auto detects it.", cli="--layout")
+    remap: str | dict | None = setting(None, "Built-in class remap (e.g. camvid6), or {keep: [...], rest: "
+                                             "background|void}.", cli="--remap")
+    classes_file: str | None = setting(None, "Folder layout: classes.yaml with names, colours, ignore_index.")
+    size: tuple[int, int] = setting((256, 320), "Training crop HxW, multiples of 32 (e.g. 192x256).",
+                                    cli="--size", metavar="HxW")
+    eval_size: tuple[int, int] | str | None = setting(
+        None, "Model input size for evaluation and prediction: HxW, or native (full resolution, padded to /32; "
+              "padding unscored); default: the training size. Labels are always scored at native resolution: "
+              "logits are upsampled to them, labels never resized.", cli="--eval-size", metavar="HxW|native")
+    batch_size: int = setting(8, "Batch size.", cli="--batch")
+    workers: int = setting(0, "DataLoader worker processes (images are decoded once into memory, so 0 is "
+                              "usually fastest).", cli="--workers")
+    cache: bool = setting(True, "Keep decoded images in memory: each PNG is read once per run, not per epoch.")
+    scale_crop: bool = setting(True, "Random scale (0.5-2x) then crop, instead of a plain resize.")
+    hflip: bool = setting(True, "Random horizontal flips.")
+    color_jitter: bool = setting(False, "Brightness/contrast/saturation/hue jitter.")
+    train_splits: str = setting("train", "Splits the model trains on, joined by +: train+val for a final test "
+                                         "number (validation still runs on val, its curve then optimistic, and "
+                                         "the run's last weights are scored, not the best on val).")
+    tta: str = setting("none", "Test-time augmentation at evaluation and prediction: flip averages with the "
+                               "mirrored image, flip+scales also at 0.75x and 1.25x (2x or 6x the cost).")
+
+    def trains_on(self) -> list[str]:
+        """The splits the model learns from, e.g. ["train", "val"]."""
+        return split_names(self.train_splits)
+
+    def eval_input_size(self) -> tuple[int, int] | None:
+        """(H, W) images are resized to for evaluation and prediction; None for native resolution."""
+        return eval_input_size(self.eval_size, self.size)
+
+
+@dataclass
+class ModelConfig:
+    spec: str = setting("unet:resnet34", "arch:encoder for smp (unet:resnet34, segformer:mit_b0, "
+                                         "fpn:efficientnet-lite0) or scratch:simplesegnet|unet|vit.", cli="--model")
+    weights: str = setting("auto", "Encoder weights: auto (imagenet if obtainable, else none, said aloud), "
+                                   "imagenet, none, or a file.", cli="--weights")
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = setting(20, "Epochs to train (unless steps or budget is set).", cli="--epochs")
+    steps: int | None = setting(None, "Exact optimizer steps instead of epochs (a budget is resolved into "
+                                      "this at the start).", cli="--steps")
+    budget: str | None = setting(
+        None, "Training budget like 10m, equal work whatever else the machine is doing: one step's "
+              "single-threaded CPU time (GPU time on CUDA) is measured before training and the budget becomes a "
+              "step count, saved in config.yaml so resume keeps it.", cli="--budget", metavar="DURATION")
+    budget_clock: str = setting("compute", "compute (above), or wall: stop when the wall-clock budget is spent.")
+    max_time: str | None = setting(None, "Hard stop like 1h or 00:30:00; the schedule is not reshaped.",
+                                   cli="--max-time", metavar="DURATION")
+    val_points: int = setting(10, "Validate at least this often per run, and at least once per epoch.")
+    checkpoint_minutes: float = setting(10.0, "Also save last.ckpt every this many minutes of training; 0: "
+                                              "only at validations.")
+    loss: str = setting("ce", "Loss; every loss ignores void.", cli="--loss")
+    ce_weight: float = setting(1.0, "Weight of cross-entropy in dice_ce.")
+    dice_weight: float = setting(1.0, "Weight of Dice in dice_ce.")
+    class_weights: list[float] | str | None = setting(
+        None, "Per-class loss weights: median-frequency (from the train labels) or numbers like 1,2.5,0.7.",
+        cli="--class-weights")
+    optimizer: str = setting("adam", "Optimizer.", cli="--optimizer")
+    lr: float = setting(1e-3, "Learning rate (not rescaled by batch size or devices).", cli="--lr")
+    weight_decay: float = setting(0.0, "Weight decay.")
+    momentum: float = setting(0.9, "SGD momentum.")
+    scheduler: str = setting("none", "Learning-rate schedule; cosine and poly span the whole run exactly once.",
+                             cli="--scheduler")
+    warmup: float = setting(0.0, "Fraction of the run with linear warm-up.")
+    early_stop: int = setting(0, "Stop after this many epochs without a better val mIoU; 0: off.",
+                              cli="--early-stop")
+    seed: int = setting(0, "Random seed: weights, batches and augmentations.", cli="--seed")
+    precision: str = setting("auto", "auto: bf16-mixed on CPUs with bf16 units and on CUDA, else 32; kept for "
+                                     "evaluation and prediction.", cli="--precision")
+    accelerator: str = setting("auto", "Device type; auto: CUDA when present.", cli="--accelerator")
+    devices: str = setting("auto", "Devices for Lightning: auto, a count, -1 for all, or indices like 0,1.",
+                           cli="--devices")
+    channels_last: bool = setting(True, "Channels-last memory: faster convolutions on CPU and tensor cores.")
+    threads: int | str = setting(0, "CPU threads: 0 = one per usable core; N = exactly N; auto = measure 1 vs "
+                                    "all cores during training and keep the faster.")
+    deterministic: bool = setting(False, "Repeatable CUDA runs at some speed cost (CPU runs repeat anyway).")
+
+
+@dataclass
+class RunConfig:
+    name: str | None = setting(None, "Run folder name (default: derived from the setup, e.g. "
+                                     "unet-resnet34_192x256_bs8_3ep).", cli="--name")
+    out_dir: str = setting("runs", "Folder that holds run folders.", cli="--out", metavar="PATH")
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        """Plain YAML-able values (tuples as lists), as config.yaml and checkpoints keep them."""
+        d = asdict(self)
+        for k in ("size", "eval_size"):
+            if isinstance(d["data"][k], tuple):
+                d["data"][k] = list(d["data"][k])
+        return d
+
+    def run_name(self) -> str:
+        if self.name:
+            return self.name
+        h, w = self.data.size
+        length = self.train.budget or (f"{self.train.steps}steps" if self.train.steps else f"{self.train.epochs}ep")
+        return f"{self.model.spec.replace(':', '-')}_{h}x{w}_bs{self.data.batch_size}_{length}"
+
+
+def config_fields(cls=RunConfig, prefix: str = ""):
+    """(dotted key, Field, type) of every setting, sections flattened: ("train.lr", Field, float)."""
+    hints = typing.get_type_hints(cls)
+    for f in fields(cls):
+        if is_dataclass(hints[f.name]):
+            yield from config_fields(hints[f.name], f"{prefix}{f.name}.")
+        else:
+            yield f"{prefix}{f.name}", f, hints[f.name]
+
+
+def split_names(train_splits: str) -> list[str]:
+    """The one reading of ``data.train_splits``: "train+val" -> ["train", "val"]."""
+    return str(train_splits).split("+")
+
+
+def eval_input_size(eval_size, size) -> tuple[int, int] | None:
+    """The one rule for the evaluation scale: "native" -> None, unset -> the training size, else eval_size."""
+    return None if eval_size == "native" else tuple(eval_size or size)
+
+
+PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
+
+
+def preset_path(name: str) -> Path:
+    """The built-in run config called ``name`` (``seglab train --preset camvid-cpu-60m``)."""
+    path = PRESETS_DIR / f"{name}.yaml"
+    if not path.is_file():
+        names = sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+        raise SeglabError(f"--preset {name!r}: no such preset; built-in presets: {', '.join(names)}")
+    return path

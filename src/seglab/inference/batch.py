@@ -1,0 +1,179 @@
+"""Predict every image and video under some paths into an output folder: the work behind ``seglab predict``.
+
+Bad inputs are reported (through ``echo``) and skipped, the rest is still written; video frames are read,
+predicted and overlaid in batches.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from seglab.errors import SeglabError
+from seglab.inference import io
+from seglab.inference.predictor import Predictor
+
+OUTPUT_FORMATS = ("png", "npy")
+
+
+def _echo(text: str, err: bool = False) -> None:
+    print(text, file=sys.stderr if err else sys.stdout)
+
+
+@dataclass
+class PredictSummary:
+    images: int = 0  # still images predicted
+    videos: int = 0
+    frames: int = 0  # video frames predicted
+    seconds: float = 0.0
+    written: list[Path] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+    @property
+    def per_second(self) -> float:
+        return (self.images + self.frames) / max(self.seconds, 1e-9)
+
+
+@dataclass
+class OutputOptions:
+    out: Path
+    overlay: bool = False
+    alpha: float = 0.5
+    fmt: str = "png"  # png: index mask; npy: (C, H, W) float32 probabilities
+    dataset_values: bool = False  # png masks hold each class's value in the training masks (e.g. 0/255)
+
+
+def predict_paths(predictor: Predictor, paths: list[Path], options: OutputOptions, legend: bool = False,
+                  progress: bool = False, echo=_echo) -> PredictSummary:
+    """Predict every image and video under ``paths`` into ``options.out``; bad inputs are reported through
+    ``echo`` and skipped, the rest is still written. Raises SeglabError only when no input is usable."""
+    if options.fmt not in OUTPUT_FORMATS:
+        raise SeglabError(f"--format {options.fmt}: choose one of {', '.join(OUTPUT_FORMATS)}")
+    if not 0 <= options.alpha <= 1:
+        raise SeglabError(f"--alpha {options.alpha}: must be between 0 and 1")
+    inputs = io.list_inputs(paths)
+    summary = PredictSummary(skipped=list(inputs.skipped))
+    for path, reason in inputs.ignored:
+        echo(f"ignored {path}: {reason}", err=True)
+    for path, reason in inputs.skipped:
+        echo(f"skipped {path}: {reason}", err=True)
+    options.out.mkdir(parents=True, exist_ok=True)
+    if legend:
+        summary.written.append(options.out / "legend.png")
+        io.write_rgb(summary.written[-1], io.legend(list(predictor.classes.names), list(predictor.classes.colors)))
+
+    files = list(_unique(inputs.files, summary, echo))
+    videos = [(f, name) for f, name in files if io.is_video(f)]
+    images = [(f, name) for f, name in files if not io.is_video(f)]
+    t0 = time.monotonic()
+    with _progress(progress, len(images) + len(videos)) as advance:
+        for s in range(0, len(images), predictor.batch_size):
+            _predict_images(predictor, images[s:s + predictor.batch_size], options, summary, echo)
+            advance(len(images[s:s + predictor.batch_size]))
+        for f, name in videos:
+            _predict_video(predictor, f, name, options, summary, echo)
+            advance(1)
+    summary.seconds = time.monotonic() - t0
+    if summary.images + summary.frames == 0:
+        raise SeglabError(f"no outputs written: all {len(summary.skipped)} inputs were skipped (see above)")
+    return summary
+
+
+def _unique(files, summary: PredictSummary, echo):
+    """Drop inputs whose output name another input already takes (photo.jpg and photo.png in one folder)."""
+    seen: dict[Path, Path] = {}
+    for f, name in files:
+        if name in seen:
+            echo(f"skipped {f}: same output name as {seen[name]}; predict it separately", err=True)
+            summary.skipped.append((f, "duplicate output name"))
+            continue
+        seen[name] = f
+        yield f, name
+
+
+def _predict_images(predictor, batch, options: OutputOptions, summary: PredictSummary, echo) -> None:
+    """Read a batch of files (skipping unreadable ones), predict them together, write their outputs."""
+    good = []
+    for f, name in batch:
+        try:
+            good.append((name, io.read_image(f)))
+        except SeglabError as e:
+            echo(f"skipped {e}", err=True)
+            summary.skipped.append((f, str(e)))
+    if not good:
+        return
+    results = predictor.predict_batch([image for _, image in good], proba=options.fmt == "npy")
+    for (name, image), result in zip(good, results):
+        base = options.out / name
+        base.parent.mkdir(parents=True, exist_ok=True)
+        if options.fmt == "npy":
+            np.save(base.with_suffix(".npy"), result)  # (C, H, W) float32
+            mask = result.argmax(0).astype(np.uint8)
+        else:
+            if options.dataset_values:  # grey PNG in the dataset's own mask values, e.g. 0 and 255
+                io.write_grey_png(base.with_suffix(".png"), predictor.classes.value_table()[result])
+            else:
+                io.write_index_png(base.with_suffix(".png"), result, predictor.palette())
+            mask = result
+        summary.written.append(base.with_suffix("." + options.fmt))
+        if options.overlay:
+            overlay_path = base.with_name(base.name + "_overlay.png")
+            io.write_rgb(overlay_path, io.overlay(image, mask, predictor.palette(), options.alpha))
+            summary.written.append(overlay_path)
+        summary.images += 1
+
+
+def _predict_video(predictor, path: Path, name: Path, options: OutputOptions, summary: PredictSummary,
+                   echo) -> None:
+    """Write ``<name>_overlay.mp4`` (``.avi`` for .avi input): every frame with its prediction overlaid."""
+    out = (options.out / name).with_name(name.name + "_overlay" + (".avi" if path.suffix.lower() == ".avi"
+                                                                   else ".mp4"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        cap, info = io.open_video(path)
+        writer = io.video_writer(out, info)
+    except SeglabError as e:
+        echo(f"skipped {e}", err=True)
+        summary.skipped.append((path, str(e)))
+        return
+    frames = 0
+    try:
+        for batch in io.read_frames(cap, predictor.batch_size):
+            for frame, mask in zip(batch, predictor.predict_batch(batch)):
+                io.write_frame(writer, io.overlay(frame, mask, predictor.palette(), options.alpha))
+            frames += len(batch)
+    finally:
+        writer.release()
+    if frames == 0:
+        out.unlink(missing_ok=True)
+        echo(f"skipped {path}: no frame could be decoded", err=True)
+        summary.skipped.append((path, "no frame could be decoded"))
+        return
+    summary.videos, summary.frames = summary.videos + 1, summary.frames + frames
+    summary.written.append(out)
+
+
+@contextlib.contextmanager
+def _progress(enabled: bool, total: int):
+    """Yields ``advance(n)``: a rich progress bar on stderr (drawn on terminals only) when enabled."""
+    if not enabled:
+        yield lambda n: None
+        return
+    from rich.console import Console
+    from rich.progress import Progress
+
+    with Progress(console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("predicting", total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+def summary_line(s: PredictSummary, out: Path) -> str:
+    videos = f" and {s.videos} video{'s' * (s.videos != 1)} ({s.frames} frames)" if s.videos else ""
+    skipped = f"; skipped {len(s.skipped)}" if s.skipped else ""
+    return (f"predicted {s.images} image{'s' * (s.images != 1)}{videos} in {s.seconds:.1f} s "
+            f"({s.per_second:.1f} images/s); wrote {len(s.written)} files to {out}{skipped}")
