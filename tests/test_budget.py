@@ -8,7 +8,7 @@ import json
 import lightning as L
 import pytest
 import torch
-from cli_helpers import run_cli
+from fakes import run_cli
 from tqdm import tqdm
 
 from seglab.config import load_config
@@ -66,6 +66,7 @@ def test_same_seed_pairs_initial_weights_and_data_order(tiny_camvid):
     assert not all(torch.equal(sa[k], other[k]) for k in sa)
 
 
+@pytest.mark.slow
 def test_one_trainer_factory_for_train_calibration_and_bench(capsys, monkeypatch, tiny_camvid, tmp_path):
     """Every Trainer seglab builds carries the same settings: `bench train` times what `train` runs."""
     made = []
@@ -121,12 +122,13 @@ def test_run_records_its_work_and_per_image_matrices(capsys, tiny_camvid, tmp_pa
 
 @pytest.mark.parametrize("value", ["0", "-3"])
 def test_bad_steps_are_one_line(capsys, value, tiny_camvid):
-    from cli_helpers import assert_one_line_error
+    from fakes import assert_one_line_error
 
     r = run_cli(capsys, "train", "--data", tiny_camvid, "--model", "scratch:simplesegnet", "--steps", value)
     assert_one_line_error(r, "train.steps")
 
 
+@pytest.mark.slow
 def test_resume_keeps_the_steps_its_budget_bought(capsys, monkeypatch, tiny_camvid, tmp_path):
     """A study resumes an interrupted run from its study-file config (no steps in it): the run must do the
     steps saved in its config.yaml, not measure its cost again."""

@@ -1,4 +1,4 @@
-"""seglab.data on tiny synthetic datasets (see conftest.py), plus one smoke test on the real CamVid copy."""
+"""seglab.data on tiny synthetic datasets (see fakes.py), plus one smoke test on the real CamVid copy."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from fakes import REAL_CAMVID, needs_real_camvid
 
 from seglab.constants import IGNORE_INDEX
 from seglab.data import (
@@ -27,10 +28,6 @@ from seglab.data import (
 )
 from seglab.data import download as dl
 from seglab.errors import SeglabError
-
-REAL_CAMVID = Path(__file__).resolve().parents[2] / "shared" / "camvid"
-if not REAL_CAMVID.is_dir():
-    REAL_CAMVID = Path("/work/shared/camvid")
 
 
 def dataset(src, split="train", **kw):
@@ -297,7 +294,7 @@ def test_check_source_collects_every_problem(tiny_camvid):
 
 # --- real data and download ------------------------------------------------------------------------------
 
-@pytest.mark.skipif(not (REAL_CAMVID / "trainannot").is_dir(), reason="real CamVid copy not available")
+@needs_real_camvid
 def test_real_camvid_two_images():
     src = open_source(REAL_CAMVID)
     assert len(src.split("train")) == 367 and not src.problems
@@ -377,8 +374,37 @@ def test_pad_collate_pads_images_and_masks_separately():
 
 
 def test_non_utf8_classes_file_is_one_line(capsys, tmp_path):
-    from cli_helpers import assert_one_line_error, run_cli
+    from fakes import assert_one_line_error, run_cli
 
     root = make_folder(tmp_path / "ds")
     (root / "classes.yaml").write_bytes("names: [fond, route, voiture]\n# été".encode("latin-1"))
     assert_one_line_error(run_cli(capsys, "data", "check", root, "--layout", "folder"), "classes.yaml", "UTF-8")
+
+
+def test_data_check_command_exit_codes(capsys, tiny_camvid, tmp_path):
+    """0 with the counts of a good dataset, 1 with every problem listed, 2 with one line when it is no dataset."""
+    import re
+
+    from fakes import assert_one_line_error, run_cli
+
+    r = run_cli(capsys, "data", "check", tiny_camvid)
+    assert r.code == 0, r.out + r.err
+    assert r.out.startswith(f"{tiny_camvid}: camvid layout, 11 classes")
+    for split in ("train", "val", "test"):
+        assert re.search(rf"^{split}\s+3\s+64x96 \(3\)$", r.out, re.MULTILINE), r.out
+    assert "no problems found" in r.out
+
+    shutil.copy(tiny_camvid / "train" / "0001TP_train000.png", tiny_camvid / "train" / "0001TP_orphan.png")
+    (tiny_camvid / "valannot" / "0001TP_val002.png").unlink()
+    r = run_cli(capsys, "data", "check", tiny_camvid)
+    assert r.code == 1 and "Traceback" not in r.err, r.out + r.err
+    assert "2 problem(s)" in r.out
+    assert "train/0001TP_orphan.png: no label file (expected trainannot/0001TP_orphan.png)" in r.out
+    assert "val/0001TP_val002.png: no label file" in r.out
+    assert re.search(r"^train\s+3\s", r.out, re.MULTILINE) and re.search(r"^val\s+2\s", r.out, re.MULTILINE)
+
+    (tmp_path / "holiday photos").mkdir()
+    (tmp_path / "holiday photos" / "beach.jpg").write_bytes(b"\xff\xd8\xff")
+    assert_one_line_error(run_cli(capsys, "data", "check", tmp_path / "holiday photos"), "holiday photos",
+                          "unknown data layout")
+    assert_one_line_error(run_cli(capsys, "data", "check", tmp_path / "nowhere"), "nowhere", "not found")

@@ -10,16 +10,13 @@ import cv2
 import numpy as np
 import pytest
 import torch
-import typer
-import yaml
+from fakes import make_run, run_cli
 from PIL import Image
-from typer.testing import CliRunner
 
 from seglab.config import DataConfig, ModelConfig, RunConfig
 from seglab.data.classes import CAMVID11
 from seglab.errors import SeglabError
 from seglab.inference import Predictor, TorchBackend, export_onnx, load, save_pretrained, verify_onnx
-from seglab.inference.cli import register
 from seglab.inference.io import open_video, read_image, to_rgb
 from seglab.runs import load_module
 from seglab.training.module import SegModule
@@ -32,15 +29,9 @@ def save_run(run: Path, names: list[str] = NAMES, colors: list[list[int]] = COLO
              spec: str = SPEC, eval_size="native") -> Path:
     """A seglab run folder with a Lightning-format best.ckpt and config.yaml; by default a model that
     predicts at native resolution (padding and tiling), ``eval_size=None`` for one at its training size."""
-    torch.manual_seed(0)
     config = RunConfig(model=ModelConfig(spec=spec, weights="none"),
                        data=DataConfig(size=(64, 96), eval_size=eval_size)).to_dict()
-    module = SegModule(config, names, colors, pretrained=False)
-    (run / "checkpoints").mkdir(parents=True)
-    torch.save({"state_dict": state_dict or module.state_dict(), "hyper_parameters": dict(module.hparams)},
-               run / "checkpoints" / "best.ckpt")
-    (run / "config.yaml").write_text(yaml.safe_dump(config))
-    return run
+    return make_run(run, config, names=names, colors=colors, state_dict=state_dict)
 
 
 @pytest.fixture(scope="module")
@@ -66,15 +57,9 @@ def rgb_file(path: Path, h: int = 37, w: int = 53, seed: int = 0) -> Path:
 
 
 def cli(args: list[str]) -> tuple[int, str]:
-    """Invoke the commands on a fresh app, handling SeglabError as the main CLI does (one line, exit 2)."""
-    app = typer.Typer()
-    register(app)
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    if isinstance(result.exception, SeglabError):
-        return SeglabError.exit_code, result.output + f"error: {result.exception}\n"
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.output
+    """The real ``seglab`` entry point: its exit code and all it printed (stdout, then stderr)."""
+    result = run_cli(None, *args)
+    return result.code, result.out + result.err
 
 
 def error_line(output: str) -> str:
@@ -235,7 +220,8 @@ def test_folder_with_bad_files_writes_the_good_ones(tmp_path, run):
     assert f"skipped {src / 'sub' / 'fake.png'}: not an image" in output
     assert f"skipped {src / 'sub' / 'truncated.png'}: unreadable image" in output
     assert f"ignored {src / 'notes.txt'}" in output
-    assert "predicted 3 images" in output and len(good) == 3
+    assert written == sorted(str(p.relative_to(src).with_suffix(".png")) for p in good)  # each good one, once
+    assert "predicted 3 images" in output
 
 
 def test_empty_folder_is_one_line_error(tmp_path, run):
@@ -423,7 +409,9 @@ def test_default_precision_follows_training(run):
     assert default.backend.amp == (resolve_precision("auto", "cpu") != "32")
     exported_from = load(run, device="cpu", amp=False)
     assert not exported_from.backend.amp
-    assert exported_from.backend.model.net.state_dict()  # fp32 weights stay contiguous for safetensors
+    for predictor in (default, exported_from):  # autocast computes in bf16; the weights stay fp32 either way
+        weights = [w for w in predictor.backend.model.net.state_dict().values() if w.is_floating_point()]
+        assert weights and all(w.dtype == torch.float32 for w in weights)
 
 
 
@@ -441,7 +429,7 @@ def test_banded_upsampling_equals_interpolate():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 def test_cuda_device_without_cuda_is_one_line(capsys, run):
-    from cli_helpers import assert_one_line_error, run_cli
+    from fakes import assert_one_line_error, run_cli
 
     assert_one_line_error(run_cli(capsys, "predict", run, run, "--device", "cuda"), "--device cuda",
                           "no CUDA device")
@@ -451,7 +439,7 @@ def test_cuda_device_without_cuda_is_one_line(capsys, run):
 def test_broken_best_checkpoint_is_one_line_everywhere(capsys, tmp_path, run, content):
     import shutil
 
-    from cli_helpers import assert_one_line_error, run_cli
+    from fakes import assert_one_line_error, run_cli
 
     broken = tmp_path / "broken"
     shutil.copytree(run, broken)
@@ -465,14 +453,14 @@ def test_broken_best_checkpoint_is_one_line_everywhere(capsys, tmp_path, run, co
 
 @pytest.mark.parametrize("opset,fragments", [(3, ["--opset 3", "7 to 23"]), (99, ["--opset 99"])])
 def test_bad_opset_is_one_line(capsys, tmp_path, run, opset, fragments):
-    from cli_helpers import assert_one_line_error, run_cli
+    from fakes import assert_one_line_error, run_cli
 
     r = run_cli(capsys, "export", run, "--opset", str(opset), "--out", tmp_path / "m.onnx")
     assert_one_line_error(r, *fragments)
 
 
 def test_predict_out_naming_a_file_is_one_line(capsys, tmp_path, run):
-    from cli_helpers import assert_one_line_error, run_cli
+    from fakes import assert_one_line_error, run_cli
 
     taken = tmp_path / "taken.png"
     taken.write_bytes(b"keep me")

@@ -13,8 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from cli_helpers import assert_one_line_error, run_cli
-from conftest import make_camvid
+from fakes import assert_one_line_error, make_camvid, run_cli, train_run
 from PIL import Image
 
 TRAIN = ["train", "--model", "scratch:simplesegnet", "--size", "64x96", "--batch", "2", "--epochs", "1"]
@@ -166,25 +165,9 @@ def test_broken_config_and_study_files_are_one_line(capsys, tiny_camvid, tmp_pat
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """One finished run, shared by the checkpoint cases (each copies it before breaking anything)."""
-    import pytest as _pytest
-
     tmp = tmp_path_factory.mktemp("trained")
     data = make_camvid(tmp / "camvid")
-    capsys = _NoCapture()
-    r = run_cli(capsys, *TRAIN, "--data", data, "--out", tmp / "runs", "--name", "r")
-    if r.code != 0:
-        _pytest.fail(r.err[-3000:])
-    return tmp / "runs" / "r", data
-
-
-class _NoCapture:
-    """run_cli's capsys, for a module-scoped fixture (pytest's capsys is per test)."""
-
-    def readouterr(self):
-        class Out:
-            out = err = ""
-
-        return Out()
+    return train_run(data, tmp / "runs", "r"), data
 
 
 CHECKPOINTS = {

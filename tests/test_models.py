@@ -310,7 +310,7 @@ def test_list_models(monkeypatch, tmp_path):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))  # nothing cached
     rows = {row["spec"]: row for row in list_models()}
     assert all(set(row) == {"spec", "params", "weights", "note"} for row in rows.values())
-    assert all(parse_spec(spec) for spec in rows)
+    assert all(":".join(parse_spec(spec)) == spec for spec in rows)  # listed in the form parse_spec gives back
     # SimpleSegNet, 11 classes, by hand: 3*32*9+32 + 32*64*9+64 + 64*32*4+32 + 32*11*4+11.
     assert rows["scratch:simplesegnet"]["params"] == 29035
     assert rows["scratch:simplesegnet"]["weights"] == "none"

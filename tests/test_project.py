@@ -3,6 +3,8 @@
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -21,8 +23,7 @@ def test_ci_runs_readme_setup_and_test_commands_word_for_word():
 
 
 def test_builtin_studies_are_packaged():
-    import tomllib
-
+    tomllib = pytest.importorskip("tomllib", reason="tomllib is in the standard library from Python 3.11")
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert "studies/*.yaml" in config["tool"]["setuptools"]["package-data"]["seglab"]
     assert list((ROOT / "src" / "seglab" / "studies").glob("*.yaml"))

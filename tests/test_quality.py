@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from cli_helpers import assert_one_line_error, run_cli
+from fakes import assert_one_line_error, run_cli
 
 from seglab.config import PRESETS_DIR, load_config, preset_path
 from seglab.models.tta import TTA_SCALES, tta_logits
@@ -112,6 +112,7 @@ def test_tta_votes_with_the_mirrored_view():
     assert torch.allclose(probs[0, 1], torch.full((32, 64), float(expected)), atol=1e-4)
 
 
+@pytest.mark.slow
 def test_bench_quality_writes_the_issue_fields(capsys, tiny_camvid, tmp_path, monkeypatch):
     presets = tmp_path / "presets"
     presets.mkdir()

@@ -5,7 +5,7 @@ import json
 
 import pytest
 import torch
-from cli_helpers import assert_one_line_error, run_cli
+from fakes import assert_one_line_error, run_cli
 
 from seglab.errors import SeglabError
 from seglab.runs import write_json

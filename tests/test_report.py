@@ -19,8 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
-from conftest import make_camvid
+from fakes import make_camvid, make_run, run_cli
 from PIL import Image
 from scipy import stats
 
@@ -28,13 +27,12 @@ from seglab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from seglab.data import CAMVID11
 from seglab.errors import SeglabError
 from seglab.metrics import ConfusionMatrix
-from seglab.runs import RunDir, write_per_image
 from seglab.study.compare import IMAGE_TEST, SEED_TEST, load_results, work_mismatches
 from seglab.study.conclusions import conclusions
 from seglab.study.report import build_report, examples
 from seglab.training.callbacks import METRICS_COLUMNS
 
-CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 OFFLINE = "none (imagenet unavailable: no network)"
 # configuration -> (group, baseline, model spec, weights, config overrides, test mIoU per seed)
 CONFIGS = {
@@ -93,14 +91,6 @@ def write_epochs(path: Path, final_val: float) -> None:
                         "val_mean_class_accuracy": 0.4, "lr": 1e-3, "seconds": 12.5})
 
 
-def save_checkpoint(run_dir: Path, config: dict) -> None:
-    from seglab.training.module import SegModule
-
-    m = SegModule(config, list(CAMVID11.names), [list(c) for c in CAMVID11.colors], pretrained=False)
-    (run_dir / "checkpoints").mkdir()
-    torch.save({"state_dict": m.state_dict(), "hyper_parameters": dict(m.hparams)}, run_dir / "checkpoints/best.ckpt")
-
-
 def make_study(root: Path, data_root: Path, seeds: list[int], checkpoint: bool = True) -> Path:
     """A study folder as the runner leaves it; returns its path."""
     rng = np.random.default_rng(0)
@@ -109,9 +99,7 @@ def make_study(root: Path, data_root: Path, seeds: list[int], checkpoint: bool =
         for seed in seeds:
             name = f"{cname}-s{seed}" if len(seeds) > 1 else cname
             run_dir = root / "runs" / name
-            run_dir.mkdir(parents=True)
             config = run_config(name, spec, overrides, data_root, seed)
-            (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
             mats = fake_per_image(mious[seed], rng)
             metrics = fake_metrics(mats)
             info = {"status": "finished", "name": name, "model": spec, "params": 1_234_567 if group == "cnn" else 3_700_000,
@@ -122,18 +110,14 @@ def make_study(root: Path, data_root: Path, seeds: list[int], checkpoint: bool =
                     "environment": {"seglab": "0.1.0", "python": "3.11.2", "torch": torch.__version__,
                                     "platform": "Linux", "cpu": "x86_64", "cpu_threads": 2, "gpu": None,
                                     "commit": "abc1234"}}
-            (run_dir / "run.json").write_text(json.dumps(info))
-            (run_dir / "metrics.json").write_text(json.dumps(metrics))
-            write_per_image(RunDir(run_dir).per_image("test"), mats, [f"img{i:03d}.png" for i in range(N_IMAGES)])
+            best = checkpoint and name == (BEST if len(seeds) > 1 else "cnn+recipe")  # only the best has weights
+            make_run(run_dir, config, checkpoint=best, info=info, metrics=metrics,
+                     per_image=(mats, [f"img{i:03d}.png" for i in range(N_IMAGES)]))
             write_epochs(run_dir / "metrics.csv", metrics["miou"] + 0.02)
-            if checkpoint and name == (BEST if len(seeds) > 1 else "cnn+recipe"):
-                save_checkpoint(run_dir, config)
             entries.append({"name": name, "group": group, "baseline": baseline, "config_name": cname, "seed": seed,
                             "status": "finished", "error": None, "dir": f"runs/{name}"})
-    failed = root / "runs" / FAILED[0]
-    failed.mkdir()
-    (failed / "config.yaml").write_text(yaml.safe_dump(run_config(FAILED[0], "segformer:mit_b2", {}, data_root, 0)))
-    (failed / "run.json").write_text(json.dumps({"status": "failed", "name": FAILED[0], "error": FAILED[1]}))
+    make_run(root / "runs" / FAILED[0], run_config(FAILED[0], "segformer:mit_b2", {}, data_root, 0), checkpoint=False,
+             info={"status": "failed", "name": FAILED[0], "error": FAILED[1]})
     entries.append({"name": FAILED[0], "group": "vit", "baseline": False, "config_name": "vit+big", "seed": 0,
                     "status": "failed", "error": FAILED[1], "dir": f"runs/{FAILED[0]}"})
     (root / "study.json").write_text(json.dumps({"name": root.name, "description": "CNN vs transformer, one idea each",
@@ -284,23 +268,12 @@ def test_no_finished_runs_is_one_line_error(tmp_path):
 
 
 def test_cli_command(study, built):
-    import typer
-    from typer.testing import CliRunner
-
-    from seglab.study.report_cli import register
-
-    app = typer.Typer()
-    register(app)
-
-    @app.command()
-    def other():  # a second command, so typer keeps "report" as a subcommand name
-        pass
-
-    assert "--data" in CliRunner().invoke(app, ["report", "--help"]).output
-    result = CliRunner().invoke(app, ["report", str(study)])
-    assert result.exit_code == 0 and "report.html" in result.output
+    assert "--data" in run_cli(None, "report", "--help").out
+    result = run_cli(None, "report", study)
+    assert result.code == 0 and "report.html" in result.out + result.err, result.err[-2000:]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install chromium; CI installs it)")
 def test_html_renders_in_headless_chromium(built, tmp_path):
     """One browser launch: screenshot (not blank), DOM (tables and images present), console (no errors)."""

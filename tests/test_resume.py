@@ -12,7 +12,7 @@ import sys
 import time
 
 import pytest
-from conftest import make_camvid
+from fakes import make_camvid
 
 # FPN has dropout (global random state); scale-crop and colour jitter draw augmentations; batch 1 over six
 # images validates (and checkpoints) in the middle of epochs as well as at their ends.

@@ -5,7 +5,7 @@ import logging
 
 import pytest
 import yaml
-from cli_helpers import assert_one_line_error, run_cli
+from fakes import assert_one_line_error, run_cli
 
 from seglab.errors import SeglabError
 from seglab.study.spec import builtin_studies, load_study
@@ -87,6 +87,7 @@ def test_a_broken_run_stops_the_study_before_anything_trains(capsys, tmp_path, t
         assert not list((out / "tiny").glob("runs/*/checkpoints"))
 
 
+@pytest.mark.slow
 def test_runner_is_resumable_and_records_failures(capsys, caplog, tmp_path, tiny_camvid):
     # A failure only training can find: the loss turns infinite at a learning rate of 1e30.
     study = {**TINY, "runs": [*TINY["runs"], {"name": "broken", "group": "g", "train": {"lr": 1e30, "epochs": 3}}]}
@@ -133,6 +134,7 @@ def test_eta_adds_measured_overhead_to_budgets(tmp_path):
     assert _eta([(runs[0], 150.0)], runs[1:]) == pytest.approx(120 + 30)  # measured: 30 s over budget
 
 
+@pytest.mark.slow
 def test_budgeted_study_calibrates_once_per_cost_and_pairs_runs(capsys, caplog, tmp_path, tiny_camvid):
     """Runs that differ only in recipe share one measured step cost, so they do exactly the same steps; the
     measurement is kept for a resumed study; a broken run stops the study before anything trains."""
@@ -164,6 +166,7 @@ def test_budgeted_study_calibrates_once_per_cost_and_pairs_runs(capsys, caplog, 
     assert not (out / "broken" / "runs").exists()
 
 
+@pytest.mark.slow
 def test_repeated_study_reports_seed_paired_verdicts(capsys, tmp_path, tiny_camvid):
     """End to end: two seeds per configuration, budgets, per-image matrices, and a report whose comparison
     rests on the seed-paired test (training noise), with the test-image interval beside it."""
