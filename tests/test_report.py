@@ -2,7 +2,8 @@
 
 Two groups (cnn, vit) x (baseline + one variant) x two seeds, plus one failed run; the best run (by
 validation mIoU) gets a real tiny checkpoint and the data folder is a fake CamVid, so the qualitative grid
-runs real inference. The HTML is also opened in headless Chromium when it is installed.
+runs real inference. report.html must say what report.md says and nothing more (same words, same table
+cells, bold where the Markdown is bold), need no network, and open in headless Chromium when it is installed.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ import json
 import re
 import shutil
 import subprocess
+from collections import Counter
+from html.parser import HTMLParser
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +32,10 @@ from seglab.data import CAMVID11
 from seglab.errors import SeglabError
 from seglab.metrics import ConfusionMatrix
 from seglab.study.compare import IMAGE_TEST, SEED_TEST, load_results, work_mismatches
-from seglab.study.conclusions import conclusions
+from seglab.study.conclusions import TEST_NAMES, conclusions
 from seglab.study.report import build_report, examples
+from seglab.study.report_html import render_html, slug
+from seglab.study.report_tables import esc, md_table
 from seglab.training.callbacks import METRICS_COLUMNS
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -143,7 +149,7 @@ def test_rows_aggregate_seeds_and_test_paired_by_seed(study):
     deltas = []
     for name, row in rows.items():
         if name == "vit+big":
-            assert row.status == "failed" and row.stats["test_miou"].n == 0 and row.delta is None
+            assert row.status_counts() == {"failed": 1} and row.stats["test_miou"].n == 0 and row.delta is None
             continue
         mious = [r.test["miou"] for r in sorted(row.finished, key=lambda r: r.seed)]
         assert mious == pytest.approx(CONFIGS[name][-1], abs=0.01)  # the fakes hit their targets
@@ -188,7 +194,7 @@ def test_single_runs_verdicts_cover_test_images_only(tmp_path):
     assert iv.low < rows["cnn"].stats["test_miou"].mean < iv.high
     md, page = build_report(study)
     assert "not measured (one run per configuration)" in md.read_text()
-    assert not re.search(r'class="[^"]*\bsig\b', page.read_text())  # no verdict styling without training noise
+    assert "**+" not in md.read_text() and "<strong>+" not in page.read_text()  # no verdict without training noise
     assert "has no checkpoint" in md.read_text() and "has no checkpoint" in page.read_text()
     assert not (study / "report_files" / "examples.png").exists()
 
@@ -197,7 +203,7 @@ def test_conclusions_name_effects_failures_and_weights(study):
     text = "\n".join(conclusions(load_results(study)))
     assert re.search(r"\*\*cnn\+recipe\*\* (helped|showed no change larger than the noise) against \*\*cnn\*\*: "
                      r"test mIoU \+[78]\.\d points", text)
-    assert SEED_TEST.capitalize() in text and "Holm-corrected" in text and "covers training noise" in text
+    assert TEST_NAMES[SEED_TEST].capitalize() in text and "Holm-corrected" in text and "covers training noise" in text
     assert "d_z = " in text and "exact sign-flip test cannot go below p = 0.5" in text  # two seeds
     assert FAILED[0] in text and FAILED[1] in text
     assert re.search(r"Weights: \*\*cnn\*\*, \*\*cnn\+recipe\*\* start from random initialisation \(from "
@@ -229,14 +235,105 @@ def test_report_has_table_rows_and_every_section(study, built):
         assert f"## {title}" in text and title in page.read_text()
     for fig in ("curves", "per_class_iou", "confusion", "examples"):
         assert f"(report_files/{fig}.png)" in text and (study / "report_files" / f"{fig}.png").is_file()
-    assert re.search(r"\| \+8\.\d \|", text) and "failed" in text and FAILED[1] in text and OFFLINE in text
+    assert re.search(r"\| \*\*\+8\.\d\*\* \|", text) and "failed" in text and FAILED[1] in text and OFFLINE in text
     assert "| steps | images | epochs |" in text and "training seeds" in text and "single-thread" not in text
     assert "`train.optimizer=adamw`" in text  # config diff against the defaults
 
 
+class Page(HTMLParser):
+    """What a reader of report.html sees: its text (image alt text included) and its tables' cells."""
+
+    def __init__(self, page: str):
+        super().__init__()
+        self.text, self.tables, self.skip, self.in_cell = [], [], False, False
+        self.feed(page)
+
+    def handle_starttag(self, tag, attrs):
+        self.skip = tag == "style"
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.tables[-1].append([])
+        elif tag in ("td", "th"):
+            self.tables[-1][-1].append("")
+            self.in_cell = True
+        self.text += [v for k, v in attrs if k == "alt"]
+
+    def handle_endtag(self, tag):
+        self.skip = False
+        self.in_cell = self.in_cell and tag not in ("td", "th")
+
+    def handle_data(self, data):
+        if not self.skip:
+            self.text.append(data)
+            if self.in_cell:
+                self.tables[-1][-1][-1] += data
+
+    def cells(self) -> list[list[list[str]]]:
+        return [[[c.strip() for c in row] for row in table] for table in self.tables]
+
+
+def md_tables(text: str) -> list[list[list[str]]]:
+    """report.md's tables as cell text, markup and escapes removed (the separator rows dropped)."""
+    tables, previous = [], ""
+    for line in text.splitlines():
+        if line.startswith("|") and not line.startswith("|---"):
+            cells = re.split(r"(?<!\\)\|", line.strip()[1:-1])
+            cells = [re.sub(r"\\(.)", r"\1", re.sub(r"(?<!\\)(\*\*|\*|`)", "", c.strip())) for c in cells]
+            if not previous.startswith("|"):
+                tables.append([])
+            tables[-1].append(cells)
+        previous = line
+    return tables
+
+
+def words(text: str) -> Counter:
+    return Counter(re.findall(r"\w+", re.sub(r"\\(.)", r"\1", text)))
+
+
+def test_html_says_what_the_markdown_says(built):
+    """Same tables cell for cell, and the same words: the page adds none (nor drops any) of its own; it only
+    repeats the title (as the window title) and the Summary's bullets (as the header cards)."""
+    md, page = built[0].read_text(), Page(built[1].read_text())
+    tables = md_tables(md)
+    assert len(tables) == 5 and sum(len(t) for t in tables) > 30
+    assert page.cells() == tables
+    visible = re.sub(r"\]\([^)]*\)", "]", md)  # link targets and image paths are not text
+    title = md.splitlines()[0]
+    summary = re.search(r"## Summary\n\n(?:.*\n\n)?((?:- .*\n)+)", md).group(1)
+    assert summary.count("\n") == 4 and "Runs: " in summary
+    assert words(" ".join(page.text)) == words(visible) + words(title) + words(summary)
+
+
+def test_significant_difference_is_bold_and_signed_in_both(study, built):
+    md, page = built[0].read_text(), built[1].read_text()
+    rows = {r.config_name: r for r in load_results(study).rows if r.delta is not None}
+    verdicts = {name: bool(r.delta.significant) and r.delta.training_noise_measured for name, r in rows.items()}
+    assert sorted(verdicts.values()) == [False, True]  # the fixture has one of each
+    for name, bold in verdicts.items():
+        delta = f"{100 * rows[name].delta.diff:+.1f}"
+        row = re.search(rf"^\| {re.escape(name)} \|.*$", md, re.MULTILINE).group()
+        assert (f"| **{delta}** |" in row) == bold and (f"| {delta} |" in row) != bold
+        tone = "pos" if delta.startswith("+") else "neg"
+        cell = f'<td class="{tone}"><strong>{delta}</strong></td>' if bold else f'<td class="{tone}">{delta}</td>'
+        assert cell in page, cell
+    assert page.count("<td><em>failed</em></td>") >= 1 and "| *failed* |" in md  # a failed run stands out
+
+
+def test_contents_links_match_heading_anchors_as_on_github(built):
+    md, page = built[0].read_text(), built[1].read_text()
+    assert slug("Per-class IoU") == "per-class-iou" and slug("Study report: demo") == "study-report-demo"
+    links = re.findall(r"\]\(#([^)]+)\)", md)
+    assert len(links) == 9 and "per-run-details" in links
+    for anchor in links:
+        assert page.count(f'id="{anchor}"') == 1 and f'href="#{anchor}"' in page, anchor
+
+
 def test_html_is_self_contained_with_valid_images(built):
     page = built[1].read_text()
-    assert 'src="http' not in page and 'href="http' not in page and "url(" not in page and "<script" not in page
+    assert "url(" not in page and "<script" not in page and "<link" not in page and "@import" not in page
+    assert {ref[:5] for ref in re.findall(r'(?:src|href)="([^"]*)"', page)} <= {"data:"} | {
+        ref[:5] for ref in re.findall(r'href="(#[^"]*)"', page)}  # only data URIs and in-page links
     sources = re.findall(r'<img [^>]*src="([^"]+)"', page)
     assert len(sources) == 4
     for src in sources:
@@ -246,10 +343,30 @@ def test_html_is_self_contained_with_valid_images(built):
             im.verify()
 
 
+def test_text_from_runs_is_shown_literally(tmp_path):
+    """An error message is text: no markup of its own in either file, not even a table's | or HTML tags."""
+    error = "x|y <script>alert(1)</script> __init__ *not bold* [no link](http://example.com) & `tick`"
+    page = render_html(md_table(["error"], [[esc(error)]]), tmp_path)
+    assert Page(page).cells() == [[["error"], [error]]]
+    assert "<script" not in page and "<strong" not in page and "<em" not in page and "<a " not in page
+
+
+def test_templates_ship_with_the_package():
+    """report.html needs its page template and CSS: they must be package data, not only in the checkout."""
+    templates = resources.files("seglab.study") / "templates"
+    assert templates.joinpath("report.html.j2").is_file() and templates.joinpath("report.css").is_file()
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    config = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    assert "study/templates/*" in config["tool"]["setuptools"]["package-data"]["seglab"]
+    declared = {re.split(r"[<>=!~;\[ ]", d)[0].lower() for d in config["project"]["dependencies"]}
+    assert {"jinja2", "markdown-it-py"} <= declared  # imported by report_html.py, not only someone's dependency
+
+
 def test_unreachable_data_skips_examples_with_a_note(study, tmp_path):
     best = load_results(study).best_run()
     blocks = examples(best, str(tmp_path / "nowhere"), tmp_path / "x.png")
-    assert len(blocks) == 1 and "not found" in blocks[0].text and not (tmp_path / "x.png").exists()
+    assert len(blocks) == 1 and blocks[0].startswith("> No examples:") and "not found" in blocks[0]
+    assert not (tmp_path / "x.png").exists()
 
 
 def test_no_finished_runs_is_one_line_error(tmp_path):

@@ -6,7 +6,8 @@ test split is never used to pick a winner. Two noise estimates (study/stats.py):
 test images (every run stores one confusion matrix per test image), and, with ``repeats`` >= 2, a paired
 t-test across training seeds. A verdict rests on the seed test when there is one (training noise is the
 larger for short runs) and on the image bootstrap otherwise; p-values are Holm-corrected across all the
-study's comparisons. The prose built on these numbers lives in conclusions.py.
+study's comparisons. This module holds numbers only: every word built on them (test names, verdicts,
+statuses) lives in conclusions.py, and the tables in report_tables.py.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,8 +26,8 @@ from seglab.runs import RunDir
 from seglab.study import stats
 
 ALPHA = 0.05  # significance level, two-sided, after Holm's correction
-SEED_TEST = "paired t-test across training seeds"
-IMAGE_TEST = "paired bootstrap over test images"
+SEED_TEST = "seeds"  # which test a verdict rests on (Delta.test); conclusions.TEST_NAMES words them
+IMAGE_TEST = "images"
 WORK_TOLERANCE = 0.05  # compared runs whose work differs from what their budgets intended by more are flagged
 # Aggregated per configuration: key -> where it comes from (metrics.json key, or run.json key).
 METRICS = {"test_miou": "miou", "pixel_accuracy": "pixel_accuracy", "mean_dice": "mean_dice"}
@@ -172,18 +174,9 @@ class ConfigRow:
     def finished(self) -> list[RunRecord]:
         return [r for r in self.runs if r.finished]
 
-    @property
-    def status(self) -> str:
-        """'2 finished' (the number of seeds), or a summary such as '1/2 finished, 1 failed'."""
-        counts: dict[str, int] = {}
-        for r in self.runs:
-            counts[r.status] = counts.get(r.status, 0) + 1
-        if counts.get("finished", 0) == len(self.runs):
-            return f"{len(self.runs)} finished"
-        if len(self.runs) == 1:
-            return self.runs[0].status
-        rest = ", ".join(f"{n} {s}" for s, n in counts.items() if s != "finished")
-        return f"{counts.get('finished', 0)}/{len(self.runs)} finished, {rest}"
+    def status_counts(self) -> dict[str, int]:
+        """How many of its seeds are in each run status, in order of first appearance."""
+        return dict(Counter(r.status for r in self.runs))
 
     def fact(self, key: str):
         """A run.json fact shared by the seeds (model, params, weights), from the first run that has it."""

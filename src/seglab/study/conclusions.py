@@ -1,4 +1,5 @@
-"""The study's conclusions in words: sentences the numbers of compare.py support, and no more.
+"""The study's words: sentences the numbers of compare.py support, and no more, and the few labels and
+number formats the report's tables share with them.
 
 Rules: a difference is called an improvement only when a test that covers training noise (seeds) finds
 it, after Holm's correction; with one run per configuration the report says what the test-image
@@ -20,6 +21,9 @@ from seglab.study.compare import (
     weights_substituted,
     work_mismatches,
 )
+
+TEST_NAMES = {SEED_TEST: "paired t-test across training seeds", IMAGE_TEST: "paired bootstrap over test images"}
+NOISE = {SEED_TEST: "training seeds", IMAGE_TEST: "test images only"}  # what a verdict's interval covers
 
 
 def pts(x: float) -> str:
@@ -55,6 +59,17 @@ def fmt_ci(low: float, high: float) -> str:
     return f"[{100 * low:+.1f}, {100 * high:+.1f}]"
 
 
+def status_text(row: ConfigRow) -> str:
+    """'2 finished' (the number of seeds), or a summary such as '1/2 finished, 1 failed'."""
+    counts, n = row.status_counts(), len(row.runs)
+    if counts.get("finished", 0) == n:
+        return f"{n} finished"
+    if n == 1:
+        return row.runs[0].status
+    rest = ", ".join(f"{k} {s}" for s, k in counts.items() if s != "finished")
+    return f"{counts.get('finished', 0)}/{n} finished, {rest}"
+
+
 def verdict(delta: Delta) -> str:
     """The verb of a hypothesis sentence. 'helped' and 'hurt' only when training noise was measured."""
     if delta.test is None:
@@ -82,17 +97,18 @@ def hypothesis(row: ConfigRow) -> str:
     p = f"{p_text(d.p_value)} (Holm-corrected: {p_text(d.p_holm)})"
     if d.test == SEED_TEST:
         s = d.seeds
-        text = (f"{head} {SEED_TEST.capitalize()} ({s.n} pairs): 95% CI of the change {fmt_ci(lo, hi)} points, "
-                f"{p}" + (f", effect size d_z = {s.effect_size:.2f}" if s.effect_size is not None else "") +
-                ". This covers training noise (another seed, another model) on these test images")
+        text = (f"{head} {TEST_NAMES[SEED_TEST].capitalize()} ({s.n} pairs): 95% CI of the change "
+                f"{fmt_ci(lo, hi)} points, {p}"
+                + (f", effect size d_z = {s.effect_size:.2f}" if s.effect_size is not None else "")
+                + ". This covers training noise (another seed, another model) on these test images")
         if d.images is not None:
             text += f"; test-image sampling alone gives {fmt_ci(d.images.low, d.images.high)}"
         if s.min_p_exact is not None and s.min_p_exact >= ALPHA:
             text += (f". With {s.n} seeds an exact sign-flip test cannot go below p = {s.min_p_exact:.2g}: "
                      f"more repeats make the verdict sturdier")
         return text + "."
-    return (f"{head} {IMAGE_TEST.capitalize()}: 95% CI {fmt_ci(lo, hi)} points, {p}. This covers only which "
-            f"test images were drawn, not training noise.")
+    return (f"{head} {TEST_NAMES[IMAGE_TEST].capitalize()}: 95% CI {fmt_ci(lo, hi)} points, {p}. This covers "
+            f"only which test images were drawn, not training noise.")
 
 
 def weights_sentence(res: StudyResults) -> str | None:

@@ -1,0 +1,162 @@
+"""The report's tables, as Markdown: the comparison, per-class IoU, every run, configurations, environment.
+
+Markdown is the report's only source, so a cell's look is written into its text, never beside it:
+**bold** marks a difference that beats training noise (and its p-value), *emphasis* marks something
+wrong (a failed run, an error, an environment that differs between runs), and report_html.py colours
+a cell green or red from its leading + or - sign and mutes a lone "—".
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+
+import seglab
+from seglab.config import RunConfig
+from seglab.study.compare import ConfigRow, Stat, StudyResults
+from seglab.study.conclusions import NOISE, fmt_ci, fmt_p, fmt_stat, status_text
+
+SKIP_KEYS = ("name", "out_dir", "data.root", "train.seed")  # differ by design; shown elsewhere
+
+
+def esc(text: str) -> str:
+    """Text from outside the report (errors, environment) as literal Markdown: its markup characters escaped.
+    An underscore inside a word ('x86_64') cannot start emphasis, so it stays as it is."""
+    text = re.sub(r"([\\`*\[\]<>|&])", r"\\\1", text)
+    return re.sub(r"(?<![^\W_])_|_(?![^\W_])", r"\\_", text)
+
+
+def wrong(text: str) -> str:
+    """A cell that says something went wrong (emphasised; report_html.py shows it in red)."""
+    return f"*{text}*" if text else ""
+
+
+def md_table(head: list[str], rows: list[list[str]]) -> str:
+    def cell(text: str) -> str:
+        return re.sub(r"(?<!\\)\|", r"\\|", text).replace("\n", " ")
+
+    lines = ["| " + " | ".join(cell(h) for h in head) + " |", "|" + "---|" * len(head)]
+    return "\n".join(lines + ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows])
+
+
+def fmt_time(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    s = round(seconds)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def count(v: float | None, digits: int = 0) -> str:
+    return "—" if v is None else f"{v:,.{digits}f}"
+
+
+def interval_pct(row: ConfigRow) -> str | None:
+    """'47.2–51.0%' for a single finished run with per-image matrices."""
+    if len(row.finished) != 1 or row.finished[0].test_interval is None:
+        return None
+    iv = row.finished[0].test_interval
+    return f"{100 * iv.low:.1f}–{100 * iv.high:.1f}%"
+
+
+def comparison_table(rows: list[ConfigRow]) -> str:
+    groups = len({row.group for row in rows}) > 1
+    head = ["configuration", *(["group"] if groups else []), "model", "steps", "images", "epochs", "val mIoU",
+            "test mIoU", "test 95% CI", "pixel acc.", "mean Dice", "Δ test mIoU", "Δ 95% CI", "p (Holm)", "noise",
+            "status"]
+    body = []
+    with_baseline = {row.group for row in rows if row.baseline}
+    for row in rows:
+        s, d = row.stats, row.delta
+        if row.baseline:
+            delta, ci, p, noise = "baseline", "", "", ""
+        elif d is None:
+            why = "baseline unfinished" if row.group in with_baseline else "no baseline"
+            delta, ci, p, noise = "—", "", "", why if row.finished else ""
+        else:
+            verdict = bool(d.significant) and d.training_noise_measured  # bold only what beats training noise
+            delta, p = f"{100 * d.diff:+.1f}", fmt_p(d.p_holm)
+            delta, p = (f"**{delta}**", f"**{p}**") if verdict else (delta, p)
+            ci = fmt_ci(*d.ci) if d.ci else "—"
+            noise = NOISE.get(d.test, "none")
+        status = status_text(row)
+        body.append([("★ " if row.baseline else "") + row.config_name, *([row.group] if groups else []),
+                     row.fact("model") or "—", count(s["steps"].mean), count(s["images_seen"].mean),
+                     count(s["epochs"].mean, 1), fmt_stat(s["val_miou"]), fmt_stat(s["test_miou"]),
+                     interval_pct(row) or "—", fmt_stat(s["pixel_accuracy"]), fmt_stat(s["mean_dice"]),
+                     delta, ci, p, noise, status if status.endswith(" finished") else wrong(status)])
+    return md_table(head, body)
+
+
+def per_class_table(rows: list[ConfigRow], class_names: list[str]) -> str:
+    done = [r for r in rows if r.finished]
+
+    def iou(run, i: int) -> float | None:
+        values = (run.test or {}).get("per_class_iou") or []
+        return values[i] if i < len(values) else None
+
+    body = [[name, *(fmt_stat(Stat([v for r in row.finished if (v := iou(r, i)) is not None])) for row in done)]
+            for i, name in enumerate(class_names)]
+    return md_table(["class (test IoU %)", *(r.config_name for r in done)], body)
+
+
+def runs_table(res: StudyResults) -> str:
+    def percent(v: float | None) -> str:
+        return "—" if v is None else f"{100 * v:.1f}"
+
+    def steps(r) -> str:
+        done, planned = r.info.get("steps"), r.info.get("steps_planned")
+        return "—" if done is None else f"{done:,}" + (f" of {planned:,}" if planned and planned != done else "")
+
+    def test(r) -> str:
+        iv = r.test_interval
+        return percent(r.value("test_miou")) + (f" [{100 * iv.low:.1f}, {100 * iv.high:.1f}]" if iv else "")
+
+    body = [[r.name, str(r.seed), r.status if r.finished else wrong(r.status), esc(r.info.get("weights") or "—"),
+             steps(r), count(r.info.get("images_seen")), count(r.info.get("epochs"), 2),
+             fmt_time(r.info.get("train_seconds")), fmt_time(r.info.get("cpu_seconds")),
+             count(r.info.get("img_per_s"), 1), percent(r.value("val_miou")), test(r), wrong(esc(r.error or ""))]
+            for r in res.runs]
+    return md_table(["run", "seed", "status", "weights", "steps", "images", "epochs", "wall time", "CPU time",
+                     "img/s", "val mIoU", "test mIoU [95% CI]", "error"], body)
+
+
+def flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and k in ("data", "model", "train"):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = list(v) if isinstance(v, tuple) else v
+    return out
+
+
+def config_table(rows: list[ConfigRow]) -> str:
+    """Each configuration's settings that differ from seglab's defaults; the ones all share come first."""
+    defaults = flatten(RunConfig().to_dict())
+    diffs = {}
+    for row in rows:
+        cfg = next((r.config for r in row.runs if r.config), None)
+        diffs[row.config_name] = None if cfg is None else {
+            k: v for k, v in flatten(cfg).items() if k not in SKIP_KEYS and defaults.get(k, object()) != v}
+    known = [d for d in diffs.values() if d is not None]
+    shared = {k: v for k, v in known[0].items() if all(d.get(k) == v for d in known)} if known else {}
+
+    def show(d: dict) -> str:
+        return ", ".join(f"`{k}={v}`" for k, v in d.items()) or "(defaults)"
+
+    body = [["all configurations", show(shared)]] if len(known) > 1 else []
+    body += [[name, "config.yaml missing" if d is None else show({k: v for k, v in d.items() if k not in shared})]
+             for name, d in diffs.items()]
+    return md_table(["configuration", "settings different from the defaults"], body)
+
+
+def environment_table(res: StudyResults) -> str:
+    envs = [(r.name, r.info.get("environment") or {}) for r in res.finished]
+    keys = list(dict.fromkeys(k for _, e in envs for k in e))
+    body = []
+    for k in keys:
+        values = list(dict.fromkeys("none" if e.get(k) is None else esc(str(e[k])) for _, e in envs))
+        body.append([esc(k), values[0] if len(values) == 1 else wrong("; ".join(values) + " (differs between runs)")])
+    built = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    body.append(["report built", f"seglab {seglab.__version__}, {built}"])
+    return md_table(["", "value (from run.json)"], body)
