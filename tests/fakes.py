@@ -86,15 +86,20 @@ def make_run(run: Path, config: dict, *, names=CAMVID11.names, colors=CAMVID11.c
     import torch
     import yaml
 
-    from seglab.runs import RunDir, write_per_image
+    from seglab.runs import RunDir
 
     run.mkdir(parents=True, exist_ok=True)
     (run / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     if checkpoint:
+        from seglab.config import from_dict
+        from seglab.data.classes import ClassSet
+        from seglab.models import build_model
         from seglab.training.module import SegModule
 
+        cfg, classes = from_dict(config), ClassSet(tuple(names), tuple(tuple(c) for c in colors))
         torch.manual_seed(0)
-        module = SegModule(config, list(names), [list(c) for c in colors], pretrained=False)
+        model = build_model(cfg.model.spec, classes.num_classes, weights="none")
+        module = SegModule(cfg, classes, model=model)
         (run / "checkpoints").mkdir(exist_ok=True)
         torch.save({"state_dict": state_dict or module.state_dict(), "hyper_parameters": dict(module.hparams)},
                    run / "checkpoints" / "best.ckpt")
@@ -104,7 +109,7 @@ def make_run(run: Path, config: dict, *, names=CAMVID11.names, colors=CAMVID11.c
         (run / "metrics.json").write_text(json.dumps(metrics))
     if per_image is not None:
         matrices, images = per_image
-        write_per_image(RunDir(run).per_image("test"), matrices, list(images))
+        RunDir(run).write_per_image(matrices, list(images))
     return run
 
 

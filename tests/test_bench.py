@@ -79,9 +79,9 @@ def test_infer_without_checkpoint_defaults(tiny_camvid):
 @pytest.mark.parametrize("args, message", [
     (["train", "--size", "100x100"], "multiples of 32"),
     (["train", "--size", "big"], "HxW"),
-    (["train", "--batch", "0"], "--batch 0"),
-    (["train", "--steps", "2", "--rounds", "3"], "--rounds 3"),
-    (["infer", "--frames", "0"], "--frames 0"),
+    (["train", "--batch", "0"], "'--batch'"),
+    (["train", "--steps", "2", "--rounds", "3"], "'--rounds': 3: at most --steps"),
+    (["infer", "--frames", "0"], "'--frames'"),
     (["infer", "--paths", "eager_bf16_cl,warp"], "unknown warp"),
 ])
 def test_bad_options(tiny_camvid, args, message):

@@ -125,7 +125,7 @@ def test_bad_steps_are_one_line(capsys, value, tiny_camvid):
     from fakes import assert_one_line_error
 
     r = run_cli(capsys, "train", "--data", tiny_camvid, "--model", "scratch:simplesegnet", "--steps", value)
-    assert_one_line_error(r, "train.steps")
+    assert_one_line_error(r, "--steps")
 
 
 @pytest.mark.slow

@@ -1,8 +1,8 @@
 import pytest
 
 from seglab.config import RunConfig, load_config, parse_duration, parse_override
-from seglab.sizes import parse_size
 from seglab.errors import SeglabError
+from seglab.sizes import parse_size
 
 
 def test_defaults_yaml_then_overrides(tmp_path):

@@ -19,7 +19,7 @@ TRAIN = ["train", "--model", "scratch:simplesegnet", "--size", "64x96", "--batch
 def test_every_builtin_preset_is_a_valid_config(path):
     cfg = load_config(preset_path(path.stem))
     assert cfg.name == path.stem and cfg.train.budget  # named for itself, sized by a compute budget
-    assert "test" not in cfg.trains_on()
+    assert "test" not in cfg.data.trains_on()
 
 
 def test_preset_errors_are_one_line(capsys, tiny_camvid, tmp_path):

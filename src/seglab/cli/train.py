@@ -21,6 +21,7 @@ import typer
 from seglab.cli.options import Data, check_choice, size_option, with_choices
 from seglab.config import ConfigError, config_fields
 from seglab.config.loading import coerce
+from seglab.errors import SeglabError
 
 app = typer.Typer()
 
@@ -81,13 +82,12 @@ def train(
     overrides = dict(parse_override(s) for s in set_ or [])
     if preset is not None:
         if config is not None:
-            raise typer.BadParameter("give --preset or --config, not both (options and --set override either)",
-                                     param_hint="'--preset'")
+            raise SeglabError("--preset and --config: give one of them (options and --set still override either)")
         config = preset_path(preset)
     try:
-        cfg = load_config(config, {**overrides, **given})
+        cfg = load_config(config, {**given, **overrides})  # --set last: it can set anything
     except ConfigError as e:
-        if e.key in given:  # a value given as an option: name the option, not the config key
+        if e.key in given and e.key not in overrides:  # a value from an option: name it, not the config key
             raise typer.BadParameter(e.problem, param_hint=f"'{CONFIG_OPTIONS[e.key][0]}'") from None
         raise
     run_train(cfg)

@@ -116,9 +116,10 @@ def coerce(value, tp, key: str):
         try:
             return _coerce_one(value, opt)
         except (TypeError, ValueError) as e:
-            # a list's own problem (a NaN inside) says more than "expected a string" from another option
-            fits = isinstance(value, (list, tuple)) == (typing.get_origin(opt) in (list, tuple))
-            errors.insert(0, str(e)) if fits else errors.append(str(e))
+            listy = isinstance(value, (list, tuple)) or (isinstance(value, str) and "," in value)
+            if listy and typing.get_origin(opt) in (list, tuple):  # a list with a bad item ("1,nan"): say so
+                raise ConfigError(key, f"bad value {value!r} ({e})") from None
+            errors.append(str(e))
     raise ConfigError(key, f"bad value {value!r} ({errors[0] if errors else 'wrong type'})")
 
 

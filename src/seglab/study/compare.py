@@ -239,8 +239,7 @@ def load_results(study_dir: str | Path) -> StudyResults:
 
 def _load_run(study_dir: Path, entry: dict) -> RunRecord:
     run_dir = RunDir(study_dir / entry.get("dir", f"runs/{entry['name']}"))
-    info = _read(run_dir.info, json.loads) or {}
-    test = _read(run_dir.metrics("test"), json.loads)
+    info, test = run_dir.read_info(), run_dir.read_metrics("test")
     status, error = entry.get("status", "pending"), entry.get("error")
     if test is not None and info.get("status") == "finished":
         status = "finished"
@@ -250,7 +249,15 @@ def _load_run(study_dir: Path, entry: dict) -> RunRecord:
         error = info.get("error")
     return RunRecord(entry["name"], entry.get("config_name", entry["name"]), entry.get("group", "default"),
                      bool(entry.get("baseline", False)), int(entry.get("seed", 0)), status, error, run_dir, info,
-                     test, _read(run_dir.config, yaml.safe_load))
+                     test, _config_dict(run_dir))
+
+
+def _config_dict(run_dir: RunDir) -> dict | None:
+    """The run's config as plain values (the report shows what differs from the defaults), or None."""
+    try:
+        return run_dir.read_config().to_dict()
+    except SeglabError:
+        return None
 
 
 def aggregate(runs: list[RunRecord]) -> list[ConfigRow]:

@@ -11,7 +11,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import yaml
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
@@ -164,11 +163,11 @@ def predict_examples(run: RunRecord, data_root: str | None, k: int = 4) -> tuple
 
     predictor = load(run.run_dir.path, device="cpu")  # the scale and weights `seglab evaluate` scores
     names = list(predictor.classes.names)
-    data = (yaml.safe_load(run.run_dir.config.read_text()) or {}).get("data", {})
-    root = data_root or data.get("root")
+    data = run.run_dir.read_config().data
+    root = data_root or data.root
     if not root or not Path(root).is_dir():
         raise SeglabError(f"data folder {root or '(none recorded)'} not found; pass --data PATH")
-    source = open_source(Path(root), data.get("layout", "auto"), data.get("remap"), data.get("classes_file"))
+    source = open_source(Path(root), data.layout, data.remap, data.classes_file)
     if list(source.classes.names) != names:
         raise SeglabError(f"{root}: its classes differ from the {len(names)} the model was trained on")
     samples = source.split("test")
