@@ -18,9 +18,10 @@ from typer.testing import CliRunner
 from seglab.config import DataConfig, ModelConfig, RunConfig
 from seglab.data.classes import CAMVID11
 from seglab.errors import SeglabError
+from seglab.imageio import read_image, to_rgb
 from seglab.inference import Predictor, TorchBackend, export_onnx, load, save_pretrained, verify_onnx
 from seglab.inference.cli import register
-from seglab.inference.io import open_video, read_image, to_rgb
+from seglab.inference.io import open_video
 from seglab.runs import load_module
 from seglab.training.module import SegModule
 
@@ -232,8 +233,8 @@ def test_folder_with_bad_files_writes_the_good_ones(tmp_path, run):
     written = sorted(str(p.relative_to(out)) for p in out.rglob("*.png"))
     assert written == ["a.png", "sub/b.png", "sub/deeper/c.png"]
     assert Image.open(out / "sub" / "deeper" / "c.png").size == (64, 64)
-    assert f"skipped {src / 'sub' / 'fake.png'}: not an image" in output
-    assert f"skipped {src / 'sub' / 'truncated.png'}: unreadable image" in output
+    assert f"skipped {src / 'sub' / 'fake.png'}: cannot read image (not an image" in output
+    assert f"skipped {src / 'sub' / 'truncated.png'}: cannot read image (truncated" in output
     assert f"ignored {src / 'notes.txt'}" in output
     assert "predicted 3 images" in output and len(good) == 3
 
@@ -430,7 +431,7 @@ def test_default_precision_follows_training(run):
 def test_banded_upsampling_equals_interpolate():
     """Training-scale prediction upsamples in row bands (bounded memory for huge images) with the very
     numbers F.interpolate would give for the whole image."""
-    from seglab.inference.predictor import upsample_rows
+    from seglab.inference.resize import upsample_rows
 
     z = torch.randn(5, 12, 17)
     whole = torch.nn.functional.interpolate(z[None], size=(100, 131), mode="bilinear", align_corners=False)[0]
