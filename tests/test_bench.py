@@ -52,11 +52,11 @@ def test_train_report(tiny_camvid, tmp_path):
 def test_infer_report_through_cli(tiny_camvid, tmp_path):
     out = tmp_path / "infer.json"
     result = run_cli(None, "bench", "infer", "--data", tiny_camvid, "--model", MODEL, "--frames", "2", "--repeats",
-                     "1", "--threads", "1", "--paths", "eager_bf16_cl,jit_bf16_cl,onnx_fp32", "--out", out)
+                     "1", "--threads", "1", "--paths", "eager_bf16_cl,onnx_fp32", "--out", out)
     assert result.code == 0, result.out + result.err
     report = json.loads(out.read_text())
     paths = report["paths"]
-    assert set(paths) == {"eager_fp32", "eager_bf16_cl", "jit_bf16_cl", "onnx_fp32"}
+    assert set(paths) == {"eager_fp32", "eager_bf16_cl", "onnx_fp32"}
     assert paths["eager_fp32"]["agreement"] == 1.0
     for p in paths.values():
         assert 0 <= p["agreement"] <= 1
@@ -74,6 +74,20 @@ def test_infer_report_through_cli(tiny_camvid, tmp_path):
 def test_infer_without_checkpoint_defaults(tiny_camvid):
     report = run_infer_bench(str(tiny_camvid), MODEL, frames=1, repeats=1, threads=1, paths=[], show=False)
     assert list(report["paths"]) == ["eager_fp32"] and report["speedup"] == 1.0
+    assert report["predict_default"] in ("eager_fp32", "eager_bf16_cl")
+    assert report["setup"]["model_input_size"] == [64, 96] and report["setup"]["strategy"] == "native (padded)"
+
+
+def test_infer_times_the_shipped_predictor(tiny_camvid, monkeypatch):
+    """Every timed frame goes through Predictor.predict, the call `seglab predict` makes."""
+    from seglab.inference.predictor import Predictor
+
+    calls = []
+    real = Predictor.predict
+    monkeypatch.setattr(Predictor, "predict", lambda self, image: calls.append(self.backend) or real(self, image))
+    run_infer_bench(str(tiny_camvid), MODEL, frames=3, repeats=2, threads=1, paths=["eager_bf16_cl"], show=False)
+    precisions = [b.precision for b in calls]
+    assert precisions.count("32") == precisions.count("bf16-mixed") == 2 + 3 * 2  # warm-up + timed passes
 
 
 @pytest.mark.parametrize("args, message", [

@@ -248,9 +248,12 @@ def test_eval_preset_pads_native_size_to_32_with_ignore():
 # --- cache, histogram, check -----------------------------------------------------------------------------
 
 def test_preload_caches_every_file_once(tiny_camvid, monkeypatch):
+    from seglab.data import dataset as dataset_module
+
     calls = []
-    real = cv2.imread
-    monkeypatch.setattr(cv2, "imread", lambda path, *a: calls.append(path) or real(path, *a))
+    real_image, real_mask = dataset_module.read_image, dataset_module.read_mask
+    monkeypatch.setattr(dataset_module, "read_image", lambda path: calls.append(path) or real_image(path))
+    monkeypatch.setattr(dataset_module, "read_mask", lambda path, *a: calls.append(path) or real_mask(path, *a))
     ds = dataset(open_source(tiny_camvid), transform=TrainPreset((32, 32)))
     ds.preload()
     assert len(calls) == 6 and len(set(calls)) == 6

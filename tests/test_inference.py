@@ -16,10 +16,10 @@ from PIL import Image
 from seglab.config import DataConfig, ModelConfig, RunConfig
 from seglab.data.classes import CAMVID11
 from seglab.errors import SeglabError
+from seglab.imageio import read_image, to_rgb
 from seglab.inference import Predictor, TorchBackend, export_onnx, load, save_pretrained, verify_onnx
-from seglab.inference.io import open_video, read_image, to_rgb
-from seglab.runs import load_module
-from seglab.training.module import SegModule
+from seglab.inference.io import open_video
+from seglab.runs import read_trained
 
 SPEC = "scratch:simplesegnet"
 NAMES, COLORS = list(CAMVID11.names), [list(c) for c in CAMVID11.colors]
@@ -73,8 +73,9 @@ def error_line(output: str) -> str:
 
 
 def test_checkpoint_loads_as_run_folder_and_as_file(run, predictor):
-    module = load_module(run)
-    assert isinstance(module, SegModule) and module.hparams.class_names == NAMES
+    trained = read_trained(run)
+    assert trained.checkpoint == run / "checkpoints" / "best.ckpt" and list(trained.classes.names) == NAMES
+    assert trained.config.model.spec == SPEC and not trained.build().training
     image = rgb(64, 96)
     from_file = load(run / "checkpoints" / "best.ckpt", device="cpu", amp=False).predict(image)
     np.testing.assert_array_equal(predictor.predict(image), from_file)
@@ -217,8 +218,8 @@ def test_folder_with_bad_files_writes_the_good_ones(tmp_path, run):
     written = sorted(str(p.relative_to(out)) for p in out.rglob("*.png"))
     assert written == ["a.png", "sub/b.png", "sub/deeper/c.png"]
     assert Image.open(out / "sub" / "deeper" / "c.png").size == (64, 64)
-    assert f"skipped {src / 'sub' / 'fake.png'}: not an image" in output
-    assert f"skipped {src / 'sub' / 'truncated.png'}: unreadable image" in output
+    assert f"skipped {src / 'sub' / 'fake.png'}: cannot read image (not an image" in output
+    assert f"skipped {src / 'sub' / 'truncated.png'}: cannot read image (truncated" in output
     assert f"ignored {src / 'notes.txt'}" in output
     assert written == sorted(str(p.relative_to(src).with_suffix(".png")) for p in good)  # each good one, once
     assert "predicted 3 images" in output
@@ -418,7 +419,7 @@ def test_default_precision_follows_training(run):
 def test_banded_upsampling_equals_interpolate():
     """Training-scale prediction upsamples in row bands (bounded memory for huge images) with the very
     numbers F.interpolate would give for the whole image."""
-    from seglab.inference.predictor import upsample_rows
+    from seglab.inference.resize import upsample_rows
 
     z = torch.randn(5, 12, 17)
     whole = torch.nn.functional.interpolate(z[None], size=(100, 131), mode="bilinear", align_corners=False)[0]

@@ -16,21 +16,7 @@ from PIL import Image
 from seglab.constants import IGNORE_INDEX
 from seglab.data.sources import Sample
 from seglab.errors import SeglabError
-
-# Keep JPEG pixels as stored: EXIF rotation would turn the image but not its PNG mask.
-_IMREAD_IMAGE = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
-
-
-def _unreadable(path: Path) -> SeglabError:
-    return SeglabError(f"{path}: cannot read image (missing, truncated or not an image)")
-
-
-def read_image(path: Path) -> np.ndarray:
-    """(H, W, 3) uint8 RGB; grayscale, RGBA and 16-bit files are converted by OpenCV."""
-    image = cv2.imread(str(path), _IMREAD_IMAGE)
-    if image is None:
-        raise _unreadable(path)
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+from seglab.imageio import file_orientation, read_image, upright
 
 
 def color_lookup(color_table: dict[tuple[int, int, int], int]) -> tuple[np.ndarray, np.ndarray]:
@@ -52,16 +38,18 @@ def decode_colors(path: Path, mask: np.ndarray, lookup: tuple[np.ndarray, np.nda
 
 
 def read_mask(path: Path, lookup: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-    """(H, W) raw labels, uint8 (or uint16 for 16-bit PNGs, checked by ``apply_lut``).
+    """(H, W) raw labels, uint8 (or uint16 for 16-bit PNGs, checked by ``apply_lut``), upright by the
+    file's EXIF orientation as ``read_image`` turns images, so a pair stays aligned.
 
     Colour masks (``lookup`` given) are decoded from their RGB values, never read as grayscale: a grayscale
     read blends the three channels into numbers that are not class indices.
     """
-    mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)  # as stored: UNCHANGED ignores EXIF orientation
     if mask is None:
-        raise _unreadable(path)
+        raise SeglabError(f"{path}: cannot read image (missing, truncated or not an image)")
+    turn = file_orientation(path)
     if lookup is not None:
-        return decode_colors(path, mask, lookup)
+        return upright(decode_colors(path, mask, lookup), turn)
     if mask.ndim == 3:
         with Image.open(path) as im:  # OpenCV expands palette PNGs to colours; their indices are the labels
             if im.mode != "P":
@@ -71,7 +59,7 @@ def read_mask(path: Path, lookup: tuple[np.ndarray, np.ndarray] | None = None) -
             mask = np.asarray(im)
     if mask.dtype not in (np.uint8, np.uint16):
         raise SeglabError(f"{path}: mask pixels are {mask.dtype}; expected 8- or 16-bit class indices")
-    return mask
+    return upright(mask, turn)
 
 
 def _runs(values: np.ndarray) -> str:
@@ -122,8 +110,10 @@ def read_pair(sample: Sample, lookup=None) -> tuple[np.ndarray, np.ndarray | Non
     raw = read_mask(sample.mask, lookup)
     if raw.shape[:2] != image.shape[:2]:
         (mh, mw), (ih, iw) = raw.shape[:2], image.shape[:2]
+        sideways = " (images are turned upright by their EXIF orientation: save the mask upright too)" \
+            if (mh, mw) == (iw, ih) else ""
         raise SeglabError(f"{sample.mask}: mask is {mh}x{mw} but its image {sample.image} is {ih}x{iw} "
-                          "(height x width); they must match pixel for pixel")
+                          f"(height x width); they must match pixel for pixel{sideways}")
     return image, raw
 
 

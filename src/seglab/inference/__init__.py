@@ -5,8 +5,9 @@
     mask = predictor.predict(np.asarray(Image.open("photo.jpg")))  # (H, W) uint8 class indices
 """
 
+from seglab.inference.backends import OnnxBackend, TorchBackend
 from seglab.inference.export import export_onnx, load_pretrained, save_pretrained, verify_onnx
-from seglab.inference.predictor import OnnxBackend, Predictor, TorchBackend, load
+from seglab.inference.predictor import Predictor, load
 
 __all__ = ["OnnxBackend", "Predictor", "TorchBackend", "export_onnx", "load", "load_pretrained",
            "save_pretrained", "verify_onnx"]

@@ -22,11 +22,13 @@ import seglab
 from seglab.constants import IGNORE_INDEX, SIZE_DIVISOR
 from seglab.data.classes import ClassSet
 from seglab.errors import SeglabError, first_line
+from seglab.sizes import check_model_size
 
 ONNX_INPUT, ONNX_OUTPUT = "images", "logits"
 ONNX_OPSET = 17
 FORMAT = "seglab-pretrained"
-INPUT_NOTE = "RGB (B, 3, H, W), values 0..255 (uint8 or float), H and W multiples of 32; normalised inside"
+INPUT_NOTE = (f"RGB (B, 3, H, W), values 0..255 (uint8 or float), H and W multiples of {SIZE_DIVISOR}; "
+              "normalised inside")
 
 
 def model_info(model: torch.nn.Module, classes: ClassSet, input_size: tuple[int, int] | None = None) -> dict:
@@ -56,8 +58,10 @@ def export_onnx(model: torch.nn.Module, classes: ClassSet, path: Path, dynamic: 
     """
     import onnx
 
-    if size[0] % SIZE_DIVISOR or size[1] % SIZE_DIVISOR:
-        raise SeglabError(f"--size {size[0]}x{size[1]}: height and width must be multiples of 32")
+    try:
+        check_model_size(size)
+    except ValueError as e:
+        raise SeglabError(f"--size {e}") from None
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval().float()

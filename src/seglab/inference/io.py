@@ -1,7 +1,7 @@
-"""Files in and out of prediction: any image as RGB uint8, index PNGs, overlays, legends, video frames.
+"""Files in and out of prediction: input lists, index PNGs, overlays, legends, video frames.
 
-People bring grayscale scans, RGBA screenshots, 16-bit TIFFs and palette PNGs; the model wants (H, W, 3)
-uint8 RGB. Everything is converted here, once, so the predictor only ever sees one layout.
+Image files are decoded by ``seglab.imageio`` (re-exported here as ``read_image``), the reader training
+uses too, so a file gives the same upright RGB pixels whether it is trained on or predicted.
 """
 
 from __future__ import annotations
@@ -12,73 +12,14 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, ImageDraw, ImageOps
+from PIL import Image, ImageDraw
 
-from seglab.errors import SeglabError, first_line
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
-
-# PIL modes whose pixels np.asarray gives as numbers to convert ourselves; others go through convert("RGB").
-_NUMERIC_MODES = {"L", "LA", "RGB", "RGBA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+from seglab.errors import SeglabError
+from seglab.imageio import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, read_image  # noqa: F401 - read here by the CLI
 
 
 def is_video(path: Path) -> bool:
     return path.suffix.lower() in VIDEO_EXTENSIONS
-
-
-def to_rgb(image: np.ndarray | Image.Image) -> np.ndarray:
-    """(H, W, 3) uint8 RGB from any layout and bit depth.
-
-    Arrays are taken as RGB(A) (not OpenCV's BGR). Grey is repeated to three channels, alpha is dropped,
-    16-bit (and 32-bit integer) values keep their high byte, floats are read as 0..1 if no value exceeds 1,
-    else as 0..255.
-    """
-    if isinstance(image, Image.Image):
-        if image.mode == "P" and "transparency" in image.info:
-            image = image.convert("RGBA")  # PIL warns when a palette image with transparency skips this step
-        image = np.asarray(image if image.mode in _NUMERIC_MODES else image.convert("RGB"))
-    a = np.asarray(image)
-    if a.ndim == 3 and a.shape[2] == 1:
-        a = a[..., 0]
-    if a.ndim == 2:
-        a = a[..., None].repeat(3, axis=2)  # (H, W) -> (H, W, 3)
-    elif a.ndim == 3 and a.shape[2] == 2:
-        a = a[..., :1].repeat(3, axis=2)  # grey + alpha -> (H, W, 3)
-    elif a.ndim == 3 and a.shape[2] == 4:
-        a = a[..., :3]
-    if a.ndim != 3 or a.shape[2] != 3 or 0 in a.shape:
-        raise ValueError(f"expected an (H, W), (H, W, 3) or (H, W, 4) image, got shape {a.shape}")
-    return np.ascontiguousarray(_to_uint8(a))
-
-
-def _to_uint8(a: np.ndarray) -> np.ndarray:
-    if a.dtype == np.uint8:
-        return a
-    if a.dtype == bool:
-        return a.astype(np.uint8) * 255
-    if np.issubdtype(a.dtype, np.integer):
-        return (np.clip(a, 0, 65535).astype(np.uint32) >> 8).astype(np.uint8)  # 16-bit: keep the high byte
-    a = a.astype(np.float32)
-    scale = 255.0 if np.nanmax(a) <= 1.0 else 1.0
-    return np.clip(np.nan_to_num(a) * scale + 0.5, 0, 255).astype(np.uint8)
-
-
-def read_image(path: Path) -> np.ndarray:
-    """(H, W, 3) uint8 RGB of an image file, turned upright by its EXIF orientation (as viewers show it).
-
-    Raises SeglabError naming the file when it is not an image or is truncated.
-    """
-    try:
-        with Image.open(path) as img:
-            img.load()  # decodes everything now, so a truncated file fails here, not half-way through
-            return to_rgb(ImageOps.exif_transpose(img))
-    except FileNotFoundError:
-        raise SeglabError(f"{path}: no such file") from None
-    except Exception as e:  # noqa: BLE001 - PIL raises many types; each means "not a usable image"
-        reason = "not an image PIL can read" if type(e).__name__ == "UnidentifiedImageError" \
-            else f"unreadable image ({first_line(e, 120) if str(e) else type(e).__name__})"
-        raise SeglabError(f"{path}: {reason}") from None
 
 
 @dataclass

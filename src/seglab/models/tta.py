@@ -12,7 +12,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from seglab.constants import SIZE_DIVISOR
+from seglab.sizes import nearest_valid
 
 TTA_SCALES = {"none": (1.0,), "flip": (1.0,), "flip+scales": (0.75, 1.0, 1.25)}
 
@@ -31,8 +31,7 @@ def tta_logits(forward: Callable[[torch.Tensor], torch.Tensor], images: torch.Te
     total = None
     views = 0
     for scale in TTA_SCALES[mode]:
-        size = (max(SIZE_DIVISOR, round(h * scale / SIZE_DIVISOR) * SIZE_DIVISOR),
-                max(SIZE_DIVISOR, round(w * scale / SIZE_DIVISOR) * SIZE_DIVISOR))
+        size = (nearest_valid(h * scale), nearest_valid(w * scale))
         x = images if size == (h, w) else F.interpolate(images.float(), size=size, mode="bilinear",
                                                         align_corners=False)
         for flip in (False, True):
