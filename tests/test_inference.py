@@ -432,7 +432,7 @@ def test_banded_upsampling_equals_interpolate():
 def test_cuda_device_without_cuda_is_one_line(capsys, run):
     from fakes import assert_one_line_error, run_cli
 
-    assert_one_line_error(run_cli(capsys, "predict", run, run, "--device", "cuda"), "--device cuda",
+    assert_one_line_error(run_cli(capsys, "predict", run, run, "--device", "cuda"), "'--device': cuda",
                           "no CUDA device")
 
 
@@ -452,7 +452,7 @@ def test_broken_best_checkpoint_is_one_line_everywhere(capsys, tmp_path, run, co
         assert_one_line_error(run_cli(capsys, *args), "best.ckpt")
 
 
-@pytest.mark.parametrize("opset,fragments", [(3, ["--opset 3", "7 to 23"]), (99, ["--opset 99"])])
+@pytest.mark.parametrize("opset,fragments", [(3, ["'--opset': 3", "7 to 23"]), (99, ["'--opset': 99"])])
 def test_bad_opset_is_one_line(capsys, tmp_path, run, opset, fragments):
     from fakes import assert_one_line_error, run_cli
 

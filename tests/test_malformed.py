@@ -210,7 +210,7 @@ def test_reports_and_evaluations_of_what_is_not_there_are_one_line(capsys, train
     run, data = trained
     assert_one_line_error(run_cli(capsys, "report", tmp_path), str(tmp_path))
     assert_one_line_error(run_cli(capsys, "evaluate", tmp_path / "nothing"), "nothing")
-    assert_one_line_error(run_cli(capsys, "evaluate", run, "--split", "extra"), "--split extra")
+    assert_one_line_error(run_cli(capsys, "evaluate", run, "--split", "extra"), "'--split': extra")
     assert_one_line_error(run_cli(capsys, "evaluate", run, "--eval-size", "33x33"), "multiples of 32")
     assert_one_line_error(run_cli(capsys, "predict", run, tmp_path / "missing.png", "--out", tmp_path / "o"),
                           "missing.png")

@@ -11,6 +11,15 @@ class SeglabError(Exception):
     exit_code = 2
 
 
+class BadValue(SeglabError):
+    """A bad argument to a library function, named by that function's parameter (``tile``) and about the value
+    alone. Called from Python it reads "tile=100: ..."; the CLI names its own option instead ("--tile")."""
+
+    def __init__(self, param: str, value, problem: str):
+        super().__init__(f"{param}={value!r}: {problem}")
+        self.param, self.value, self.problem = param, value, problem
+
+
 class Interrupted(SeglabError):
     """The user stopped a run (Ctrl-C); what was saved can be resumed."""
 

@@ -15,7 +15,7 @@ from rich.table import Table
 
 from seglab.data.datamodule import SegDataModule
 from seglab.data.open import open_data
-from seglab.errors import SeglabError
+from seglab.errors import BadValue, SeglabError
 from seglab.runs import read_trained, write_json
 from seglab.training.module import SegModule
 from seglab.training.trainer import make_trainer
@@ -50,7 +50,7 @@ def evaluate(target: str | Path, split: str = "test", data_root: str | None = No
                               f"{len(names)} classes the model was trained on {names}")
         dm = SegDataModule(source, cfg.data, eval_batch_size=batch_size)
     if split not in dm.source.splits:
-        raise SeglabError(f"--split {split}: {dm.source.root} has splits {', '.join(dm.source.splits)}")
+        raise BadValue("split", split, f"{dm.source.root} has splits {', '.join(dm.source.splits)}")
     dm.test_split = split
 
     trainer = make_trainer(cfg.train, devices=1, logger=False, enable_checkpointing=False,

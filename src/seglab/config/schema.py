@@ -12,7 +12,7 @@ import typing
 from dataclasses import Field, asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 
-from seglab.errors import SeglabError
+from seglab.errors import BadValue
 
 
 def setting(default, help: str, cli: str | None = None, metavar: str | None = None) -> Field:
@@ -159,5 +159,5 @@ def preset_path(name: str) -> Path:
     path = PRESETS_DIR / f"{name}.yaml"
     if not path.is_file():
         names = sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
-        raise SeglabError(f"--preset {name!r}: no such preset; built-in presets: {', '.join(names)}")
+        raise BadValue("preset", name, f"no such preset; built-in presets: {', '.join(names)}")
     return path

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from seglab.errors import SeglabError, first_line
+from seglab.errors import BadValue, SeglabError, first_line
 from seglab.models.tta import TTA_SCALES, tta_logits
 from seglab.training.device import resolve_precision
 
@@ -24,10 +24,10 @@ def resolve_device(device: str | None) -> torch.device:
     try:
         dev = torch.device(device)
     except RuntimeError:
-        raise SeglabError(f"--device {device!r}: use auto, cpu, cuda or cuda:N") from None
+        raise BadValue("device", device, "use auto, cpu, cuda or cuda:N") from None
     if dev.type == "cuda" and (not torch.cuda.is_available() or (dev.index or 0) >= torch.cuda.device_count()):
         have = f"{torch.cuda.device_count()} CUDA device(s)" if torch.cuda.is_available() else "no CUDA device"
-        raise SeglabError(f"--device {device}: this machine has {have}; use auto or cpu")
+        raise BadValue("device", device, f"this machine has {have}; use auto or cpu")
     return dev
 
 
@@ -144,11 +144,11 @@ class Forward:
 
 
 def check_tta(tta: str, backend: Backend) -> str:
-    """``tta`` if the backend can run its views, else a one-line SeglabError naming --tta."""
+    """``tta`` if the backend can run its views, else BadValue."""
     if tta not in TTA_SCALES:
-        raise SeglabError(f"--tta {tta!r}: choose one of {', '.join(TTA_SCALES)}")
+        raise BadValue("tta", tta, f"choose one of {', '.join(TTA_SCALES)}")
     if backend.fixed_size and len(TTA_SCALES[tta]) > 1:
-        raise SeglabError(f"--tta {tta}: rescaled views need a model that takes any input size, and this "
-                          f"export takes only {backend.fixed_size[0]}x{backend.fixed_size[1]}; use --tta flip "
-                          "or an export made with --dynamic")
+        raise BadValue("tta", tta, f"rescaled views need a model that takes any input size, and this export "
+                                   f"takes only {backend.fixed_size[0]}x{backend.fixed_size[1]}; use flip or an "
+                                   "export made with --dynamic")
     return tta

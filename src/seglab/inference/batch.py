@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seglab.errors import SeglabError
+from seglab.errors import BadValue, SeglabError
 from seglab.inference import io
 from seglab.inference.predictor import Predictor
 
@@ -53,9 +53,9 @@ def predict_paths(predictor: Predictor, paths: list[Path], options: OutputOption
     """Predict every image and video under ``paths`` into ``options.out``; bad inputs are reported through
     ``echo`` and skipped, the rest is still written. Raises SeglabError only when no input is usable."""
     if options.fmt not in OUTPUT_FORMATS:
-        raise SeglabError(f"--format {options.fmt}: choose one of {', '.join(OUTPUT_FORMATS)}")
+        raise BadValue("format", options.fmt, f"choose one of {', '.join(OUTPUT_FORMATS)}")
     if not 0 <= options.alpha <= 1:
-        raise SeglabError(f"--alpha {options.alpha}: must be between 0 and 1")
+        raise BadValue("alpha", options.alpha, "must be between 0 and 1")
     inputs = io.list_inputs(paths)
     summary = PredictSummary(skipped=list(inputs.skipped))
     for path, reason in inputs.ignored:

@@ -21,7 +21,7 @@ import torch
 import seglab
 from seglab.constants import IGNORE_INDEX, SIZE_DIVISOR
 from seglab.data.classes import ClassSet
-from seglab.errors import SeglabError, first_line
+from seglab.errors import BadValue, SeglabError, first_line
 from seglab.sizes import check_model_size
 
 ONNX_INPUT, ONNX_OUTPUT = "images", "logits"
@@ -61,7 +61,7 @@ def export_onnx(model: torch.nn.Module, classes: ClassSet, path: Path, dynamic: 
     try:
         check_model_size(size)
     except ValueError as e:
-        raise SeglabError(f"--size {e}") from None
+        raise BadValue("size", size, str(e)) from None
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval().float()
@@ -76,7 +76,7 @@ def export_onnx(model: torch.nn.Module, classes: ClassSet, path: Path, dynamic: 
                               input_names=[ONNX_INPUT], output_names=[ONNX_OUTPUT],
                               dynamic_axes={ONNX_INPUT: axes, ONNX_OUTPUT: axes} if dynamic else None)
         except Exception as e:  # noqa: BLE001 - an operator the chosen opset lacks, e.g. bilinear upsampling
-            raise SeglabError(f"--opset {opset}: this model cannot be exported at it ({first_line(e, 160)}); "
+            raise BadValue("opset", opset, f"this model cannot be exported at it ({first_line(e, 160)}); "
                               f"use {ONNX_OPSET}, the default") from None
     proto = onnx.load(str(path))
     entry = proto.metadata_props.add()

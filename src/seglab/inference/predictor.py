@@ -18,7 +18,7 @@ from PIL import Image
 
 from seglab.constants import SIZE_DIVISOR
 from seglab.data.classes import ClassSet, default_colors
-from seglab.errors import SeglabError
+from seglab.errors import BadValue, SeglabError
 from seglab.imageio import to_rgb
 from seglab.inference.backends import Backend, Forward, OnnxBackend, TorchBackend, check_tta
 from seglab.inference.resize import ResizeToScale
@@ -50,7 +50,7 @@ class Predictor:
         check_tta(tta, backend)
         _check_tiles(tile, overlap)
         if batch_size < 1:
-            raise SeglabError(f"--batch {batch_size}: must be at least 1")
+            raise BadValue("batch_size", batch_size, "must be at least 1")
         self.classes, self.tile, self.overlap = classes, tile, overlap
         self.forward = Forward(backend, classes.num_classes, batch_size, tta)
         if input_size and backend.fixed_size:
@@ -101,13 +101,11 @@ class Predictor:
 
 def _check_tiles(tile: int, overlap: int) -> None:
     try:
-        check_model_size((tile, overlap or tile))  # overlap 0 is allowed; otherwise both are model sizes
-        valid = overlap < tile
+        check_model_size((tile, tile))
     except ValueError:
-        valid = False
-    if not valid:
-        raise SeglabError(f"--tile {tile} --overlap {overlap}: need multiples of {SIZE_DIVISOR} with "
-                          "0 <= overlap < tile")
+        raise BadValue("tile", tile, f"need a positive multiple of {SIZE_DIVISOR}") from None
+    if overlap < 0 or overlap % SIZE_DIVISOR or overlap >= tile:
+        raise BadValue("overlap", overlap, f"need a multiple of {SIZE_DIVISOR} with 0 <= overlap < tile ({tile})")
 
 
 # ---------------------------------------------------------------------------------------------------

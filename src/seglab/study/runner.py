@@ -11,7 +11,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from seglab.errors import Interrupted, SeglabError
+from seglab.errors import BadValue, Interrupted, SeglabError
 from seglab.runs import RunDir, write_json, write_text
 from seglab.study.spec import Study, StudyRun
 from seglab.training.budget import Calibration, cost_key
@@ -63,7 +63,7 @@ def run_study(study: Study, out: str | Path = "runs/studies", only: list[str] | 
     write_text(saved, study.source)
     selected = [r for r in study.runs if not only or r.name in only or r.config_name in only]
     if only and not selected:
-        raise SeglabError(f"--only {','.join(only)}: no such run; runs: {', '.join(r.name for r in study.runs)}")
+        raise BadValue("only", ",".join(only), f"no such run; runs: {', '.join(r.name for r in study.runs)}")
 
     statuses = {r.name: {"status": run_status(folder.run_dir(r)), "error": None} for r in study.runs}
     for name, st in _read_runs(folder.index).items():  # keep recorded errors of earlier invocations
