@@ -119,7 +119,7 @@ def test_bench_quality_writes_the_issue_fields(capsys, tiny_camvid, tmp_path, mo
     (presets / "tiny.yaml").write_text(yaml.safe_dump({
         "name": "tiny", "data": {"size": "64x96", "batch_size": 2, "train_splits": "train+val", "tta": "flip"},
         "model": {"spec": "scratch:simplesegnet"}, "train": {"budget": "2s", "seed": 4}}))
-    monkeypatch.setattr("seglab.config.PRESETS_DIR", presets)
+    monkeypatch.setattr("seglab.config.schema.PRESETS_DIR", presets)
     out = tmp_path / "quality.json"
     args = ["bench", "quality", "--data", tiny_camvid, "--preset", "tiny", "--runs", tmp_path / "runs",
             "--frames", "3", "--out", out]

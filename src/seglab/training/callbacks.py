@@ -9,6 +9,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 from seglab.runs import read_metrics_csv
 
@@ -187,3 +188,15 @@ class MetricsCSV(L.Callback):
             w.writerow(row)
 
 
+
+
+class TimedCheckpoint(ModelCheckpoint):
+    """last.ckpt every ``train_time_interval`` of training, except after a batch that a validation (or the end
+    of training) follows: Lightning resumes after the checkpoint's batch, so a run killed during that validation
+    would resume past it and lose its record. The validation's own checkpoint comes a moment later instead."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        fit = trainer.fit_loop  # lightning==2.6.6 internals; tests/test_resume.py kills runs around them
+        if trainer.should_stop or fit.epoch_loop._should_check_val_fx(fit._data_fetcher):
+            return
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)

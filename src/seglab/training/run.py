@@ -20,7 +20,7 @@ from seglab.data.open import open_data
 from seglab.errors import Interrupted, SeglabError
 from seglab.runs import RunDir, environment, load_checkpoint
 from seglab.training.budget import Calibration, calibrate
-from seglab.training.callbacks import ExactResume, MetricsCSV, WorkMeter
+from seglab.training.callbacks import ExactResume, MetricsCSV, TimedCheckpoint, WorkMeter
 from seglab.training.device import resolve_runtime
 from seglab.training.losses import median_frequency_weights
 from seglab.training.module import SegModule
@@ -190,7 +190,7 @@ def checkpoint_every(cfg: RunConfig, run: RunDir) -> list[ModelCheckpoint]:
     killed run loses at most that much (resume is exact from any step)."""
     if not cfg.train.checkpoint_minutes:
         return []
-    return [ModelCheckpoint(dirpath=run.checkpoints, save_top_k=0, save_last=True, enable_version_counter=False,
+    return [TimedCheckpoint(dirpath=run.checkpoints, save_top_k=0, save_last=True, enable_version_counter=False,
                             train_time_interval=timedelta(minutes=cfg.train.checkpoint_minutes))]
 
 
