@@ -42,7 +42,8 @@ def predict(
     tile: Annotated[int, typer.Option(help="Largest tile side; bigger images are tiled (bounds memory).")] = 1024,
     overlap: Annotated[int, typer.Option(help="Pixels neighbouring tiles share (multiple of 32).")] = 128,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    amp: Annotated[bool | None, typer.Option("--amp/--no-amp", help="Autocast (default: CUDA only).")] = None,
+    amp: Annotated[bool | None, typer.Option("--amp/--no-amp", help="16-bit autocast (default: the run's train.precision "
+                                                                     "on this device).")] = None,
     input_size: Annotated[str | None, size_option("Model input HxW, or native (default: the scale the model "
                                                   "was trained at).", native=True, name="--input-size")] = None,
     tta: Annotated[str | None, typer.Option(help="Test-time augmentation (default: the run's setting).")] = None,

@@ -25,8 +25,8 @@ from seglab.errors import SeglabError
 
 app = typer.Typer()
 
-# config key -> (option name, type) for every config field that names a `seglab train` option
-CONFIG_OPTIONS = {key: (f.metadata["cli"], tp) for key, f, tp in config_fields() if f.metadata.get("cli")}
+# config key -> (option name, field, type) for every config field that names a `seglab train` option
+CONFIG_OPTIONS = {key: (f.metadata["cli"], f, tp) for key, f, tp in config_fields() if f.metadata.get("cli")}
 
 
 def _param_name(option: str) -> str:
@@ -46,8 +46,7 @@ def _parser(key: str, tp):
 
 def _config_parameters() -> list[inspect.Parameter]:
     params = []
-    for key, (option, tp) in CONFIG_OPTIONS.items():
-        f = next(f for k, f, _ in config_fields() if k == key)
+    for key, (option, f, tp) in CONFIG_OPTIONS.items():
         plain = next((t for t in typing.get_args(tp) if t is not type(None)), tp) if typing.get_args(tp) else tp
         metavar = f.metadata.get("metavar") or {int: "INTEGER", float: "NUMBER"}.get(plain, "TEXT")
         annotation = Annotated[str | None, typer.Option(option, help=f.metadata["help"], metavar=metavar,
@@ -77,7 +76,7 @@ def train(
         cfg.name, cfg.out_dir = resume.name, str(resume.parent)
         run_train(cfg, resume=True)
         return
-    given = {key: options[_param_name(option)] for key, (option, _) in CONFIG_OPTIONS.items()
+    given = {key: options[_param_name(option)] for key, (option, _, _) in CONFIG_OPTIONS.items()
              if options.get(_param_name(option)) is not None}
     overrides = dict(parse_override(s) for s in set_ or [])
     if preset is not None:
@@ -96,7 +95,7 @@ def train(
 _own = inspect.signature(train, eval_str=True)  # typer reads the Annotated options from it
 train.__signature__ = _own.replace(parameters=[
     *(p for p in _own.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD), *_config_parameters()])
-app.command(cls=with_choices(**{_param_name(option): key for key, (option, _) in CONFIG_OPTIONS.items()}))(train)
+app.command(cls=with_choices(**{_param_name(option): key for key, (option, _, _) in CONFIG_OPTIONS.items()}))(train)
 
 
 @app.command(cls=with_choices(tta="data.tta"))
