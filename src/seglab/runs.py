@@ -128,15 +128,62 @@ class RunDir:
     # -- run.json --------------------------------------------------------------------------------------
 
     def read_info(self) -> dict:
-        try:
-            return json.loads(self.info.read_text()) if self.info.exists() else {}
-        except ValueError:
-            return {}
+        return read_json(self.info)
 
     def write_info(self, **updates) -> dict:
         info = {**self.read_info(), **updates}
         write_json(self.info, info)
         return info
+
+
+@dataclass(frozen=True)
+class StudyDir:
+    """``runs/studies/<name>/``: study.yaml (the spec it runs), study.json (its runs and their status),
+    calibration.json (step costs of its budgets), runs/<run>/ and the report files."""
+
+    path: Path
+
+    @property
+    def spec(self) -> Path:
+        return self.path / "study.yaml"
+
+    @property
+    def index(self) -> Path:
+        return self.path / "study.json"
+
+    @property
+    def calibration(self) -> Path:
+        return self.path / "calibration.json"
+
+    def run(self, name: str) -> RunDir:
+        return RunDir(self.path / "runs" / name)
+
+    def read_index(self) -> dict:
+        """study.json, or {} when missing or unreadable (a study killed before its first record)."""
+        return read_json(self.index)
+
+    def index_runs(self) -> dict[str, dict]:
+        """study.json's entries by run name."""
+        runs = self.read_index().get("runs", [])
+        return {r["name"]: r for r in runs if isinstance(r, dict) and r.get("name")}
+
+    def write_index(self, index: dict) -> None:
+        write_json(self.index, index)
+
+    def read_calibration(self) -> dict:
+        return read_json(self.calibration)
+
+    def write_calibration(self, calibration: dict) -> None:
+        write_json(self.calibration, calibration)
+
+
+def read_json(path: Path) -> dict:
+    """A JSON record as a dict; {} when it is missing or unreadable."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def read_metrics_csv(path: Path) -> list[dict]:

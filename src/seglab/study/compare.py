@@ -13,16 +13,13 @@ statuses) lives in conclusions.py, and the tables in report_tables.py.
 from __future__ import annotations
 
 import functools
-import json
 import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from seglab.errors import SeglabError
-from seglab.runs import RunDir
+from seglab.runs import RunDir, StudyDir
 from seglab.study import stats
 
 ALPHA = 0.05  # significance level, two-sided, after Holm's correction
@@ -210,20 +207,13 @@ def _rank(val: float | None, test: float | None) -> tuple[int, float]:
     return (1, val) if val is not None else (0, test if test is not None else -1.0)
 
 
-def _read(path: Path, loader):
-    try:
-        return loader(path.read_text()) if path.is_file() else None
-    except (OSError, ValueError, yaml.YAMLError):
-        return None
-
-
 def load_results(study_dir: str | Path) -> StudyResults:
     """Every run of ``study_dir/study.json`` with its files; a folder without finished runs is an error."""
     path = Path(study_dir)
     if not path.is_dir():
         raise SeglabError(f"{path}: no such study folder; studies live in runs/studies/<name> "
                           f"(run `seglab study ...` first)")
-    index = _read(path / "study.json", json.loads)
+    index = StudyDir(path).read_index()
     entries = [e for e in (index or {}).get("runs", []) if isinstance(e, dict) and e.get("name")]
     if not entries:
         raise SeglabError(f"{path}: no finished runs to report (no study.json with runs); run "

@@ -12,35 +12,31 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from seglab.errors import BadValue, Interrupted, SeglabError
-from seglab.runs import RunDir, write_json, write_text
+from seglab.runs import RunDir, StudyDir, write_text
 from seglab.study.spec import Study, StudyRun
 from seglab.training.budget import Calibration, cost_key
 
 log = logging.getLogger("seglab")
 
 
-class StudyFolder:
-    """``runs/studies/<name>/``: study.yaml, study.json (run list with status), runs/<run>/, report files."""
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self.index = self.path / "study.json"
+class StudyFolder(StudyDir):
+    """A study's folder (runs.StudyDir) as the runner keeps it."""
 
     def run_dir(self, run: StudyRun) -> RunDir:
-        return RunDir(self.path / "runs" / run.name)
+        return self.run(run.name)
 
     def failed(self) -> list[tuple[str, str]]:
         """(run name, error) of every run the index records as failed."""
-        return [(name, r.get("error") or "no error recorded") for name, r in _read_runs(self.index).items()
+        return [(name, r.get("error") or "no error recorded") for name, r in self.index_runs().items()
                 if r.get("status") == "failed"]
 
-    def write_index(self, study: Study, statuses: dict[str, dict]) -> None:
+    def record(self, study: Study, statuses: dict[str, dict]) -> None:
+        """study.json: every run of the study with its status (pending until it has one)."""
         runs = [{"name": r.name, "config_name": r.config_name, "group": r.group, "baseline": r.baseline,
                  "seed": r.seed, "description": r.description, "dir": f"runs/{r.name}",
                  **statuses.get(r.name, {"status": "pending", "error": None})} for r in study.runs]
-        old = _read_json(self.index)
-        write_json(self.index, {"name": study.name, "description": study.description,
-                                "created": old.get("created", _now()), "updated": _now(), "runs": runs})
+        self.write_index({"name": study.name, "description": study.description,
+                          "created": self.read_index().get("created", _now()), "updated": _now(), "runs": runs})
 
 
 def run_status(run_dir: RunDir) -> str:
@@ -56,7 +52,7 @@ def run_study(study: Study, out: str | Path = "runs/studies", only: list[str] | 
 
     folder = StudyFolder(Path(out) / study.name)
     folder.path.mkdir(parents=True, exist_ok=True)
-    saved = folder.path / "study.yaml"
+    saved = folder.spec
     if saved.exists() and saved.read_text() != study.source:
         log.warning("study %s: the study file changed since the last invocation; finished runs are kept as they are",
                     study.name)
@@ -66,10 +62,10 @@ def run_study(study: Study, out: str | Path = "runs/studies", only: list[str] | 
         raise BadValue("only", ",".join(only), f"no such run; runs: {', '.join(r.name for r in study.runs)}")
 
     statuses = {r.name: {"status": run_status(folder.run_dir(r)), "error": None} for r in study.runs}
-    for name, st in _read_runs(folder.index).items():  # keep recorded errors of earlier invocations
+    for name, st in folder.index_runs().items():  # keep recorded errors of earlier invocations
         if name in statuses and statuses[name]["status"] != "finished" and st.get("status") == "failed":
             statuses[name] = {"status": "failed", "error": st.get("error")}
-    folder.write_index(study, statuses)
+    folder.record(study, statuses)
 
     todo = [r for r in selected if statuses[r.name]["status"] != "finished"]
     precheck(todo)
@@ -80,7 +76,7 @@ def run_study(study: Study, out: str | Path = "runs/studies", only: list[str] | 
         log.info("[%d/%d] %s  (elapsed %s%s)", i, len(todo), run.name, _hms(time.monotonic() - t_start),
                  f", about {_hms(_eta(finished, todo[i - 1:]))} left" if finished or _budgets(todo[i - 1:]) else "")
         statuses[run.name] = {"status": "running", "error": None}
-        folder.write_index(study, statuses)
+        folder.record(study, statuses)
         t0 = time.monotonic()
         run_dir = folder.run_dir(run)
         cfg = run.config
@@ -90,14 +86,14 @@ def run_study(study: Study, out: str | Path = "runs/studies", only: list[str] | 
             statuses[run.name] = {"status": "finished", "error": None}
         except (KeyboardInterrupt, Interrupted):
             statuses[run.name] = {"status": "pending", "error": None}
-            folder.write_index(study, statuses)
+            folder.record(study, statuses)
             raise Interrupted("study interrupted; finished runs are kept: rerun the same command to go on") from None
         except Exception as e:  # noqa: BLE001 - a failed run is recorded and the study goes on
             message = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
             log.error("run %s failed: %s", run.name, message)
             statuses[run.name] = {"status": "failed", "error": f"{type(e).__name__}: {message}"}
         finished.append((run, time.monotonic() - t0))
-        folder.write_index(study, statuses)
+        folder.record(study, statuses)
     failed = [n for n, s in statuses.items() if s["status"] == "failed"]
     log.info("study %s: done in %s%s", study.name, _hms(time.monotonic() - t_start),
              f"; failed: {', '.join(failed)}" if failed else "")
@@ -136,8 +132,7 @@ def calibrate_study(folder: StudyFolder, runs: list[StudyRun]) -> dict[str, Cali
     anything trains."""
     from seglab.training.run import calibrate_config, needs_calibration
 
-    path = folder.path / "calibration.json"
-    saved = _read_json(path)
+    saved = folder.read_calibration()
     out: dict[str, Calibration] = {}
     for run in runs:
         cfg = run.config
@@ -154,7 +149,7 @@ def calibrate_study(folder: StudyFolder, runs: list[StudyRun]) -> dict[str, Cali
         except SeglabError as e:
             raise SeglabError(f"run '{run.name}': {e}") from None
         saved[key] = out[key].to_dict()
-        write_json(path, saved)
+        folder.write_calibration(saved)
     return out
 
 
@@ -188,16 +183,3 @@ def _hms(seconds: float) -> str:
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _read_json(path: Path) -> dict:
-    import json
-
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def _read_runs(path: Path) -> dict[str, dict]:
-    return {r["name"]: r for r in _read_json(path).get("runs", [])}
