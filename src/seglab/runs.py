@@ -19,7 +19,7 @@ import csv
 import json
 import os
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -136,24 +136,20 @@ class RunDir:
         return info
 
 
-@dataclass(frozen=True)
+@dataclass
 class StudyDir:
     """``runs/studies/<name>/``: study.yaml (the spec it runs), study.json (its runs and their status),
     calibration.json (step costs of its budgets), runs/<run>/ and the report files."""
 
     path: Path
+    spec: Path = field(init=False)  # the study file as it was run
+    index: Path = field(init=False)
+    calibration: Path = field(init=False)
 
-    @property
-    def spec(self) -> Path:
-        return self.path / "study.yaml"
-
-    @property
-    def index(self) -> Path:
-        return self.path / "study.json"
-
-    @property
-    def calibration(self) -> Path:
-        return self.path / "calibration.json"
+    def __post_init__(self):
+        self.path = Path(self.path)
+        self.spec, self.index, self.calibration = (self.path / f for f in ("study.yaml", "study.json",
+                                                                            "calibration.json"))
 
     def run(self, name: str) -> RunDir:
         return RunDir(self.path / "runs" / name)
