@@ -5,8 +5,9 @@ Lightning (``read_trained``), weights-only, so an untrusted checkpoint cannot ru
 
     runs/<name>/
         config.yaml          fully resolved config
+        classes.json         class names, display colours and mask values, index = model output
         run.json             status, timings, model facts, environment
-        metrics.csv          one row per epoch
+        metrics.csv          one row per validation
         metrics.json         test metrics of the best checkpoint (metrics_<split>.json for other splits)
         per_image_test.npz   one confusion matrix per test image (for bootstrap intervals), same checkpoint
         checkpoints/best.ckpt, checkpoints/last.ckpt
@@ -80,6 +81,18 @@ class RunDir:
 
     def write_config(self, cfg: RunConfig) -> None:
         write_text(self.config, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+    # -- classes ---------------------------------------------------------------------------------------
+
+    def read_classes(self) -> ClassSet:
+        """The classes the model predicts: classes.json, or (runs older than it) the final checkpoint's."""
+        try:
+            return ClassSet.from_dict(json.loads((self.path / "classes.json").read_text()))
+        except (OSError, ValueError, KeyError, TypeError):
+            return read_trained(self.path).classes
+
+    def write_classes(self, classes: ClassSet) -> None:
+        write_json(self.path / "classes.json", classes.to_dict())
 
     # -- per-validation records (metrics.csv) ----------------------------------------------------------
 

@@ -128,6 +128,7 @@ def train(cfg: RunConfig, resume: bool = False, calibration: Calibration | None 
         budget_info = calibration.to_dict()
     module = build_module(cfg, dm, class_weights)
     run.write_config(cfg)
+    run.write_classes(dm.source.classes)
     runtime = resolve_runtime(cfg.train)
     n_params = sum(p.numel() for p in module.model.parameters())
     log.info("run %s: %s (%s params, weights: %s), %s, precision %s", run.path, cfg.model.spec,
