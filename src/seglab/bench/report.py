@@ -12,7 +12,8 @@ from pathlib import Path
 
 import torch
 
-from seglab.runs import cpu_model, environment, write_json
+from seglab.environment import cpu_model, environment
+from seglab.runs import write_json
 
 
 def machine_info() -> dict:

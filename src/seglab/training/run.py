@@ -17,8 +17,9 @@ from lightning.pytorch.loggers import CSVLogger
 from seglab.config import RunConfig, parse_duration
 from seglab.data.datamodule import SegDataModule
 from seglab.data.open import open_data
+from seglab.environment import environment
 from seglab.errors import Interrupted, SeglabError
-from seglab.runs import RunDir, environment, load_checkpoint
+from seglab.runs import RunDir, load_checkpoint
 from seglab.training.budget import Calibration, calibrate
 from seglab.training.callbacks import ExactResume, MetricsCSV, TimedCheckpoint, WorkMeter
 from seglab.training.device import resolve_runtime
