@@ -25,7 +25,7 @@ def choices() -> dict[str, tuple[str, ...]]:
     schedule is one entry in one place (imported here, not at the top: they pull in torch and smp)."""
     from seglab.data.sources import LAYOUTS
     from seglab.models.tta import TTA_SCALES
-    from seglab.training.device import ACCELERATORS, PRECISIONS
+    from seglab.training.device import ACCELERATORS, PRECISIONS, STRATEGIES
     from seglab.training.losses import LOSSES
     from seglab.training.optimizers import OPTIMIZERS
     from seglab.training.schedule import BUDGET_CLOCKS, SCHEDULES
@@ -33,7 +33,7 @@ def choices() -> dict[str, tuple[str, ...]]:
     return {"data.layout": ("auto", *LAYOUTS), "data.tta": tuple(TTA_SCALES), "train.loss": tuple(LOSSES),
             "train.optimizer": tuple(OPTIMIZERS), "train.scheduler": tuple(SCHEDULES),
             "train.budget_clock": tuple(BUDGET_CLOCKS), "train.precision": ("auto", *PRECISIONS),
-            "train.accelerator": ("auto", *ACCELERATORS)}
+            "train.accelerator": ("auto", *ACCELERATORS), "train.strategy": ("auto", *STRATEGIES)}
 
 
 def parse_duration(text: str, key: str) -> float:
@@ -66,7 +66,8 @@ def validate(cfg: RunConfig) -> None:
             except ValueError as e:
                 raise ConfigError(f"data.{key}", str(e)) from None
     t = cfg.train
-    positive = {"data.batch_size": cfg.data.batch_size, "train.lr": t.lr, "train.val_points": t.val_points}
+    positive = {"data.batch_size": cfg.data.batch_size, "train.lr": t.lr, "train.val_points": t.val_points,
+                "train.nodes": t.nodes}
     if t.budget is None and t.steps is None:
         positive["train.epochs"] = t.epochs
     if t.steps is not None:

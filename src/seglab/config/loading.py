@@ -152,10 +152,11 @@ def _coerce_one(value, tp):
         return value
     if origin is tuple:  # (H, W) sizes: "192x256", [192, 256] or 256
         return parse_size(value)
-    if origin is list:  # numbers: [1, 2.5] or "1,2.5"
-        if isinstance(value, str) and "," in value:
-            value = value.split(",")
+    if origin is list:  # [1, 2.5] or "1,2.5"; ["csv", "mlflow"] or "csv,mlflow"
+        item = (typing.get_args(tp) or (str,))[0]
+        if isinstance(value, str) and ("," in value or item is str):
+            value = [v.strip() for v in value.split(",")]
         if not isinstance(value, (list, tuple)):
             raise TypeError("expected a list")
-        return [_coerce_one(v, float) for v in value]
+        return [_coerce_one(v, item) for v in value]
     raise TypeError(f"unsupported type {tp}")

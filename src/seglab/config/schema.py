@@ -98,12 +98,22 @@ class TrainConfig:
     precision: str = setting("auto", "auto: bf16-mixed on CPUs with bf16 units and on CUDA, else 32; kept for "
                                      "evaluation and prediction.", cli="--precision")
     accelerator: str = setting("auto", "Device type; auto: CUDA when present.", cli="--accelerator")
-    devices: str = setting("auto", "Devices for Lightning: auto, a count, -1 for all, or indices like 0,1.",
-                           cli="--devices")
+    devices: str = setting("auto", "Devices per machine: auto, a count, -1 for all, or indices like 0,1. "
+                                   "data.batch_size is per device.", cli="--devices")
+    nodes: int = setting(1, "Machines the run spans (torchrun or SLURM start one process per device on each).",
+                         cli="--nodes")
+    strategy: str = setting("auto", "How several devices share the run: ddp (distributed data parallel) or "
+                                    "ddp_spawn; auto: Lightning's choice.", cli="--strategy")
+    loggers: list[str] = setting(("csv",), "Experiment trackers besides metrics.csv, comma-separated: csv, "
+                                           "tensorboard, mlflow, wandb (each an optional install).",
+                                 cli="--loggers")
     channels_last: bool = setting(True, "Channels-last memory: faster convolutions on CPU and tensor cores.")
     threads: int | str = setting(0, "CPU threads: 0 = one per usable core; N = exactly N; auto = measure 1 vs "
                                     "all cores during training and keep the faster.")
     deterministic: bool = setting(False, "Repeatable CUDA runs at some speed cost (CPU runs repeat anyway).")
+
+    def __post_init__(self):
+        self.loggers = list(self.loggers)  # the default is a tuple: dataclass defaults must not be mutable
 
 
 @dataclass
@@ -117,11 +127,10 @@ class RunConfig:
 
     def to_dict(self) -> dict:
         """Plain YAML-able values (tuples as lists), as config.yaml and checkpoints keep them."""
-        d = asdict(self)
-        for k in ("size", "eval_size"):
-            if isinstance(d["data"][k], tuple):
-                d["data"][k] = list(d["data"][k])
-        return d
+        def plain(v):
+            return [plain(x) for x in v] if isinstance(v, (tuple, list)) else \
+                {k: plain(x) for k, x in v.items()} if isinstance(v, dict) else v
+        return plain(asdict(self))
 
     def run_name(self) -> str:
         if self.name:

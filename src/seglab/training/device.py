@@ -12,6 +12,8 @@ from seglab.errors import SeglabError
 # Lightning precision settings (besides auto) and the autocast dtype each runs under (None: plain fp32).
 PRECISIONS = {"32": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 ACCELERATORS = ("cpu", "cuda", "gpu", "mps")
+# Lightning strategies for several devices or machines (auto: one device, or Lightning's pick)
+STRATEGIES = ("ddp", "ddp_spawn")
 
 
 @functools.cache
