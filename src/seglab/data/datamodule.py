@@ -32,21 +32,41 @@ class EpochSampler(Sampler):
     """Shuffles the training split in an order that depends on (seed, epoch) alone, and yields (index, epoch)
     so the dataset can draw each item's augmentation from them too. A run resumed in the middle of an
     epoch sets ``skip`` to the items already trained on: it then continues exactly where it stopped, with
-    the same batches and augmentations as a run that was never interrupted."""
+    the same batches and augmentations as a run that was never interrupted.
 
-    def __init__(self, size: int, seed: int):
-        self.size, self.seed, self.epoch, self.skip = size, seed, 0, 0
+    With ``world`` processes (distributed data parallel) process ``rank`` takes every world-th item of that
+    order; every process gets the same count (the last few items of an epoch's order are left out, as a
+    dropped last batch is), so all take the same number of steps."""
+
+    def __init__(self, size: int, seed: int, rank: int = 0, world: int = 1):
+        self.size, self.seed, self.rank, self.world, self.epoch, self.skip = size, seed, rank, world, 0, 0
 
     def set_epoch(self, epoch: int) -> None:  # Lightning calls this at the start of every epoch
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return self.size
+        return self.size // self.world
 
     def __iter__(self):
         order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch))
+        mine = order[self.rank:len(self) * self.world:self.world]
         start, self.skip = self.skip, 0
-        return iter([(int(i), self.epoch) for i in order[start:]])
+        return iter([(int(i), self.epoch) for i in mine[start:]])
+
+
+class ShardSampler(Sampler):
+    """Process ``rank`` of ``world`` evaluates items rank, rank + world, ...: every item exactly once across
+    the processes, none repeated to even them out (Lightning's DistributedSampler pads with repeats, which
+    would count those images twice), so the summed confusion matrices equal one process's."""
+
+    def __init__(self, size: int, rank: int, world: int):
+        self.items = range(rank, size, world)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self):
+        return iter(self.items)
 
 
 class SegDataModule(L.LightningDataModule):
@@ -88,17 +108,26 @@ class SegDataModule(L.LightningDataModule):
         for s in splits:
             self.dataset(s)
 
+    def _processes(self) -> tuple[int, int]:
+        """(rank, world size) of the run using this module: (0, 1) unless it is distributed."""
+        trainer = self.trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
     def _loader(self, split: str, shuffle: bool, batch_size: int) -> DataLoader:
         workers = self.cfg.workers
         # The shuffle order depends on the seed alone (not on how much random state building the model used),
         # so configurations of a study that share a seed see the same batches: their difference is paired.
         # The loader's own generator also keeps its start-up draw off the global random state (dropout's).
-        sampler = EpochSampler(len(self.dataset(split)), self.seed) if shuffle else None
+        # Distributed runs split the items here (the Trainer's own distributed sampler is off, see trainer.py).
+        rank, world = self._processes()
+        size = len(self.dataset(split))
+        sampler = EpochSampler(size, self.seed, rank, world) if shuffle else \
+            ShardSampler(size, rank, world) if world > 1 else None
         if shuffle:
             self.train_sampler = sampler
         return DataLoader(self.dataset(split), batch_size=batch_size, sampler=sampler, num_workers=workers,
                           generator=torch.Generator().manual_seed(self.seed),
-                          collate_fn=pad_collate, drop_last=shuffle and len(self.dataset(split)) > batch_size,
+                          collate_fn=pad_collate, drop_last=shuffle and len(sampler) > batch_size,
                           persistent_workers=workers > 0, pin_memory=torch.cuda.is_available())
 
     def train_dataloader(self):

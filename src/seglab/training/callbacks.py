@@ -27,9 +27,10 @@ def fractional_epoch(trainer) -> float | None:
 
 
 def images_seen(trainer) -> int | None:
-    """Optimizer steps x batch size (training batches are full: the loader drops a last partial batch)."""
+    """Optimizer steps x batch size x processes (training batches are full: the loader drops a last partial
+    batch; data.batch_size is per process)."""
     dm = trainer.datamodule
-    return trainer.global_step * dm.cfg.batch_size if dm is not None else None
+    return trainer.global_step * dm.cfg.batch_size * trainer.world_size if dm is not None else None
 
 
 class WorkMeter(L.Callback):

@@ -59,6 +59,7 @@ class Runtime:
 
     accelerator: str  # cpu, cuda or mps
     precision: str  # 32, bf16-mixed or 16-mixed
+    processes: int = 1  # devices x nodes: the data-parallel world size
 
     @property
     def autocast_dtype(self) -> torch.dtype | None:
@@ -68,4 +69,13 @@ class Runtime:
 def resolve_runtime(train) -> Runtime:
     """The Runtime of a TrainConfig on this machine."""
     accelerator = resolve_accelerator(train.accelerator)
-    return Runtime(accelerator, resolve_precision(train.precision, accelerator))
+    return Runtime(accelerator, resolve_precision(train.precision, accelerator),
+                   device_count(train.devices, accelerator) * train.nodes)
+
+
+def device_count(devices: str, accelerator: str) -> int:
+    """Devices per machine as Lightning reads ``train.devices``: auto and -1 are every GPU, one CPU process."""
+    text = str(devices).strip()
+    if text in ("auto", "-1"):
+        return max(1, torch.cuda.device_count()) if accelerator == "cuda" else 1
+    return len([d for d in text.split(",") if d]) if "," in text else int(text)

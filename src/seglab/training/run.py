@@ -13,6 +13,7 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities import rank_zero_only
 
 from seglab.config import RunConfig, parse_duration
 from seglab.data.datamodule import SegDataModule
@@ -110,8 +111,9 @@ def train(cfg: RunConfig, resume: bool = False, calibration: Calibration | None 
     keeps the last validation's checkpoint: resume it later.
     """
     run = RunDir(Path(cfg.out_dir) / cfg.run_name())
+    lead = rank_zero_only.rank == 0  # the process that writes the run folder (all of them, unless distributed)
     ckpt = resume_checkpoint(run) if resume else None
-    if not resume and run.last.is_file():
+    if lead and not resume and run.last.is_file():
         raise SeglabError(f"{run.path}: run already exists; continue it with --resume, or pick --name")
 
     dm, class_weights = prepare_data(cfg)
@@ -121,6 +123,8 @@ def train(cfg: RunConfig, resume: bool = False, calibration: Calibration | None 
     budget_info = run.read_info().get("budget") if resume else None
     if resume and needs_calibration(cfg) and run.config.is_file():
         cfg.train.steps = load_run_config(run).train.steps  # the steps it set out to do, not a new measurement
+    if needs_calibration(cfg) and not lead:  # a distributed run measures once: its lead's steps, for all
+        cfg.train.steps = lead_steps(run, cfg)
     if needs_calibration(cfg):
         if calibration is None:
             calibration = calibrate(cfg, build_module(cfg, dm, class_weights), dm)
@@ -128,22 +132,9 @@ def train(cfg: RunConfig, resume: bool = False, calibration: Calibration | None 
     if calibration is not None:
         budget_info = calibration.to_dict()
     module = build_module(cfg, dm, class_weights)
-    run.write_config(cfg)
-    run.write_classes(dm.source.classes)
     runtime = resolve_runtime(cfg.train)
-    n_params = sum(p.numel() for p in module.model.parameters())
-    log.info("run %s: %s (%s params, weights: %s), %s, precision %s", run.path, cfg.model.spec,
-             f"{n_params:,}", module.model.weights, runtime.accelerator, runtime.precision)
-    classes = dm.source.classes
-    run.write_info(status="running", name=run.path.name, model=cfg.model.spec, params=n_params,
-                   weights=module.model.weights, precision=runtime.precision, accelerator=runtime.accelerator,
-                   num_classes=classes.num_classes, class_names=list(classes.names),
-                   environment=environment(),
-                   train_images=len(dm.dataset("train")), batch_size=cfg.data.batch_size,
-                   data_fingerprint=dm.source.fingerprint(),
-                   steps_planned=None if wall_budget else (cfg.train.steps or
-                                                           cfg.train.epochs * _batches_per_epoch(dm, cfg)),
-                   budget=budget_info)
+    if lead:
+        _record_start(run, cfg, dm, module, runtime, budget_info, wall_budget)
 
     work = WorkMeter(record=lambda totals: run.write_info(**totals), spent=run.read_info() if resume else None)
     callbacks = [
@@ -161,7 +152,8 @@ def train(cfg: RunConfig, resume: bool = False, calibration: Calibration | None 
     length = {"max_steps": cfg.train.steps, "max_epochs": -1} if cfg.train.steps else \
         {"max_epochs": -1 if wall_budget else cfg.train.epochs}
     trainer = make_trainer(
-        cfg.train, runtime, **length, **validation_schedule(cfg, dm), max_time=max_time, devices=cfg.train.devices,
+        cfg.train, runtime, **length, **validation_schedule(cfg, dm, runtime.processes), max_time=max_time,
+        devices=cfg.train.devices, num_nodes=cfg.train.nodes, strategy=cfg.train.strategy,
         deterministic=cfg.train.deterministic, callbacks=callbacks, default_root_dir=run.path,
         logger=CSVLogger(run.path, name="logs"),  # one version folder per session
     )
@@ -187,6 +179,46 @@ def train(cfg: RunConfig, resume: bool = False, calibration: Calibration | None 
     return run
 
 
+def _record_start(run: RunDir, cfg: RunConfig, dm: SegDataModule, module: SegModule, runtime, budget_info,
+                  wall_budget) -> None:
+    """config.yaml, classes.json and run.json as training starts (by the lead process only)."""
+    run.write_config(cfg)
+    run.write_classes(dm.source.classes)
+    n_params = sum(p.numel() for p in module.model.parameters())
+    log.info("run %s: %s (%s params, weights: %s), %s, precision %s%s", run.path, cfg.model.spec,
+             f"{n_params:,}", module.model.weights, runtime.accelerator, runtime.precision,
+             f", {runtime.processes} processes" if runtime.processes > 1 else "")
+    classes = dm.source.classes
+    run.write_info(status="running", name=run.path.name, model=cfg.model.spec, params=n_params,
+                   weights=module.model.weights, precision=runtime.precision, accelerator=runtime.accelerator,
+                   processes=runtime.processes, num_classes=classes.num_classes, class_names=list(classes.names),
+                   environment=environment(), train_images=len(dm.dataset("train")),
+                   batch_size=cfg.data.batch_size, data_fingerprint=dm.source.fingerprint(),
+                   steps_planned=None if wall_budget else (cfg.train.steps or cfg.train.epochs
+                                                           * _batches_per_epoch(dm, cfg, runtime.processes)),
+                   budget=budget_info)
+
+
+def lead_steps(run: RunDir, cfg: RunConfig, timeout_s: float = 3600.0) -> int:
+    """The steps the lead process measured for this run's budget, from the config.yaml it writes before
+    training (a distributed run whose processes each measured would disagree, and hang). Waits for it: under
+    torchrun every process starts at once."""
+    import time
+
+    wanted = {**cfg.to_dict(), "train": {**cfg.to_dict()["train"], "steps": None}}
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            written = run.read_config()
+        except SeglabError:
+            written = None
+        if written is not None and written.train.steps and \
+                {**written.to_dict(), "train": {**written.to_dict()["train"], "steps": None}} == wanted:
+            return written.train.steps
+        time.sleep(1.0)
+    raise SeglabError(f"{run.config}: the lead process wrote no resolved budget within {timeout_s:.0f} s")
+
+
 def checkpoint_every(cfg: RunConfig, run: RunDir) -> list[ModelCheckpoint]:
     """Besides the checkpoints at validations: last.ckpt every ``train.checkpoint_minutes`` of training, so a
     killed run loses at most that much (resume is exact from any step)."""
@@ -196,16 +228,17 @@ def checkpoint_every(cfg: RunConfig, run: RunDir) -> list[ModelCheckpoint]:
                             train_time_interval=timedelta(minutes=cfg.train.checkpoint_minutes))]
 
 
-def _batches_per_epoch(dm: SegDataModule, cfg: RunConfig) -> int:
-    n = len(dm.dataset("train"))
+def _batches_per_epoch(dm: SegDataModule, cfg: RunConfig, processes: int = 1) -> int:
+    """Optimizer steps per epoch: each of ``processes`` data-parallel processes takes its share of the items."""
+    n = len(dm.dataset("train")) // processes
     return max(1, n // cfg.data.batch_size if n > cfg.data.batch_size else 1)
 
 
-def validation_schedule(cfg: RunConfig, dm: SegDataModule) -> dict:
+def validation_schedule(cfg: RunConfig, dm: SegDataModule, processes: int = 1) -> dict:
     """Lightning arguments that validate about ``train.val_points`` times per run, so a 4-epoch run still
     draws a curve of 10 points. Epoch-based runs validate at least once per epoch; runs of unknown length
     (wall-clock budget) once per epoch."""
-    per_epoch = _batches_per_epoch(dm, cfg)
+    per_epoch = _batches_per_epoch(dm, cfg, processes)
     if cfg.train.budget and cfg.train.budget_clock == "wall":
         return {}
     total = cfg.train.steps or cfg.train.epochs * per_epoch

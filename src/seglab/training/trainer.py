@@ -21,6 +21,8 @@ _NOISE = (
     ".*treespec.*",
     ".*Checkpoint directory .* exists and is not empty.*",
     ".*defined a `validation_step` but have no `val_dataloader`.*",  # the budget calibration trains only
+    # distributed runs: seglab sums confusion matrices across processes itself (SegModule.reduced_metrics)
+    ".*It is recommended to use `self.log\\(.*sync_dist=True.*",
 )
 
 
@@ -34,7 +36,10 @@ def quiet():
 
 # Settings every seglab Trainer shares (a test pins them). No sanity validation: seglab validates the
 # data before training and every run validates at least ``train.val_points`` times anyway.
-TRAINER_DEFAULTS = {"enable_model_summary": False, "num_sanity_val_steps": 0, "log_every_n_steps": 10}
+# use_distributed_sampler off: the data module splits items between processes itself, so training keeps its
+# (seed, epoch) order and evaluation scores every image exactly once (data/datamodule.py).
+TRAINER_DEFAULTS = {"enable_model_summary": False, "num_sanity_val_steps": 0, "log_every_n_steps": 10,
+                    "use_distributed_sampler": False}
 
 
 def make_trainer(train_cfg, runtime: Runtime | None = None, **kwargs) -> L.Trainer:
