@@ -14,7 +14,7 @@ from tqdm import tqdm
 from seglab.config import load_config
 from seglab.training import trainer as trainer_module
 from seglab.training.budget import cost_key, steps_for
-from seglab.training.progress import RunProgressBar, describe
+from seglab.training.progress import PlainProgress, RunProgressBar, describe
 from seglab.training.run import build_module, prepare_data, validation_schedule
 from seglab.training.trainer import TRAINER_DEFAULTS, make_trainer
 
@@ -91,7 +91,7 @@ def test_one_trainer_factory_for_train_calibration_and_bench(capsys, monkeypatch
             assert kwargs[key] == value, (key, kwargs)
     trainer = make_trainer(load_config().train, logger=False)
     assert trainer.num_sanity_val_steps == 0 and trainer.log_every_n_steps == 10
-    assert any(isinstance(c, RunProgressBar) for c in trainer.callbacks)
+    assert isinstance(trainer.progress_bar_callback, (RunProgressBar, PlainProgress))  # which: test_progress.py
 
 
 def test_console_bar_reads_right_in_80_columns():

@@ -111,7 +111,7 @@ def test_runner_is_resumable_and_records_failures(capsys, caplog, tmp_path, tiny
     assert r.code == 1, r.err[-3000:]
     assert ckpt.stat().st_mtime_ns == stamp  # a finished run is never re-run
     assert "3 runs, 1 to train" in caplog.text  # only the failed one is tried again
-    assert "[1/1] broken" in caplog.text
+    assert "run 1/1 broken" in r.out  # captured output is a log file: the header goes with the progress lines
 
     # the report of what finished, through the CLI, naming the failed run
     r = run_cli(capsys, "report", out / "tiny", "--data", tiny_camvid)

@@ -73,8 +73,8 @@ def run_study(study: Study, out: str | Path = "runs/studies", only: list[str] | 
     log.info("study %s: %d runs, %d to train, folder %s", study.name, len(selected), len(todo), folder.path)
     t_start, finished = time.monotonic(), []
     for i, run in enumerate(todo, 1):
-        log.info("[%d/%d] %s  (elapsed %s%s)", i, len(todo), run.name, _hms(time.monotonic() - t_start),
-                 f", about {_hms(_eta(finished, todo[i - 1:]))} left" if finished or _budgets(todo[i - 1:]) else "")
+        left = f", about {_hms(_eta(finished, todo[i - 1:]))} left" if finished or _budgets(todo[i - 1:]) else ""
+        announce(f"run {i}/{len(todo)} {run.name}  (elapsed {_hms(time.monotonic() - t_start)}{left})")
         statuses[run.name] = {"status": "running", "error": None}
         folder.record(study, statuses)
         t0 = time.monotonic()
@@ -98,6 +98,17 @@ def run_study(study: Study, out: str | Path = "runs/studies", only: list[str] | 
     log.info("study %s: done in %s%s", study.name, _hms(time.monotonic() - t_start),
              f"; failed: {', '.join(failed)}" if failed else "")
     return folder
+
+
+def announce(line: str) -> None:
+    """Which run starts: logged on a terminal; in a log file, on stdout with the run's progress lines
+    (training.progress), so ``seglab study ... > study.log`` says whose lines follow."""
+    from seglab.training.progress import plain_output, say
+
+    if plain_output():
+        say(line)
+    else:
+        log.info(line)
 
 
 def precheck(runs: list[StudyRun]) -> None:

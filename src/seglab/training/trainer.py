@@ -44,13 +44,14 @@ TRAINER_DEFAULTS = {"enable_model_summary": False, "num_sanity_val_steps": 0, "l
 
 def make_trainer(train_cfg, runtime: Runtime | None = None, **kwargs) -> L.Trainer:
     """A Trainer on the run's device and precision (``runtime``, resolved from ``train_cfg`` if not given),
-    with its CPU threads and seglab's progress output; ``kwargs`` go to Lightning."""
-    from seglab.training.progress import RunProgressBar
+    with its CPU threads and seglab's progress output (a bar on a terminal, plain lines in a log); ``kwargs``
+    go to Lightning."""
+    from seglab.training.progress import progress_callback
 
     runtime = runtime or resolve_runtime(train_cfg)
     kwargs = {**TRAINER_DEFAULTS, **kwargs}
     if kwargs.get("enable_progress_bar", True):
-        kwargs["callbacks"] = [*kwargs.get("callbacks", []), RunProgressBar()]
+        kwargs["callbacks"] = [*kwargs.get("callbacks", []), progress_callback()]
     if runtime.accelerator == "cpu" and train_cfg.threads == "auto":
         kwargs["callbacks"] = [*kwargs.get("callbacks", []), ThreadTuner()]
     elif runtime.accelerator == "cpu" and train_cfg.threads:
