@@ -6,12 +6,13 @@ Lightning (``read_trained``), weights-only, so an untrusted checkpoint cannot ru
     runs/<name>/
         config.yaml          fully resolved config
         classes.json         class names, display colours and mask values, index = model output
-        run.json             status, timings, model facts, environment
+        run.json             status, timings, model facts, environment (and the MLflow or W&B run it logs to)
         metrics.csv          one row per validation
         metrics.json         test metrics of the best checkpoint (metrics_<split>.json for other splits)
         per_image_test.npz   one confusion matrix per test image (for bootstrap intervals), same checkpoint
         checkpoints/best.ckpt, checkpoints/last.ckpt
         logs/                Lightning's step-level log
+        tb/, wandb/          TensorBoard's and W&B's logs, when train.loggers names them
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ def choices() -> dict[str, tuple[str, ...]]:
     from seglab.data.sources import LAYOUTS
     from seglab.models.tta import TTA_SCALES
     from seglab.training.device import ACCELERATORS, PRECISIONS, STRATEGIES
+    from seglab.training.loggers import LOGGERS
     from seglab.training.losses import LOSSES
     from seglab.training.optimizers import OPTIMIZERS
     from seglab.training.schedule import BUDGET_CLOCKS, SCHEDULES
@@ -33,7 +34,8 @@ def choices() -> dict[str, tuple[str, ...]]:
     return {"data.layout": ("auto", *LAYOUTS), "data.tta": tuple(TTA_SCALES), "train.loss": tuple(LOSSES),
             "train.optimizer": tuple(OPTIMIZERS), "train.scheduler": tuple(SCHEDULES),
             "train.budget_clock": tuple(BUDGET_CLOCKS), "train.precision": ("auto", *PRECISIONS),
-            "train.accelerator": ("auto", *ACCELERATORS), "train.strategy": ("auto", *STRATEGIES)}
+            "train.accelerator": ("auto", *ACCELERATORS), "train.strategy": ("auto", *STRATEGIES),
+            "train.loggers": tuple(LOGGERS)}
 
 
 def parse_duration(text: str, key: str) -> float:
@@ -53,8 +55,9 @@ def validate(cfg: RunConfig) -> None:
     for key, allowed in choices().items():
         sec, name = key.split(".")
         value = getattr(getattr(cfg, sec), name)
-        if value not in allowed:
-            raise ConfigError(key, f"bad value {value!r}; choose one of {', '.join(allowed)}")
+        for item in value if isinstance(value, list) else [value]:  # a list key (train.loggers): each item
+            if item not in allowed:
+                raise ConfigError(key, f"bad value {item!r}; choose one of {', '.join(allowed)}")
     if isinstance(cfg.data.eval_size, str) and cfg.data.eval_size != "native":
         raise ConfigError("data.eval_size", f"bad value {cfg.data.eval_size!r}; use native, HxW, or leave it "
                                             "empty for the training size")

@@ -104,9 +104,9 @@ class TrainConfig:
                          cli="--nodes")
     strategy: str = setting("auto", "How several devices share the run: ddp (distributed data parallel) or "
                                     "ddp_spawn; auto: Lightning's choice.", cli="--strategy")
-    loggers: list[str] = setting(("csv",), "Experiment trackers besides metrics.csv, comma-separated: csv, "
-                                           "tensorboard, mlflow, wandb (each an optional install).",
-                                 cli="--loggers")
+    loggers: list[str] = setting(("csv",), "Experiment trackers, comma-separated: csv (logs/ in the run folder) is "
+                                           "always kept; tensorboard, mlflow and wandb are optional installs, the "
+                                           "seglab extras of the same names.", cli="--loggers")
     channels_last: bool = setting(True, "Channels-last memory: faster convolutions on CPU and tensor cores.")
     threads: int | str = setting(0, "CPU threads: 0 = one per usable core; N = exactly N; auto = measure 1 vs "
                                     "all cores during training and keep the faster.")

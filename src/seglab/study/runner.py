@@ -82,7 +82,8 @@ def run_study(study: Study, out: str | Path = "runs/studies", only: list[str] | 
         cfg = run.config
         cfg.out_dir = str(run_dir.path.parent)
         try:
-            train(cfg, resume=run_dir.last.is_file(), calibration=calibrations.get(cost_key(cfg)))
+            train(cfg, resume=run_dir.last.is_file(), calibration=calibrations.get(cost_key(cfg)),
+                  study=study.name)
             statuses[run.name] = {"status": "finished", "error": None}
         except (KeyboardInterrupt, Interrupted):
             statuses[run.name] = {"status": "pending", "error": None}
@@ -117,12 +118,14 @@ def precheck(runs: list[StudyRun]) -> None:
     typo in the last run never waits for the first runs to finish."""
     from seglab.data.open import open_data
     from seglab.models import build_model
+    from seglab.training.loggers import check_installed
 
     sources: dict[tuple, object] = {}
     built: set[tuple[str, int]] = set()
     for run in runs:
         cfg = run.config
         try:
+            check_installed(cfg.train.loggers)
             key = (cfg.data.root, cfg.data.layout, str(cfg.data.remap), cfg.data.classes_file)
             if key not in sources:
                 sources[key] = open_data(cfg.data)

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import lightning as L
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from seglab.config import RunConfig, parse_duration
@@ -24,6 +23,7 @@ from seglab.runs import RunDir, load_checkpoint
 from seglab.training.budget import Calibration, calibrate
 from seglab.training.callbacks import ExactResume, MetricsCSV, TimedCheckpoint, WorkMeter
 from seglab.training.device import resolve_runtime
+from seglab.training.loggers import build_loggers, check_installed, log_test
 from seglab.training.losses import median_frequency_weights
 from seglab.training.module import SegModule
 from seglab.training.schedule import ScheduleCallback
@@ -102,14 +102,17 @@ def resume_checkpoint(run: RunDir) -> Path:
                       f"{run.path}: nothing to resume (no {run.last.name}); start it without --resume")
 
 
-def train(cfg: RunConfig, resume: bool = False, calibration: Calibration | None = None) -> RunDir:
+def train(cfg: RunConfig, resume: bool = False, calibration: Calibration | None = None,
+          study: str | None = None) -> RunDir:
     """Fit ``cfg`` into ``out_dir/name``; with ``resume``, continue that run from its last checkpoint.
 
     A compute budget is resolved into ``train.steps`` before training (``calibration`` passes one measured
     by a study for all runs of the same cost), and the resolved config is what config.yaml keeps, so a
     resumed run does exactly the steps it set out to do. Returns the run folder. Interrupting (Ctrl-C)
-    keeps the last validation's checkpoint: resume it later.
+    keeps the last validation's checkpoint: resume it later. ``study`` names the study the run belongs to:
+    experiment trackers group its runs by it.
     """
+    check_installed(cfg.train.loggers)
     run = RunDir(Path(cfg.out_dir) / cfg.run_name())
     lead = rank_zero_only.rank == 0  # the process that writes the run folder (all of them, unless distributed)
     ckpt = resume_checkpoint(run) if resume else None
@@ -155,7 +158,7 @@ def train(cfg: RunConfig, resume: bool = False, calibration: Calibration | None 
         cfg.train, runtime, **length, **validation_schedule(cfg, dm, runtime.processes), max_time=max_time,
         devices=cfg.train.devices, num_nodes=cfg.train.nodes, strategy=cfg.train.strategy,
         deterministic=cfg.train.deterministic, callbacks=callbacks, default_root_dir=run.path,
-        logger=CSVLogger(run.path, name="logs"),  # one version folder per session
+        logger=build_loggers(cfg.train.loggers, run, study, resume),
     )
     with quiet():
         try:
@@ -174,7 +177,8 @@ def train(cfg: RunConfig, resume: bool = False, calibration: Calibration | None 
     if trainer.global_rank == 0:
         from seglab.evaluate import evaluate
 
-        evaluate(run.path, split="test", datamodule=dm)
+        metrics = evaluate(run.path, split="test", datamodule=dm)
+        log_test(trainer.loggers, metrics, trainer.global_step, dict(module.hparams))
         run.write_info(status="finished")
     return run
 
