@@ -26,13 +26,24 @@ def study(
     repeats: Annotated[int | None, typer.Option(min=1, help="Seeds per configuration (overrides the study file's "
                                                             "repeats); 2 or more measure training noise.")] = None,
     report: Annotated[bool, typer.Option(help="Build report.md and report.html when done.")] = True,
+    executor: Annotated[str, typer.Option(help="Where runs train: here (one after another), local (submitit "
+                                               "jobs: one per GPU at a time, or --jobs CPU runs side by side) "
+                                               "or slurm (a submitit job array).")] = "here",
+    jobs: Annotated[int | None, typer.Option(min=1, help="Runs at a time for local and slurm (default: one per "
+                                                         "GPU; slurm: all).")] = None,
+    partition: Annotated[str | None, typer.Option(help="SLURM partition.")] = None,
+    timeout_min: Annotated[int, typer.Option(min=1, help="Minutes a run's job may take (local, slurm).")] = 24 * 60,
 ):
     """Train every run of a study not yet finished (resumable), then write the comparison report."""
+    from seglab.study.executors import EXECUTORS, ClusterOptions
     from seglab.study.runner import run_study
     from seglab.study.spec import load_study
 
+    if executor not in EXECUTORS:
+        raise typer.BadParameter(f"{executor!r}: choose one of {', '.join(EXECUTORS)}", param_hint="'--executor'")
     spec = load_study(study_name, data_root=data, repeats=repeats)
-    folder = run_study(spec, out=out, only=only.split(",") if only else None)
+    cluster = ClusterOptions(executor, jobs=jobs, partition=partition, timeout_min=timeout_min)
+    folder = run_study(spec, out=out, only=only.split(",") if only else None, cluster=cluster)
     if report:
         from seglab.study.report import build_report
 

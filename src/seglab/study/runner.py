@@ -13,6 +13,7 @@ from pathlib import Path
 
 from seglab.errors import BadValue, Interrupted, SeglabError
 from seglab.runs import RunDir, StudyDir, write_text
+from seglab.study.executors import ClusterOptions, JobRequest, run_jobs
 from seglab.study.spec import Study, StudyRun
 from seglab.training.budget import Calibration, cost_key
 
@@ -46,7 +47,8 @@ def run_status(run_dir: RunDir) -> str:
     return info.get("status", "pending")
 
 
-def run_study(study: Study, out: str | Path = "runs/studies", only: list[str] | None = None) -> StudyFolder:
+def run_study(study: Study, out: str | Path = "runs/studies", only: list[str] | None = None,
+              cluster: ClusterOptions | None = None) -> StudyFolder:
     """Train every run not finished yet, then leave the folder ready for ``build_report``."""
     from seglab.training.run import train
 
@@ -72,6 +74,9 @@ def run_study(study: Study, out: str | Path = "runs/studies", only: list[str] | 
     calibrations = calibrate_study(folder, todo)
     log.info("study %s: %d runs, %d to train, folder %s", study.name, len(selected), len(todo), folder.path)
     t_start, finished = time.monotonic(), []
+    if cluster is not None and cluster.executor != "here" and todo:
+        _run_as_jobs(folder, study, todo, statuses, calibrations, cluster)
+        todo = []
     for i, run in enumerate(todo, 1):
         left = f", about {_hms(_eta(finished, todo[i - 1:]))} left" if finished or _budgets(todo[i - 1:]) else ""
         announce(f"run {i}/{len(todo)} {run.name}  (elapsed {_hms(time.monotonic() - t_start)}{left})")
@@ -99,6 +104,49 @@ def run_study(study: Study, out: str | Path = "runs/studies", only: list[str] | 
     log.info("study %s: done in %s%s", study.name, _hms(time.monotonic() - t_start),
              f"; failed: {', '.join(failed)}" if failed else "")
     return folder
+
+
+def _run_as_jobs(folder: StudyFolder, study: Study, todo: list[StudyRun], statuses: dict, calibrations: dict,
+                 cluster: ClusterOptions) -> None:
+    """The runs as submitit jobs (study/executors.py); their statuses are recorded here as each job ends."""
+    requests = []
+    for run in todo:
+        run_dir, cfg = folder.run_dir(run), run.config
+        if _still_running(run_dir):  # a job of an earlier invocation (its launcher died) trains it now
+            raise SeglabError(f"run '{run.name}' is still training in a job of an earlier invocation ({run_dir.info} "
+                              f"updated under {LIVE_SECONDS} s ago); wait for it to end, or cancel that job")
+        cfg.out_dir = str(run_dir.path.parent)
+        calibration = calibrations.get(cost_key(cfg))
+        requests.append(JobRequest(run.name, cfg.to_dict(), run_dir.last.is_file(),
+                                   calibration.to_dict() if calibration else None, study.name))
+        statuses[run.name] = {"status": "running", "error": None}
+    folder.record(study, statuses)
+
+    def done(name: str, error: str | None) -> None:
+        statuses[name] = {"status": "failed", "error": error} if error else {"status": "finished", "error": None}
+        announce(f"run {name}: {'failed: ' + error if error else 'finished'}")
+        folder.record(study, statuses)
+
+    announce(f"{len(requests)} runs as {cluster.executor} jobs; their logs: {folder.path / 'jobs'}")
+    try:
+        run_jobs(requests, cluster, folder.path, done)
+    except (KeyboardInterrupt, Interrupted):
+        for name, st in statuses.items():
+            if st["status"] == "running":
+                statuses[name] = {"status": "pending", "error": None}
+        folder.record(study, statuses)
+        raise Interrupted("study interrupted; finished runs are kept: rerun the same command to go on") from None
+
+
+LIVE_SECONDS = 90  # a training run rewrites run.json every 30 s (WorkMeter)
+
+
+def _still_running(run_dir: RunDir) -> bool:
+    try:
+        fresh = time.time() - run_dir.info.stat().st_mtime < LIVE_SECONDS
+    except OSError:
+        return False
+    return fresh and run_dir.read_info().get("status") == "running"
 
 
 def announce(line: str) -> None:
