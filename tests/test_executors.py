@@ -65,3 +65,49 @@ def test_a_run_still_training_in_an_earlier_job_is_not_trained_twice(capsys, tmp
     r = run_cli(capsys, "study", spec, "--data", data, "--out", tmp_path / "o", "--executor", "local")
     assert_one_line_error(r, "run 'b' is still training")
     assert not (tmp_path / "o" / "jobs" / "runs" / "a" / "metrics.json").exists()  # nothing was submitted
+
+
+def test_local_jobs_take_one_gpu_each_and_never_more_at_once_than_gpus(monkeypatch):
+    """On a machine with 3 GPUs, 5 runs go out as jobs on GPUs 0, 1, 2; the next waits for a free one."""
+    import torch
+
+    from seglab.study.executors import ClusterOptions, JobRequest, _run_local
+
+    class Job:
+        def __init__(self, gpu):
+            self.gpu, self.polls = gpu, 0
+
+        def done(self):
+            self.polls += 1
+            return self.polls > 1  # each job ends at its second look
+
+        def exception(self):
+            return None
+
+    class Executor:
+        def __init__(self):
+            self.params, self.started, self.live, self.most_live = {}, [], set(), 0
+
+        def update_parameters(self, **params):
+            self.params = params
+
+        def submit(self, fn, request):
+            gpu = self.params["visible_gpus"][0]
+            assert self.params["gpus_per_node"] == 1 and gpu not in self.live  # a free GPU, one per job
+            self.live.add(gpu)
+            self.most_live = max(self.most_live, len(self.live))
+            self.started.append((request.name, gpu))
+            return Job(gpu)
+
+    executor, ended = Executor(), []
+
+    def done(name, error):
+        ended.append((name, error))
+        executor.live.discard(dict(executor.started)[name])
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
+    monkeypatch.setattr("seglab.study.executors.time.sleep", lambda s: None)
+    requests = [JobRequest(f"r{i}", {}, False, None, "s") for i in range(5)]
+    _run_local(executor, requests, ClusterOptions("local"), done)
+    assert [g for _, g in executor.started[:3]] == [0, 1, 2] and executor.most_live == 3
+    assert sorted(n for n, _ in ended) == [f"r{i}" for i in range(5)] and all(e is None for _, e in ended)
