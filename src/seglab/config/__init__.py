@@ -10,13 +10,12 @@ from seglab.config.schema import (
     RunConfig,
     TrainConfig,
     config_fields,
-    eval_input_size,
     preset_path,
     split_names,
 )
 
 __all__ = [
     "PRESETS_DIR", "ConfigError", "DataConfig", "ModelConfig", "RunConfig", "TrainConfig", "choices",
-    "config_fields", "eval_input_size", "expand_dotted", "from_dict", "load_config", "merge", "parse_duration",
+    "config_fields", "expand_dotted", "from_dict", "load_config", "merge", "parse_duration",
     "parse_override", "preset_path", "read_yaml", "split_names", "validate",
 ]

@@ -52,8 +52,9 @@ class DataConfig:
         return split_names(self.train_splits)
 
     def eval_input_size(self) -> tuple[int, int] | None:
-        """(H, W) images are resized to for evaluation and prediction; None for native resolution."""
-        return eval_input_size(self.eval_size, self.size)
+        """(H, W) images are resized to for evaluation and prediction: None for "native", unset: the training
+        size (data.size)."""
+        return None if self.eval_size == "native" else tuple(self.eval_size or self.size)
 
 
 @dataclass
@@ -153,11 +154,6 @@ def config_fields(cls=RunConfig, prefix: str = ""):
 def split_names(train_splits: str) -> list[str]:
     """The one reading of ``data.train_splits``: "train+val" -> ["train", "val"]."""
     return str(train_splits).split("+")
-
-
-def eval_input_size(eval_size, size) -> tuple[int, int] | None:
-    """The one rule for the evaluation scale: "native" -> None, unset -> the training size, else eval_size."""
-    return None if eval_size == "native" else tuple(eval_size or size)
 
 
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"

@@ -208,16 +208,17 @@ def lead_steps(run: RunDir, cfg: RunConfig, timeout_s: float = 3600.0) -> int:
     training (a distributed run whose processes each measured would disagree, and hang). Waits for it: under
     torchrun every process starts at once."""
     import time
+    from dataclasses import replace
 
-    wanted = {**cfg.to_dict(), "train": {**cfg.to_dict()["train"], "steps": None}}
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
             written = run.read_config()
-        except SeglabError:
+        except SeglabError:  # not written yet, or half-way
             written = None
+        # this run's config, resolved: not the config.yaml of an earlier run under the same name
         if written is not None and written.train.steps and \
-                {**written.to_dict(), "train": {**written.to_dict()["train"], "steps": None}} == wanted:
+                replace(written, train=replace(written.train, steps=cfg.train.steps)) == cfg:
             return written.train.steps
         time.sleep(1.0)
     raise SeglabError(f"{run.config}: the lead process wrote no resolved budget within {timeout_s:.0f} s")
