@@ -13,6 +13,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from seglab.config import ConfigError, validate
 from seglab.data.datamodule import SegDataModule
 from seglab.data.open import open_data
 from seglab.errors import BadValue, SeglabError
@@ -40,6 +41,13 @@ def evaluate(target: str | Path, split: str = "test", data_root: str | None = No
     if tta and tta != cfg.data.tta:
         cfg.data.tta = tta
         variant += f"~tta-{tta}"
+    try:
+        validate(cfg)  # the settings given here go through the config's own checks
+    except ConfigError as e:
+        param = {"data.tta": "tta", "data.eval_size": "eval_size"}.get(e.key)
+        if param is None:
+            raise
+        raise BadValue(param, tta if param == "tta" else eval_size, e.problem) from None
     module = SegModule.from_trained(trained)
     dm = datamodule
     if dm is None:

@@ -3,6 +3,7 @@ adds its own name: "Invalid value for '--size': 100x100: ... multiples of 32") a
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Annotated
 
@@ -12,15 +13,6 @@ from typer.core import TyperCommand
 from seglab import sizes
 from seglab.config import parse_duration
 from seglab.errors import SeglabError
-
-
-def model_size(text: str) -> tuple[int, int]:
-    """HxW, both multiples of the encoders' size divisor."""
-    return sizes.model_size(text)
-
-
-def model_size_or_native(text: str) -> tuple[int, int] | str:
-    return sizes.model_size(text, allow_native=True)
 
 
 def duration(text: str) -> str:
@@ -36,7 +28,7 @@ def duration(text: str) -> str:
 
 def size_option(help: str, native: bool = False, name: str = "--size"):
     """The one size option: HxW checked against the size divisor, and ``native`` where allowed."""
-    return typer.Option(name, parser=model_size_or_native if native else model_size,
+    return typer.Option(name, parser=functools.partial(sizes.model_size, allow_native=native),
                         metavar="HxW|native" if native else "HxW", help=help)
 
 
@@ -67,10 +59,3 @@ def with_choices(**param_keys: str) -> type[TyperCommand]:
 
     return ChoicesHelp
 
-
-def check_choice(value: str | None, key: str, option: str) -> None:
-    """A choice option's value against the dict that implements it (read after start-up, when needed)."""
-    from seglab.config import choices
-
-    if value is not None and value not in choices()[key]:
-        raise typer.BadParameter(f"{value!r}: choose one of {', '.join(choices()[key])}", param_hint=f"'{option}'")

@@ -19,7 +19,7 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from seglab.cli.options import check_choice, size_option, with_choices
+from seglab.cli.options import size_option, with_choices
 from seglab.errors import SeglabError
 
 app = typer.Typer()
@@ -55,7 +55,6 @@ def predict(
     from seglab.inference.batch import OutputOptions, predict_paths, summary_line
     from seglab.inference.predictor import load
 
-    check_choice(tta, "data.tta", "--tta")
     if out.exists() and not out.is_dir():
         raise typer.BadParameter(f"{out} is a file; predictions go into a folder (give a new or existing one)",
                                  param_hint="'--out'")

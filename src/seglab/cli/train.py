@@ -18,7 +18,7 @@ from typing import Annotated
 
 import typer
 
-from seglab.cli.options import Data, check_choice, size_option, with_choices
+from seglab.cli.options import Data, size_option, with_choices
 from seglab.config import ConfigError, config_fields
 from seglab.config.loading import coerce
 from seglab.errors import SeglabError
@@ -111,7 +111,6 @@ def evaluate(
     """Score a trained model on a split; writes metrics.json (metrics_<split>.json for other splits)."""
     from seglab.evaluate import evaluate as run_evaluate
 
-    check_choice(tta, "data.tta", "--tta")
     run_evaluate(target, split=split, data_root=data, batch_size=batch, eval_size=eval_size, tta=tta)
 
 

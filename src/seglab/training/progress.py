@@ -200,7 +200,7 @@ class PlainProgress(ProgressBar):
         self._say(self._plan(trainer))
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self._images += extract_batch_size(batch)
+        self._images += extract_batch_size(batch) * trainer.world_size  # every process's, as run.json counts
         self._epoch = trainer.current_epoch + 1  # at the end, a run stopped by time has counted one more
         if time.monotonic() - self._last >= self.every_s:
             self._say(self._line(trainer))
