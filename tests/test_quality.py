@@ -57,7 +57,13 @@ def test_training_on_train_and_val_scores_the_last_weights(capsys, tiny_camvid, 
     assert (run / "metrics.json").read_bytes() == own
     plain = json.loads((run / "metrics_test~tta-none.json").read_text())
     assert plain["tta"] == "none" and (run / "per_image_test~tta-none.npz").is_file()
-    assert_one_line_error(run_cli(capsys, "evaluate", run, "--tta", "sideways"), "tta", "flip+scales")
+    assert_one_line_error(run_cli(capsys, "evaluate", run, "--tta", "sideways"), "'--tta': sideways", "flip+scales")
+    from seglab.errors import BadValue
+    from seglab.evaluate import evaluate
+
+    with pytest.raises(BadValue, match=r"tta='sideways'.*flip\+scales"):  # the library checks it too, up front
+        evaluate(run, tta="sideways")
+    assert not list(run.glob("*sideways*")) and (run / "metrics.json").read_bytes() == own
 
 
 def test_a_dataset_without_a_test_split_fails_before_training(capsys, tiny_camvid, tmp_path):
