@@ -73,6 +73,17 @@ def make_camvid32(root: Path, n_per_split: int = 3, size: tuple[int, int] = (64,
     return root
 
 
+def make_video(path: Path, frames: list[np.ndarray], fps: float = 5) -> Path:
+    """A video of RGB ``frames`` (all one size): MPEG-4 for .mp4, Motion-JPEG for .avi, as predict writes."""
+    h, w = frames[0].shape[:2]
+    fourcc = "MJPG" if path.suffix.lower() == ".avi" else "mp4v"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (w, h))
+    for frame in frames:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path
+
+
 # --- fake finished runs ----------------------------------------------------------------------------------
 
 

@@ -4,13 +4,14 @@ checkpoint stands in for a trained run, so everything runs offline on the CPU in
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import torch
-from fakes import make_run, run_cli
+from fakes import make_run, make_video, run_cli
 from PIL import Image
 
 from seglab.config import DataConfig, ModelConfig, RunConfig
@@ -281,17 +282,15 @@ def test_same_size_images_share_a_batch(predictor):
 
 
 def test_video_round_trip(tmp_path, run):
-    clip = tmp_path / "clip.mp4"
-    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 5, (64, 48))
-    for i in range(5):
-        writer.write(rgb(48, 64, seed=i))
-    writer.release()
+    clip = make_video(tmp_path / "clip.mp4", [rgb(48, 64, seed=i) for i in range(5)])
     code, output = cli(["predict", run, clip, "--out", tmp_path / "out", "--batch", "2"])
     assert code == 0, output
     cap, info = open_video(tmp_path / "out" / "clip_overlay.mp4")
     frames = sum(1 for _ in iter(lambda: cap.read()[0], False))
     assert frames == 5 and info.size == (48, 64)
-    assert "1 video (5 frames)" in output
+    assert re.search(rf"{re.escape(str(clip))}: 5 frames, [0-9.]+ FPS sustained after the first batch "
+                     r"\(decode [0-9.]+, model [0-9.]+, encode [0-9.]+ FPS\)", output), output
+    assert re.search(r"1 video \(5 frames\) at [0-9.]+ FPS sustained in", output), output
 
 
 def test_unopenable_video_is_one_line_error(tmp_path, run):

@@ -1,7 +1,7 @@
 """Predict every image and video under some paths into an output folder: the work behind ``seglab predict``.
 
 Bad inputs are reported (through ``echo``) and skipped, the rest is still written; video frames are read,
-predicted and overlaid in batches.
+predicted and overlaid in batches, the three at once (inference/stream.py).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from seglab.errors import BadValue, SeglabError
-from seglab.inference import io
+from seglab.inference import io, stream
 from seglab.inference.predictor import Predictor
 
 OUTPUT_FORMATS = ("png", "npy")
@@ -31,12 +31,19 @@ class PredictSummary:
     videos: int = 0
     frames: int = 0  # video frames predicted
     seconds: float = 0.0
+    steady_frames: int = 0  # video frames after each video's first batch, and the seconds they took
+    steady_seconds: float = 0.0
     written: list[Path] = field(default_factory=list)
     skipped: list[tuple[Path, str]] = field(default_factory=list)
 
     @property
     def per_second(self) -> float:
         return (self.images + self.frames) / max(self.seconds, 1e-9)
+
+    @property
+    def video_fps(self) -> float:
+        """Sustained video rate: frames over seconds, each video's first batch (its warm-up) left out."""
+        return self.steady_frames / max(self.steady_seconds, 1e-9)
 
 
 @dataclass
@@ -130,32 +137,51 @@ def _predict_images(predictor, batch, options: OutputOptions, summary: PredictSu
 
 def _predict_video(predictor, path: Path, name: Path, options: OutputOptions, summary: PredictSummary,
                    echo) -> None:
-    """Write ``<name>_overlay.mp4`` (``.avi`` for .avi input): every frame with its prediction overlaid."""
+    """Write ``<name>_overlay.mp4`` (``.avi`` for .avi input): every frame with its prediction overlaid, and
+    report the video's frame count and sustained rate on one line. An unreadable video is reported and skipped."""
     out = (options.out / name).with_name(name.name + "_overlay" + (".avi" if path.suffix.lower() == ".avi"
                                                                    else ".mp4"))
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
-        cap, info = io.open_video(path)
-        writer = io.video_writer(out, info)
+        stats = _stream_video(predictor, path, out, options.alpha)
     except SeglabError as e:
         echo(f"skipped {e}", err=True)
         summary.skipped.append((path, str(e)))
         return
-    frames = 0
-    try:
-        for batch in io.read_frames(cap, predictor.batch_size):
-            for frame, mask in zip(batch, predictor.predict_batch(batch)):
-                io.write_frame(writer, io.overlay(frame, mask, predictor.palette(), options.alpha))
-            frames += len(batch)
-    finally:
-        writer.release()
-    if frames == 0:
-        out.unlink(missing_ok=True)
-        echo(f"skipped {path}: no frame could be decoded", err=True)
-        summary.skipped.append((path, "no frame could be decoded"))
-        return
-    summary.videos, summary.frames = summary.videos + 1, summary.frames + frames
+    echo(f"{path}: {stats.describe()}")
+    summary.videos, summary.frames = summary.videos + 1, summary.frames + stats.frames
+    summary.steady_frames += stats.steady_frames
+    summary.steady_seconds += stats.steady_seconds
     summary.written.append(out)
+
+
+def _stream_video(predictor, path: Path, out: Path, alpha: float) -> stream.StreamStats:
+    """Decode, predict and encode the frames at once (inference/stream.py). SeglabError, and no partial
+    ``out``, when the video cannot be opened or read to its end."""
+    cap, info = io.open_video(path)
+    try:
+        writer = io.video_writer(out, info)
+    except SeglabError:
+        cap.release()
+        raise
+    palette = predictor.palette()
+
+    def write(frames, masks):
+        for frame, mask in zip(frames, masks):
+            io.write_frame(writer, io.overlay(frame, mask, palette, alpha))
+
+    try:
+        try:
+            stats = stream.run(io.read_frames(cap, predictor.batch_size, path), predictor.predict_batch, write)
+        finally:
+            writer.release()
+        if stats.frames == 0:
+            raise SeglabError(f"{path}: no frame could be decoded")
+        io.check_complete(path, info, stats.frames)
+    except SeglabError:
+        out.unlink(missing_ok=True)
+        raise
+    return stats
 
 
 @contextlib.contextmanager
@@ -173,7 +199,8 @@ def _progress(enabled: bool, total: int):
 
 
 def summary_line(s: PredictSummary, out: Path) -> str:
-    videos = f" and {s.videos} video{'s' * (s.videos != 1)} ({s.frames} frames)" if s.videos else ""
+    videos = (f" and {s.videos} video{'s' * (s.videos != 1)} ({s.frames} frames) at {s.video_fps:.1f} FPS sustained"
+              if s.videos else "")
     skipped = f"; skipped {len(s.skipped)}" if s.skipped else ""
     return (f"predicted {s.images} image{'s' * (s.images != 1)}{videos} in {s.seconds:.1f} s "
             f"({s.per_second:.1f} images/s); wrote {len(s.written)} files to {out}{skipped}")

@@ -123,22 +123,33 @@ def open_video(path: Path) -> tuple[cv2.VideoCapture, VideoInfo]:
     return cap, VideoInfo(fps if fps and fps > 0 else 25.0, (h, w), int(cap.get(cv2.CAP_PROP_FRAME_COUNT)))
 
 
-def read_frames(cap: cv2.VideoCapture, batch: int) -> Iterator[list[np.ndarray]]:
-    """Lists of up to ``batch`` (H, W, 3) RGB frames, until the video ends; releases the capture."""
+def read_frames(cap: cv2.VideoCapture, batch: int, path: Path) -> Iterator[list[np.ndarray]]:
+    """Lists of up to ``batch`` (H, W, 3) RGB frames, until the video ends; releases the capture. A decoder
+    error is a SeglabError naming ``path`` and the frame, so the video is reported and skipped."""
     try:
-        frames = []
+        frames, done = [], 0
         while True:
-            ok, frame = cap.read()
+            try:
+                ok, frame = cap.read()
+            except (cv2.error, OSError) as e:
+                raise SeglabError(f"{path}: cannot decode frame {done + len(frames) + 1} ({e})") from None
             if not ok:
                 break
             frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
             if len(frames) == batch:
                 yield frames
-                frames = []
+                frames, done = [], done + batch
         if frames:
             yield frames
     finally:
         cap.release()
+
+
+def check_complete(path: Path, info: VideoInfo, decoded: int) -> None:
+    """SeglabError when clearly fewer frames decoded than the container lists (a truncated or corrupt file);
+    a frame or 1% short is let pass, as some containers only estimate their count."""
+    if info.frames - decoded > max(1, info.frames // 100):
+        raise SeglabError(f"{path}: decoded {decoded} of the {info.frames} frames it lists (truncated or corrupt)")
 
 
 def video_writer(path: Path, info: VideoInfo) -> cv2.VideoWriter:
