@@ -1,164 +1,200 @@
-"""Inference latency per frame of `seglab predict`'s own Predictor, with each backend it ships.
+"""The latency x accuracy table: each model on each backend and precision `seglab predict` offers, timed
+and scored in one pass over the test split.
 
-    seglab bench infer --data ../shared/camvid --model unet:resnet18 --out infer.json
-    seglab bench infer --data ../shared/camvid --checkpoint runs/<run> --out infer.json
+    seglab bench infer --data ../shared/camvid --checkpoint runs/camvid-cpu-60m --checkpoint runs/fast \
+        --out benchmarks/infer.json
 
-Every path is a Predictor (batch 1, no test-time augmentation) timed by ``predict(frame)`` on real test
-frames: RGB conversion, padding to a multiple of 32 (or resizing to the run's training scale), forward,
-crop and argmax, i.e. what a user of `seglab predict` or ``seglab.load(...).predict`` waits for. Paths
-differ only in their backend: PyTorch in fp32, PyTorch under bf16 autocast with channels-last memory (the
-default on CPUs with bf16 units), and ONNX Runtime on a static fp32 export at the model's input size
-(`seglab export --size HxW`). A path counts as a candidate only if its labels match fp32 on at least
-``AGREEMENT`` of the pixels; the fastest candidate gives ``speedup`` = fp32 ms / fastest ms.
-
-Random-init weights (the default without --checkpoint) have small logit margins, so their agreement under
-bf16 is a pessimistic estimate; pass a trained run for the figure that matters.
+A row is a model on one path (backend/precision): PyTorch eager fp32 (the reference), eager bf16 autocast
+with channels-last, ``torch.compile`` in bf16, ONNX Runtime fp32 and INT8, OpenVINO fp32, bf16 and INT8.
+Exports are made by the functions `seglab export` uses (static at the model's input size; INT8 calibrated
+on training images), and every path is a batch-1 Predictor without test-time augmentation, so the time is
+what `seglab predict` waits for per frame: decode excluded; padding or resizing, forward, crop and argmax
+included. Each model's paths take turns frame by frame over the test split (inference/verify.py), so one
+pass gives each row's latency (median and p90 after the warm-up frames), its test mIoU through that backend
+and its pixel agreement with PyTorch fp32, and a change in machine load hits every row alike. Peak memory is
+each path's own, measured while it is built and warmed up (bench/memory.py). A path this machine cannot run
+(no bf16 units, compilation failing) is a row with ``unavailable`` and the reason, not a crash.
 """
 
 from __future__ import annotations
 
 import copy
 import statistics
+import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from seglab.bench import flops
 from seglab.bench.memory import PeakRSS, rss_mb
 from seglab.bench.report import finish, machine_info, print_table
-from seglab.data import open_source
-from seglab.data.classes import ClassSet
-from seglab.imageio import read_image
-from seglab.inference.backends import Backend, OnnxBackend, TorchBackend, predict_precision
+from seglab.data.dataset import SegmentationDataset
+from seglab.data.sources import open_source
+from seglab.errors import SeglabError, first_line
+from seglab.inference.backends import OnnxBackend, OpenVinoBackend, TorchBackend
 from seglab.inference.predictor import Predictor, load
+from seglab.inference.verify import compare, labelled_pairs
 from seglab.models import build_model
 from seglab.sizes import round_up
-from seglab.training.threads import usable_cpus
+from seglab.training.device import cpu_has_fast_bf16
 
-AGREEMENT = 0.995  # share of pixels whose label must match fp32 for a path to count
-
-
-def _own_copy(model: torch.nn.Module) -> torch.nn.Module:
-    """Each path its own contiguous copy: the channels-last conversion for autocast happens in place."""
-    return copy.deepcopy(model).to(memory_format=torch.contiguous_format)
+# The accuracy and speed issue 13 asks of one row: test mIoU >= 0.65 at >= 30 frames per second.
+TARGET = {"test_miou": 0.65, "fps": 30.0}
 
 
-def _torch(precision: str):
-    def make(model, classes, size, workdir, threads) -> Backend:
-        return TorchBackend(_own_copy(model), "cpu", precision=precision)
-    return make
+@dataclass(frozen=True)
+class Variant:
+    """What runs a model (a key of inference.backends.BACKENDS) and the arithmetic it runs in."""
+
+    backend: str
+    precision: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.backend}/{self.precision}"
 
 
-def _onnx(model, classes, size, workdir, threads) -> Backend:
-    from seglab.inference.export import export_onnx
-
-    path = export_onnx(_own_copy(model), classes, Path(workdir) / "model.onnx", dynamic=False, size=size)
-    return OnnxBackend(path, "cpu", threads=threads)
-
-
-# name -> (backend maker, dtype the path computes in, train.precision it stands for); eager_fp32 first: it
-# is the reference.
-PATHS = {
-    "eager_fp32": (_torch("32"), "float32", "32"),
-    "eager_bf16_cl": (_torch("bf16-mixed"), "bfloat16", "bf16-mixed"),
-    "onnx_fp32": (_onnx, "float32", None),
-}
+VARIANTS = {v.name: v for v in (
+    Variant("torch", "fp32"), Variant("torch", "bf16"), Variant("torch-compile", "bf16"),
+    Variant("onnxruntime", "fp32"), Variant("onnxruntime", "int8"),
+    Variant("openvino", "fp32"), Variant("openvino", "bf16"), Variant("openvino", "int8"))}
+REFERENCE = "torch/fp32"
 
 
-def load_frames(data: str, count: int) -> list[np.ndarray]:
-    samples = open_source(data).split("test")[:count]
-    return [read_image(s.image) for s in samples]
+class Unavailable(Exception):
+    """This machine or platform cannot run the path; the message says why, in one line."""
 
 
-def _model(data: str, spec: str | None, checkpoint: str | None):
-    """(model, classes, training scale or None, the precision `seglab predict` would pick here)."""
-    if checkpoint:
-        shipped = load(checkpoint, device="cpu", batch_size=1, tta="none")
-        return shipped.backend.model, shipped.classes, shipped.input_size, shipped.backend.precision
-    classes: ClassSet = open_source(data).classes
-    model = build_model(spec, classes.num_classes, weights="none").eval()
-    return model, classes, None, predict_precision("auto", None, "cpu")
+class _Models:
+    """One model's reference Predictor and the files and calibration its exported paths share."""
+
+    def __init__(self, reference: Predictor, source, size: tuple[int, int], workdir: Path, calibration: int):
+        self.reference, self.source, self.size, self.workdir = reference, source, size, workdir
+        self.calibration = calibration
+        self._inputs = None
+
+    def inputs(self) -> list[np.ndarray]:
+        from seglab.inference.shipping import calibration_set
+
+        if self._inputs is None:
+            self._inputs = calibration_set(self.reference, self.source, self.calibration, self.size)
+        return self._inputs
+
+    def export(self, fmt: str, int8: bool) -> Path:
+        from seglab.inference.shipping import write_export
+
+        out = self.workdir / f"{fmt}_{'int8' if int8 else 'fp32'}.{'onnx' if fmt == 'onnx' else 'xml'}"
+        return write_export(self.reference, fmt, out, self.inputs() if int8 else None, size=self.size)
 
 
-def _build_alone(names, model, classes, input_size, model_size, images, baseline: float, threads: int,
-                 workdir: str) -> tuple[dict, dict]:
-    """Build and warm up each path's Predictor in turn: its setup time (export) and peak RSS."""
+def _backend(path: Variant, models: _Models, threads: int):
+    """The backend of one path, built from the reference model or the export it needs."""
+    model = copy.deepcopy(models.reference.backend.model).to(memory_format=torch.contiguous_format)
+    bf16 = "bf16-mixed"
+    if path.precision == "bf16" and not cpu_has_fast_bf16():
+        raise Unavailable("this CPU has no bf16 units")
+    if path.backend in ("torch", "torch-compile"):
+        return TorchBackend(model, "cpu", precision=bf16 if path.precision == "bf16" else "32",
+                            compile=path.backend == "torch-compile")
+    file = models.export("onnx" if path.backend == "onnxruntime" else "openvino", path.precision == "int8")
+    if path.backend == "onnxruntime":
+        return OnnxBackend(file, "cpu", threads=threads)
+    return OpenVinoBackend(file, "cpu", precision="32" if path.precision == "fp32" else bf16, threads=threads)
+
+
+def _build(names: list[str], models: _Models, first_frames: list[np.ndarray], baseline: float,
+           threads: int) -> tuple[dict, dict]:
+    """Each path's Predictor, built and warmed up alone: setup seconds and peak RSS, or why it is unavailable."""
     predictors, info = {}, {}
     for name in names:
         t0 = time.perf_counter()
-        with PeakRSS(baseline) as peak:
-            backend = PATHS[name][0](model, classes, model_size, workdir, threads)
-            predictors[name] = Predictor(backend, classes, batch_size=1, input_size=input_size, tta="none")
-            setup_s = time.perf_counter() - t0
-            for image in images[:2]:
-                predictors[name].predict(image)  # warm-up: kernel selection, first-call allocations
-        info[name] = {"setup_s": round(setup_s, 2), "peak_rss_mb": peak.mb}
+        try:
+            with PeakRSS(baseline) as peak:
+                backend = _backend(VARIANTS[name], models, threads)
+                predictor = Predictor(backend, models.reference.classes, batch_size=1,
+                                      input_size=models.reference.input_size, tta="none")
+                for frame in first_frames:
+                    predictor.predict(frame)  # kernel selection, compilation, first-call allocations
+        except (Unavailable, SeglabError) as e:
+            info[name] = {"unavailable": first_line(e, 200)}
+            continue
+        except Exception as e:  # noqa: BLE001 - a runtime failing on this platform is a row, not a crash
+            info[name] = {"unavailable": f"{type(e).__name__}: {first_line(e, 200)}"}
+            continue
+        predictors[name] = predictor
+        info[name] = {"setup_s": round(time.perf_counter() - t0, 2), "peak_mb": peak.mb,
+                      "dtype": backend.dtype}
     return predictors, info
 
 
-def _take_turns(predictors: dict, images, repeats: int) -> tuple[dict, dict]:
-    """Seconds per frame of every path, passes taken in turns; the label maps of the first pass."""
-    times = {name: [] for name in predictors}
-    labels: dict[str, list[np.ndarray]] = {name: [] for name in predictors}
-    for r in range(repeats):
-        for name, predictor in predictors.items():
-            for image in images:
-                t0 = time.perf_counter()
-                pred = predictor.predict(image)
-                times[name].append(time.perf_counter() - t0)
-                if r == 0:
-                    labels[name].append(pred)
-    return times, labels
+def _model_rows(target: str | None, spec: str | None, source, names: list[str], frames: int | None,
+                warmup: int, calibration: int, threads: int, baseline: float, workdir: Path) -> list[dict]:
+    """One row per variant of one model (a checkpoint, or ``spec`` with random weights)."""
+    if target:
+        reference = load(target, device="cpu", amp=False, batch_size=1, tta="none")
+        label = Path(target).name if Path(target).is_dir() else Path(target).parent.name
+    else:
+        model = build_model(spec, source.classes.num_classes, weights="none")
+        reference = Predictor(TorchBackend(model, "cpu", amp=False), source.classes, batch_size=1)
+        label = f"{spec} (random init)"
+    spec = reference.backend.model.spec
+    test = SegmentationDataset(source.split("test"), source.lut, reference.num_classes,
+                               color_table=source.color_table, cache=False)
+    first = test.decoded(0)[0]
+    size = tuple(reference.input_size) if reference.input_size else (round_up(first.shape[0]),
+                                                                        round_up(first.shape[1]))
+    models = _Models(reference, source, size, workdir, calibration)
+    predictors, info = _build([REFERENCE, *[n for n in names if n != REFERENCE]], models,
+                              [test.decoded(i)[0] for i in range(min(2, len(test)))], baseline, threads)
+    if REFERENCE not in predictors:
+        raise SeglabError(f"{label}: the PyTorch fp32 reference does not run ({info[REFERENCE]['unavailable']})")
+    scored = compare(predictors, labelled_pairs(test, frames), REFERENCE, warmup=warmup)
+    rows = []
+    for name, about in info.items():
+        row = {"model": label, "spec": spec, "backend": VARIANTS[name].backend, "precision": VARIANTS[name].precision}
+        if name in scored:
+            seconds = scored[name]["seconds"]
+            ms = 1000 * statistics.median(seconds)
+            row |= {"ms_median": round(ms, 2), "ms_p90": round(1000 * float(np.percentile(seconds, 90)), 2),
+                    "fps": round(1000 / ms, 2), "test_miou": scored[name]["miou"],
+                    "pixel_agreement": scored[name]["pixel_agreement"], "frames_timed": len(seconds),
+                    "frames_scored": min(frames or len(test), len(test))}
+        rows.append(row | about)
+    return rows
 
 
-def run_infer_bench(data: str, spec: str | None = None, checkpoint: str | None = None, frames: int = 10,
-                    repeats: int = 3, threads: int | None = None, paths: list[str] | None = None, out=None,
-                    show: bool = True) -> dict:
-    """Time eager fp32 and each path in ``paths`` (default: all of PATHS) on ``frames`` test images."""
+def run_infer_bench(data: str, spec: str | None = "scratch:simplesegnet", checkpoints: list[str] | None = None,
+                    variants: list[str] | None = None, frames: int | None = None, warmup: int = 3,
+                    calibration: int = 100, threads: int | None = None, out=None, show: bool = True) -> dict:
+    """The table for each checkpoint (or a random-init ``spec``) on each variant (default: all of VARIANTS,
+    always with the reference); see the module docstring.
+
+    ``frames``: test images to time and score (None: the whole split); the first ``warmup`` are not timed.
+    """
     torch.set_num_threads(threads or torch.get_num_threads())
+    threads = torch.get_num_threads()
     machine = machine_info()
-    baseline = rss_mb()
-    images = load_frames(data, frames)
-    model, classes, input_size, default = _model(data, spec, checkpoint)
-    h, w = images[0].shape[:2]
-    model_size = tuple(input_size) if input_size else (round_up(h), round_up(w))  # what the model sees
-    names = ["eager_fp32", *[p for p in (PATHS if paths is None else paths) if p != "eager_fp32"]]
+    source = open_source(data)
+    names = list(VARIANTS) if variants is None else [REFERENCE, *[v for v in variants if v != REFERENCE]]
+    baseline, records = rss_mb(), []
+    command = "seglab " + " ".join(sys.argv[1:]) if Path(sys.argv[0]).name == "seglab" else None
     with tempfile.TemporaryDirectory(prefix="seglab-bench-") as workdir:
-        predictors, info = _build_alone(names, model, classes, input_size, model_size, images, baseline,
-                                        torch.get_num_threads(), workdir)
-        times, labels = _take_turns(predictors, images, repeats)
-
-    frame_flops = flops.forward_flops(model, torch.zeros(1, 3, *model_size, dtype=torch.uint8))
-    peaks = flops.machine_peaks(usable_cpus())
-    reference = np.stack(labels["eager_fp32"])
-    results = {}
-    for name in names:
-        ms = round(1000 * statistics.median(times[name]), 3)
-        dtype = PATHS[name][1]
-        results[name] = {"ms_per_frame": ms, "fps": 1000 / ms,
-                         "agreement": float((np.stack(labels[name]) == reference).mean()),
-                         "utilisation": flops.utilisation(frame_flops, 1000 / ms, peaks[dtype]["best"]),
-                         "dtype": dtype, **info[name]}
-    fastest = min((n for n in names if results[n]["agreement"] >= AGREEMENT),
-                  key=lambda n: results[n]["ms_per_frame"])
-    report = {
-        "benchmark": "infer",
-        "speedup": results["eager_fp32"]["ms_per_frame"] / results[fastest]["ms_per_frame"],
-        "fastest": fastest,
-        "agreement_threshold": AGREEMENT,
-        # the path `seglab predict` takes on this machine without --amp/--no-amp
-        "predict_default": next(n for n, p in PATHS.items() if p[2] == default),
-        "setup": {"data": str(data), "model": model.spec, "weights": checkpoint or "none (random init)",
-                  "frames": len(images), "frame_size": [h, w], "model_input_size": list(model_size),
-                  "strategy": "resize to training scale" if input_size else "native (padded)",
-                  "repeats": repeats, "batch": 1, "tta": "none"},
-        "paths": results,
-        "compute": {"forward_flops_per_frame": frame_flops, "matmul_peak_flops": peaks},
-        "machine": machine,
-    }
+        for i, target in enumerate(checkpoints or [None]):
+            records += _model_rows(target, spec, source, names, frames, warmup, calibration, threads, baseline,
+                                   Path(workdir) / str(i))
+    brief = {"cpu": machine["cpu"], "logical_cpus": machine["logical_cpus"], "threads": threads,
+             "cpu_bf16_units": machine["cpu_bf16_units"]}
+    for row in records:
+        row |= {"machine": brief, "command": command}
+    met = [f"{r['model']} {r['backend']}/{r['precision']}" for r in records
+           if r.get("fps", 0) >= TARGET["fps"] and (r.get("test_miou") or 0) >= TARGET["test_miou"]]
+    report = {"benchmark": "infer", "records": records, "target": {**TARGET, "met_by": met},
+              "setup": {"data": str(source.root), "batch": 1, "tta": "none", "warmup_frames": warmup,
+                        "calibration_images": calibration, "threads": threads},
+              "machine": machine, "command": command}
     finish(report, out)
     if show:
         _print(report)
@@ -166,12 +202,12 @@ def run_infer_bench(data: str, spec: str | None = None, checkpoint: str | None =
 
 
 def _print(report: dict) -> None:
-    rows = [[("* " if name == report["fastest"] else "") + name, p["ms_per_frame"], p["fps"], p["agreement"],
-             p["utilisation"], p["peak_rss_mb"], p["setup_s"]] for name, p in report["paths"].items()]
-    s = report["setup"]
-    (h, w), (mh, mw) = s["frame_size"], s["model_input_size"]
-    print_table(f"seglab predict: {s['model']} {h}x{w} frames, model input {mh}x{mw} ({s['strategy']}), batch 1",
-                ["path", "ms/frame", "fps", "agreement", "of peak", "peak RSS MB", "setup s"], rows,
-                footer=f"* fastest with agreement >= {report['agreement_threshold']}: speedup "
-                       f"{report['speedup']:.2f}x; predict's default here: {report['predict_default']}  "
-                       f"({report['machine']['cpu']}, {report['machine']['threads']} threads)")
+    rows = [[r["model"], f"{r['backend']}/{r['precision']}", r.get("ms_median"), r.get("ms_p90"), r.get("fps"),
+             r.get("test_miou"), r.get("pixel_agreement"), r.get("peak_mb"), r.get("unavailable", "")]
+            for r in report["records"]]
+    t, m = report["target"], report["machine"]
+    print_table("seglab predict, batch 1, no test-time augmentation: latency and accuracy on the test split",
+                ["model", "backend/precision", "ms median", "ms p90", "fps", "test mIoU", "agreement", "peak MB",
+                 "note"],
+                rows, footer=f"{m['cpu']}, {report['setup']['threads']} threads. Target (mIoU >= {t['test_miou']} "
+                             f"at >= {t['fps']:.0f} fps) met by: {', '.join(t['met_by']) or 'none'}")

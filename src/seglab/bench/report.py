@@ -53,12 +53,13 @@ def print_table(title: str, columns: list[str], rows: list[list], footer: str = 
     from rich.console import Console
     from rich.table import Table
 
+    console = Console(width=max(Console().width, 120))  # logs and pipes get the whole table, not 80 columns
     table = Table(title=title, caption=footer or None)
     for i, col in enumerate(columns):
         table.add_column(col, justify="left" if i == 0 else "right", no_wrap=i == 0)
     for row in rows:
         table.add_row(*(_fmt(v) for v in row))
-    Console().print(table)
+    console.print(table)
 
 
 def _fmt(v) -> str:

@@ -1,8 +1,8 @@
 """``seglab bench``: measure training and inference speed, budgets and the quality preset on this machine.
 
     seglab bench train --data ../shared/camvid --model unet:resnet18 --size 256x256 --batch 4 --out bench.json
-    seglab bench infer --data ../shared/camvid --model unet:resnet18 --out infer.json
-    seglab bench infer --data ../shared/camvid --checkpoint runs/<run> --frames 20 --out infer.json
+    seglab bench infer --data ../shared/camvid --checkpoint runs/<run> --checkpoint runs/<other> --out infer.json
+    seglab bench infer --data ../shared/camvid --model unet:resnet18 --variants openvino/bf16 --frames 20
     seglab bench budget --data ../shared/camvid --model fpn:efficientnet-lite0 --budget 4m --out budget.json
     seglab bench quality --data ../shared/camvid --preset camvid-cpu-60m --out benchmarks/quality.json
 """
@@ -46,23 +46,32 @@ def train(
 @app.command("infer")
 def infer(
     data: RequiredData,
-    model: Annotated[str, typer.Option(help="Model spec (random init), ignored with --checkpoint.")] = "unet:resnet18",
-    checkpoint: Annotated[str | None, typer.Option(help="Run folder or .ckpt: bench a trained model.")] = None,
-    frames: Annotated[int, typer.Option(min=1, help="Test images to time.")] = 10,
-    repeats: Annotated[int, typer.Option(min=1, help="Passes over the frames per path, taken in turns.")] = 3,
-    paths: Annotated[str | None, typer.Option(help="Comma-separated paths to try (default: all).")] = None,
+    checkpoint: Annotated[list[str] | None, typer.Option(help="Run folder or .ckpt of a trained model; repeat "
+                                                              "for several models.")] = None,
+    model: Annotated[str, typer.Option(help="Model spec with random weights, when no --checkpoint is "
+                                            "given.")] = "unet:resnet18",
+    variants: Annotated[str | None, typer.Option(help="Comma-separated backend/precision rows, e.g. "
+                                                      "openvino/int8,onnxruntime/fp32 (default: all).")] = None,
+    frames: Annotated[int | None, typer.Option(min=1, help="Test images to time and score (default: the "
+                                                           "whole test split).")] = None,
+    warmup: Annotated[int, typer.Option(min=0, help="First test images not timed (they are scored).")] = 3,
+    calibration: Annotated[int, typer.Option(min=1, help="Training images INT8 rows calibrate on.")] = 100,
     threads: Threads = None,
     out: JsonOut = None,
 ):
-    """ms/frame of the fp32 eager model and of faster paths, their agreement, and the speedup."""
-    from seglab.bench.infer_bench import PATHS, run_infer_bench
+    """Latency x accuracy table: each model on PyTorch, ONNX Runtime and OpenVINO, fp32/bf16/INT8."""
+    from seglab.bench.infer_bench import VARIANTS, run_infer_bench
 
-    chosen = [p.strip() for p in paths.split(",")] if paths else None
-    unknown = [p for p in chosen or [] if p not in PATHS]
+    chosen = [v.strip() for v in variants.split(",")] if variants else None
+    unknown = [v for v in chosen or [] if v not in VARIANTS]
     if unknown:
-        raise typer.BadParameter(f"unknown {', '.join(unknown)}; choose from {', '.join(PATHS)}",
-                                 param_hint="'--paths'")
-    run_infer_bench(data, model, checkpoint, frames=frames, repeats=repeats, threads=threads, paths=chosen, out=out)
+        raise typer.BadParameter(f"unknown {', '.join(unknown)}; choose from {', '.join(VARIANTS)}",
+                                 param_hint="'--variants'")
+    if frames is not None and frames <= warmup:
+        raise typer.BadParameter(f"{frames}: more than --warmup ({warmup}), or nothing is timed",
+                                 param_hint="'--frames'")
+    run_infer_bench(data, model, checkpoint, variants=chosen, frames=frames, warmup=warmup,
+                    calibration=calibration, threads=threads, out=out)
 
 
 @app.command("quality")

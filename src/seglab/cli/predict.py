@@ -3,7 +3,9 @@
     seglab predict runs/<run> photos/ clip.mp4 --out preds --overlay --legend
     seglab predict runs/<run>/model.onnx big.tif --tile 1024 --overlap 128
     seglab predict runs/<run> photos/ --format npy
+    seglab predict runs/<run> photos/ --backend openvino
     seglab export runs/<run> --format onnx --dynamic
+    seglab export runs/<run> --format openvino --int8     # calibrated on the run's training images
     seglab export runs/<run> --format pretrained --out hub/my-camvid-unet
 
 ``predict`` exit codes: 0 when every input was written; 1 when some inputs were skipped (each one reported
@@ -19,13 +21,10 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from seglab.cli.options import size_option, with_choices
-from seglab.errors import SeglabError
+from seglab.cli.options import Threads, size_option, with_choices
 
 app = typer.Typer()
-EXPORT_FORMATS = ("onnx", "pretrained")
-
-
+EXPORT_FORMATS = ("onnx", "openvino", "pretrained")
 
 
 @app.command(cls=with_choices(tta="data.tta"))
@@ -47,6 +46,10 @@ def predict(
     input_size: Annotated[str | None, size_option("Model input HxW, or native (default: the scale the model "
                                                   "was trained at).", native=True, name="--input-size")] = None,
     tta: Annotated[str | None, typer.Option(help="Test-time augmentation (default: the run's setting).")] = None,
+    backend: Annotated[str, typer.Option(help="What runs the model: auto (PyTorch for trained models, the "
+                                              "file's runtime for exports), torch, torch-compile, onnxruntime "
+                                              "or openvino.")] = "auto",
+    threads: Threads = None,
     dataset_values: Annotated[bool, typer.Option(help="Write PNG masks in the values the training masks used "
                                                       "(e.g. 0/255, from classes.yaml's values:) instead of "
                                                       "class indices with a palette.")] = False,
@@ -58,8 +61,12 @@ def predict(
     if out.exists() and not out.is_dir():
         raise typer.BadParameter(f"{out} is a file; predictions go into a folder (give a new or existing one)",
                                  param_hint="'--out'")
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     predictor = load(target, device=device, amp=amp, tile=tile, overlap=overlap, batch_size=batch,
-                     input_size=input_size, tta=tta)
+                     input_size=input_size, tta=tta, backend=backend, threads=threads)
     summary = predict_paths(predictor, inputs, OutputOptions(out, overlay, alpha, fmt, dataset_values), legend=legend,
                             progress=True)
     typer.echo(summary_line(summary, out))
@@ -73,44 +80,55 @@ MIN_OPSET, MAX_OPSET = 7, 23  # what torch.onnx's TorchScript exporter (torch 2.
 @app.command()
 def export(
     target: Annotated[Path, typer.Argument(help="Run folder, .ckpt or save_pretrained folder.")],
-    fmt: Annotated[str, typer.Option("--format", help="onnx, or pretrained (smp save_pretrained folder).")] = "onnx",
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Default: model.onnx or pretrained/ next to "
-                                                                  "the checkpoint's run.")] = None,
-    dynamic: Annotated[bool, typer.Option(help="ONNX: free batch, height and width.")] = False,
-    size: Annotated[str | None, size_option("ONNX: input HxW of a static export, and of the check (default: "
-                                            "the model's training size, else 512x512).")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="onnx, openvino (IR .xml + .bin), or pretrained (smp "
+                                                      "save_pretrained folder).")] = "onnx",
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Default: model[_int8].onnx|.xml or pretrained/ "
+                                                                  "next to the checkpoint's run.")] = None,
+    int8: Annotated[bool, typer.Option("--int8", help="ONNX/OpenVINO: INT8 by static quantization, calibrated "
+                                                      "on the run's training images.")] = False,
+    dynamic: Annotated[bool, typer.Option(help="ONNX/OpenVINO: free batch, height and width.")] = False,
+    size: Annotated[str | None, size_option("ONNX/OpenVINO: input HxW of a static export (default: the model's "
+                                            "training size, else the dataset's frame size padded, else "
+                                            "512x512).")] = None,
     opset: Annotated[int, typer.Option(help="ONNX opset.")] = 17,
+    data: Annotated[Path | None, typer.Option(help="Dataset to calibrate and check on (default: the run's "
+                                                   "own).")] = None,
+    calibration: Annotated[int, typer.Option(min=1, help="--int8: training images to calibrate on.")] = 100,
+    check: Annotated[int, typer.Option(min=1, help="Validation images the export is checked on.")] = 20,
 ):
-    """Export a trained model to ONNX (checked against PyTorch) or a self-contained pretrained folder."""
-    from seglab.inference import export as ex
-    from seglab.inference.predictor import TorchBackend, load
+    """Export a trained model to ONNX or OpenVINO (checked against PyTorch on real images) or a pretrained folder."""
+    from seglab.inference.export import save_pretrained
+    from seglab.inference.predictor import load
 
     if fmt not in EXPORT_FORMATS:
         raise typer.BadParameter(f"{fmt!r}: choose one of {', '.join(EXPORT_FORMATS)}", param_hint="'--format'")
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise typer.BadParameter(f"{opset}: this torch exports ONNX opsets {MIN_OPSET} to {MAX_OPSET}",
                                  param_hint="'--opset'")
-    predictor = load(target, device="cpu", amp=False)  # exports are fp32, contiguous
-    if not isinstance(predictor.backend, TorchBackend):
-        raise SeglabError(f"{target}: already an ONNX file; export from the run folder or checkpoint")
-    model, base = predictor.backend.model, target if target.is_dir() else target.parent
     if fmt == "pretrained":
-        folder = ex.save_pretrained(model, predictor.classes, out or base / "pretrained", predictor.input_size)
-        check = load(folder, device="cpu", amp=False).predict_batch  # reloaded from the folder alone
+        if int8:
+            raise typer.BadParameter("--int8 quantizes ONNX or OpenVINO exports; a pretrained folder keeps the "
+                                     "trained weights", param_hint="'--int8'")
+        predictor = load(target, device="cpu", amp=False)
+        model, base = predictor.backend.model, target if target.is_dir() else target.parent
+        folder = save_pretrained(model, predictor.classes, out or base / "pretrained", predictor.input_size)
+        check_with = load(folder, device="cpu", amp=False).predict_batch  # reloaded from the folder alone
         image = np.random.default_rng(0).integers(0, 256, (96, 128, 3), dtype=np.uint8)
-        agree = float((check([image])[0] == predictor.predict(image)).mean())
+        agree = float((check_with([image])[0] == predictor.predict(image)).mean())
         typer.echo(f"wrote {folder} ({', '.join(sorted(p.name for p in folder.iterdir()))}); reloaded from it: "
                    f"{100 * agree:.2f}% of pixels agree. Load with seglab.load('{folder}')")
         return
-    h, w = size or predictor.input_size or (512, 512)
-    path = ex.export_onnx(model, predictor.classes, out or base / "model.onnx", dynamic=dynamic, size=(h, w),
-                          opset=opset, input_size=predictor.input_size)
-    sizes = [(h, w), (max(h // 2 // 32 * 32, 32), w + 64)] if dynamic else [(h, w)]
-    report = ex.verify_onnx(model, path, sizes, batch=2 if dynamic else 1)
-    axes = "dynamic batch, height and width" if dynamic else f"static 1x3x{h}x{w}"
-    typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {axes})")
-    typer.echo(f"ONNX Runtime vs PyTorch at {', '.join(f'{a}x{b}' for a, b in sizes)}: max |logit diff| "
-               f"{report['max_abs_diff']:.2e}, pixel agreement {100 * report['pixel_agreement']:.3f}%")
-    if report["pixel_agreement"] < 0.995:
-        typer.echo("warning: the ONNX model disagrees with PyTorch on more than 0.5% of pixels", err=True)
+    from seglab.inference.shipping import MIN_AGREEMENT, export_model
+
+    done = export_model(target, fmt, out, int8=int8, dynamic=dynamic, size=size, opset=opset, data=data,
+                        calibration_images=calibration, check_images=check)
+    megabytes = sum(f.stat().st_size for f in done.path.parent.glob(done.path.stem + ".*")) / 1e6
+    typer.echo(f"wrote {done.path} ({fmt} {done.precision}, {megabytes:.1f} MB, {done.shape})")
+    c = done.check
+    miou = (f"; mIoU {c.miou_pytorch:.4f} (PyTorch fp32) -> {c.miou_export:.4f} "
+            f"({100 * (c.miou_export - c.miou_pytorch):+.2f} points)") if c.miou_pytorch is not None else ""
+    typer.echo(f"checked on {c.images}: {100 * c.pixel_agreement:.2f}% of pixels as PyTorch fp32{miou}")
+    if not done.agrees:
+        typer.echo(f"warning: the export labels fewer than {100 * MIN_AGREEMENT[done.precision]:.1f}% of pixels "
+                   "as PyTorch does", err=True)
         raise typer.Exit(1)

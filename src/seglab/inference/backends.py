@@ -1,20 +1,31 @@
-"""What runs the model: a PyTorch module (in the run's precision) or an ONNX Runtime session, and the
-batched, test-time-augmented forward pass both prediction strategies call.
+"""What runs the model: PyTorch (eager or ``torch.compile``d, in the run's precision), ONNX Runtime, or
+OpenVINO.
 
-A backend maps (B, 3, H, W) uint8 RGB to (B, C, H, W) float32 logits on the CPU, and says which input
-sizes and batch sizes it takes (``fixed_size``, ``max_batch``: None where any works).
+A backend maps (B, 3, H, W) uint8 RGB to (B, C, H, W) float32 logits on the CPU, says which input sizes and
+batch sizes it takes (``fixed_size``, ``max_batch``: None where any works), and names itself and the
+arithmetic it computes in (``name``: a key of BACKENDS; ``dtype``: fp32, bf16, fp16 or int8), so a
+benchmark row or a prediction log says what actually ran.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from seglab.errors import BadValue, SeglabError, first_line
-from seglab.models.tta import TTA_SCALES, tta_logits
 from seglab.training.device import resolve_precision
+
+BACKENDS = {
+    "torch": "PyTorch eager, in the run's precision (bf16 autocast and channels-last on CPUs with bf16 units)",
+    "torch-compile": "PyTorch with torch.compile (the first image pays for compilation)",
+    "onnxruntime": "ONNX Runtime (an .onnx file; a run is exported on the fly, fp32)",
+    "openvino": "OpenVINO on the CPU (an .xml or .onnx file; a run is exported on the fly), bf16 where the CPU "
+                "has it unless --no-amp",
+}
+DTYPES = {"32": "fp32", "bf16-mixed": "bf16", "16-mixed": "fp16"}
 
 
 def resolve_device(device: str | None) -> torch.device:
@@ -54,20 +65,27 @@ def predict_precision(run_precision: str, amp: bool | None, device_type: str) ->
 class TorchBackend:
     """A SegmentationNet in eval mode on one device, in ``precision`` (a ``train.precision`` value: a run's
     own, or auto) unless ``amp`` overrides it; 16-bit precisions run under autocast with channels-last
-    memory (bf16 on CPUs with bf16 units: about 2.5x faster here, >99.5% of pixels as in fp32)."""
+    memory (bf16 on CPUs with bf16 units: about 2.5x faster here, >99.5% of pixels as in fp32).
+
+    ``compile``: run it through ``torch.compile`` (Inductor); each new input shape compiles once, so the
+    first image of a size is slow. A platform where compilation fails says so at that first image.
+    """
 
     fixed_size: tuple[int, int] | None = None  # any H, W divisible by SIZE_DIVISOR works
     max_batch: int | None = None
 
     def __init__(self, model: torch.nn.Module, device: str | None = "auto", amp: bool | None = None,
-                 precision: str = "auto"):
+                 precision: str = "auto", compile: bool = False):
         self.device = resolve_device(device)
         self.precision = predict_precision(precision, amp, self.device.type)
+        self.name, self.dtype = ("torch-compile" if compile else "torch"), DTYPES[self.precision]
         self.amp = self.precision != "32"
         self.amp_dtype = torch.bfloat16 if self.precision == "bf16-mixed" else torch.float16
         self.model = model.eval().to(self.device)
         if self.amp:
             self.model = self.model.to(memory_format=torch.channels_last)
+        self._run = torch.compile(self.model, dynamic=False) if compile else self.model
+        self._compiled_shapes: set[tuple[int, ...]] = set()
 
     @torch.inference_mode()
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
@@ -76,8 +94,20 @@ class TorchBackend:
         if self.amp:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
-            logits = self.model(x)
+            if self.name == "torch-compile" and tuple(x.shape) not in self._compiled_shapes:
+                logits = self._first_compiled_call(x)
+            else:
+                logits = self._run(x)
         return logits.float().cpu()
+
+    def _first_compiled_call(self, x: torch.Tensor) -> torch.Tensor:
+        try:
+            logits = self._run(x)
+        except Exception as e:  # noqa: BLE001 - Inductor fails in many ways (no compiler, unsupported op)
+            raise SeglabError(f"torch.compile cannot compile this model here ({first_line(e, 160)}); "
+                              "use --backend torch") from None
+        self._compiled_shapes.add(tuple(x.shape))
+        return logits
 
 
 class OnnxBackend:
@@ -88,28 +118,27 @@ class OnnxBackend:
     predictor then pads to, and tiles with, that size.
     """
 
-    def __init__(self, path: Path, device: str | None = "auto", threads: int | None = None):
+    name = "onnxruntime"
+
+    def __init__(self, path: Path | bytes, device: str | None = "auto", threads: int | None = None):
         import onnxruntime as ort
 
+        where = "the exported model" if isinstance(path, bytes) else path
         want_cuda = device not in ("cpu",) and "CUDAExecutionProvider" in ort.get_available_providers()
         providers = (["CUDAExecutionProvider"] if want_cuda else []) + ["CPUExecutionProvider"]
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
         try:
-            self.session = ort.InferenceSession(str(path), options, providers=providers)
+            self.session = ort.InferenceSession(path if isinstance(path, bytes) else str(path), options,
+                                                providers=providers)
         except Exception as e:  # noqa: BLE001 - ORT raises its own Fail/InvalidGraph/... types
-            raise SeglabError(f"{path}: not a usable ONNX model ({first_line(e, 160)})") from None
+            raise SeglabError(f"{where}: not a usable ONNX model ({first_line(e, 160)})") from None
         inp, out = self.session.get_inputs()[0], self.session.get_outputs()[0]
-        if len(inp.shape) != 4 or len(out.shape) != 4:
-            raise SeglabError(f"{path}: expected an image model, (B, 3, H, W) -> (B, C, H, W); "
-                              f"got {inp.shape} -> {out.shape}")
         self.input_name = inp.name
-        b, _, h, w = inp.shape  # entries are ints (static) or names (dynamic)
-        self.fixed_size = (h, w) if isinstance(h, int) and isinstance(w, int) else None
-        self.max_batch = b if isinstance(b, int) else None
-        self.num_classes = out.shape[1] if isinstance(out.shape[1], int) else None
+        self.fixed_size, self.max_batch, self.num_classes = _image_shapes(where, inp.shape, out.shape)
         self.metadata = self.session.get_modelmeta().custom_metadata_map
+        self.dtype = _stored_dtype(self.metadata.get("seglab"))
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         x = images.numpy().astype(np.float32)  # (B, 3, H, W)
@@ -117,38 +146,71 @@ class OnnxBackend:
         return torch.from_numpy(logits)
 
 
-Backend = TorchBackend | OnnxBackend
+class OpenVinoBackend:
+    """An OpenVINO IR (.xml beside its .bin) or ONNX file compiled for the CPU, latency-first, with
+    ``threads`` inference threads (None: OpenVINO's default, one per physical core).
+
+    ``precision`` ("32" or "bf16-mixed", resolved like TorchBackend's) becomes OpenVINO's inference
+    precision hint; bf16 is used only where OpenVINO reports bf16 support on this CPU. An INT8 model
+    (from ``seglab export --int8``) computes its quantized layers in int8 whatever the hint.
+    """
+
+    name = "openvino"
+
+    def __init__(self, path: Path, device: str | None = "auto", amp: bool | None = None,
+                 precision: str = "auto", threads: int | None = None):
+        import openvino as ov
+
+        if device not in (None, "auto", "cpu"):
+            raise BadValue("device", device, "the OpenVINO backend runs on the CPU here; use auto or cpu")
+        core = ov.Core()
+        try:
+            model = core.read_model(str(path))
+        except Exception as e:  # noqa: BLE001 - OpenVINO raises RuntimeError with a multi-line report
+            raise SeglabError(f"{path}: not a usable OpenVINO or ONNX model ({first_line(e, 160)})") from None
+        self.metadata = {"seglab": _rt_info(model, "seglab")} if model.has_rt_info(["seglab"]) else {}
+        shape_in, shape_out = model.inputs[0].partial_shape, model.outputs[0].partial_shape
+        dims = [[d.get_length() if d.is_static else "?" for d in s] for s in (shape_in, shape_out)]
+        self.fixed_size, self.max_batch, self.num_classes = _image_shapes(path, *dims)
+        wanted = predict_precision(precision, amp, "cpu")
+        bf16 = wanted == "bf16-mixed" and "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "bf16" if bf16 else "f32"}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        self.request = core.compile_model(model, "CPU", config).create_infer_request()
+        stored = _stored_dtype(self.metadata.get("seglab"))
+        self.dtype = stored if stored == "int8" else "bf16" if bf16 else "fp32"
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.numpy().astype(np.float32)  # (B, 3, H, W)
+        self.request.infer({0: x})
+        return torch.from_numpy(self.request.get_output_tensor(0).data.copy())
 
 
-class Forward:
-    """A backend applied to any number of images: ``batch_size`` at a time, test-time augmented (``tta``),
-    and checked to give one output per known class."""
-
-    def __init__(self, backend: Backend, num_classes: int, batch_size: int, tta: str = "none"):
-        self.backend, self.num_classes = backend, num_classes
-        self.batch_size = min(batch_size, backend.max_batch or batch_size)
-        self.tta = tta
-
-    def logits(self, images: torch.Tensor) -> torch.Tensor:
-        """(N, 3, H, W) uint8 -> (N, C, H, W) float32 logits."""
-        out = torch.cat([tta_logits(self.backend, images[s:s + self.batch_size], self.tta).float()
-                         for s in range(0, len(images), self.batch_size)])
-        if out.shape[1] != self.num_classes:
-            raise SeglabError(f"model outputs {out.shape[1]} classes but {self.num_classes} class names are "
-                              "known; the class list does not belong to this model")
-        return out
-
-    def probs(self, images: torch.Tensor) -> torch.Tensor:
-        """(N, 3, H, W) uint8 -> (N, C, H, W) float32 softmax probabilities."""
-        return self.logits(images).softmax(1)
+Backend = TorchBackend | OnnxBackend | OpenVinoBackend
 
 
-def check_tta(tta: str, backend: Backend) -> str:
-    """``tta`` if the backend can run its views, else BadValue."""
-    if tta not in TTA_SCALES:
-        raise BadValue("tta", tta, f"choose one of {', '.join(TTA_SCALES)}")
-    if backend.fixed_size and len(TTA_SCALES[tta]) > 1:
-        raise BadValue("tta", tta, f"rescaled views need a model that takes any input size, and this export "
-                                   f"takes only {backend.fixed_size[0]}x{backend.fixed_size[1]}; use flip or an "
-                                   "export made with --dynamic")
-    return tta
+def _image_shapes(where, shape_in, shape_out) -> tuple[tuple[int, int] | None, int | None, int | None]:
+    """(fixed (H, W) or None, fixed batch or None, class count or None) of an exported image model, whose
+    shapes list ints for static dimensions and anything else (names, "?") for free ones."""
+    if len(shape_in) != 4 or len(shape_out) != 4:
+        raise SeglabError(f"{where}: expected an image model, (B, 3, H, W) -> (B, C, H, W); "
+                          f"got {list(shape_in)} -> {list(shape_out)}")
+    b, _, h, w = shape_in
+    fixed = (h, w) if isinstance(h, int) and isinstance(w, int) else None
+    return fixed, (b if isinstance(b, int) else None), (shape_out[1] if isinstance(shape_out[1], int) else None)
+
+
+def _rt_info(model, key: str) -> str:
+    value = model.get_rt_info([key])
+    return value.astype(str) if hasattr(value, "astype") else str(value)
+
+
+def _stored_dtype(meta: str | None) -> str:
+    """The arithmetic an export says it was made for (int8 for quantized ones), fp32 when it says nothing."""
+    try:
+        return json.loads(meta).get("precision", "fp32") if meta else "fp32"
+    except (ValueError, AttributeError):
+        return "fp32"
+
+

@@ -31,14 +31,17 @@ INPUT_NOTE = (f"RGB (B, 3, H, W), values 0..255 (uint8 or float), H and W multip
               "normalised inside")
 
 
-def model_info(model: torch.nn.Module, classes: ClassSet, input_size: tuple[int, int] | None = None) -> dict:
-    """What a user needs besides the weights: stored in seglab.json and in the ONNX metadata."""
+def model_info(model: torch.nn.Module, classes: ClassSet, input_size: tuple[int, int] | None = None,
+               precision: str = "fp32") -> dict:
+    """What a user needs besides the weights: stored in seglab.json, the ONNX metadata and the OpenVINO IR's
+    runtime info. ``precision``: what the file computes in (fp32, or int8 for quantized exports)."""
     if model.num_classes != classes.num_classes:
         raise SeglabError(f"model has {model.num_classes} outputs but {classes.num_classes} class names")
     return {"format": FORMAT, "version": 1, "seglab_version": seglab.__version__, "spec": model.spec,
             "num_classes": model.num_classes, **classes.to_fields(), "mean": list(model.mean), "std": list(model.std),
             "input": INPUT_NOTE, "ignore_index": IGNORE_INDEX,
-            "input_size": list(input_size) if input_size else None}  # the scale it was trained at; None: native
+            "input_size": list(input_size) if input_size else None,  # the scale it was trained at; None: native
+            "precision": precision}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -53,8 +56,6 @@ def export_onnx(model: torch.nn.Module, classes: ClassSet, path: Path, dynamic: 
     ``dynamic`` leaves batch, height and width free; otherwise they are fixed to 1 x ``size``.
     Class names, colours and normalisation go into the file's metadata (key "seglab").
     """
-    import onnx
-
     try:
         check_model_size(size)
     except ValueError as e:
@@ -75,11 +76,38 @@ def export_onnx(model: torch.nn.Module, classes: ClassSet, path: Path, dynamic: 
         except Exception as e:  # noqa: BLE001 - an operator the chosen opset lacks, e.g. bilinear upsampling
             raise BadValue("opset", opset, f"this model cannot be exported at it ({first_line(e, 160)}); "
                               f"use {ONNX_OPSET}, the default") from None
-    proto = onnx.load(str(path))
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = "seglab", json.dumps(model_info(model, classes, input_size))
-    onnx.save(proto, str(path))
+    set_onnx_metadata(path, json.dumps(model_info(model, classes, input_size)))
     return path
+
+
+def set_onnx_metadata(path: Path, value: str) -> None:
+    """Store ``value`` (model_info as JSON) under the key "seglab" of an ONNX file's metadata."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    kept = [(e.key, e.value) for e in proto.metadata_props if e.key != "seglab"]
+    del proto.metadata_props[:]
+    for key, v in [*kept, ("seglab", value)]:
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, v
+    onnx.save(proto, str(path))
+
+
+def export_openvino(onnx_path: Path, out: Path, metadata: str, int8_inputs: list | None = None) -> Path:
+    """Convert an ONNX export to an OpenVINO IR (``out`` .xml beside its .bin), weights kept in fp32 (the CPU
+    picks bf16 at run time where it has it); with ``int8_inputs``, quantized by NNCF on those inputs."""
+    import openvino as ov
+
+    model = ov.convert_model(str(onnx_path))
+    if int8_inputs is not None:
+        from seglab.inference.quantize import quantize_openvino
+
+        model = quantize_openvino(model, int8_inputs)
+    model.set_rt_info(metadata, ["seglab"])
+    out = Path(out).with_suffix(".xml")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ov.save_model(model, str(out), compress_to_fp16=False)
+    return out
 
 
 def verify_onnx(model: torch.nn.Module, path: Path, sizes: list[tuple[int, int]], batch: int = 2,

@@ -20,12 +20,13 @@ from seglab.constants import SIZE_DIVISOR
 from seglab.data.classes import ClassSet, default_colors
 from seglab.errors import BadValue, SeglabError
 from seglab.imageio import to_rgb
-from seglab.inference.backends import Backend, Forward, OnnxBackend, TorchBackend, check_tta
+from seglab.inference.backends import BACKENDS, Backend, OnnxBackend, OpenVinoBackend, TorchBackend
+from seglab.inference.forward import Forward, check_tta
 from seglab.inference.resize import ResizeToScale
 from seglab.inference.tiling import NativeTiles
 from seglab.sizes import check_model_size
 
-__all__ = ["OnnxBackend", "Predictor", "TorchBackend", "load"]
+__all__ = ["OnnxBackend", "OpenVinoBackend", "Predictor", "TorchBackend", "load"]
 
 ImageLike = np.ndarray | Image.Image
 
@@ -34,7 +35,7 @@ class Predictor:
     """Label masks (or class probabilities) for RGB, grey, RGBA or 16-bit images of any size.
 
     Args:
-        backend: TorchBackend or OnnxBackend.
+        backend: TorchBackend, OnnxBackend or OpenVinoBackend.
         classes: class names and colours, for palettes and overlays.
         tile: largest tile side in pixels (a multiple of 32); bounds the memory of one forward pass.
         overlap: pixels shared by neighbouring tiles (a multiple of 32); cover the receptive field you need.
@@ -114,45 +115,73 @@ def _check_tiles(tile: int, overlap: int) -> None:
 
 def load(target: str | Path, device: str | None = "auto", amp: bool | None = None, tile: int = 1024,
          overlap: int = 128, batch_size: int = 4, input_size: tuple[int, int] | str | None = None,
-         tta: str | None = None) -> Predictor:
-    """A Predictor from a run folder, a ``.ckpt``, a ``save_pretrained`` folder or an ``.onnx`` file.
+         tta: str | None = None, backend: str = "auto", threads: int | None = None) -> Predictor:
+    """A Predictor from a run folder, a ``.ckpt``, a ``save_pretrained`` folder, an ``.onnx`` file or an
+    OpenVINO ``.xml`` file.
 
     ``input_size``: None uses the scale the model was trained at (stored with it); "native" or (H, W) override.
     ``tta``: None uses the run's test-time augmentation (none for exported files); or none, flip, flip+scales.
     ``amp``: None predicts in the run's ``train.precision`` as training resolves it on this device (``auto``
-    for pretrained folders; ONNX files run fp32); True or False override (--amp/--no-amp).
+    for pretrained folders and OpenVINO; ONNX Runtime runs what the file holds); True or False override.
+    ``backend``: auto (PyTorch for trained models, the file's own runtime for exports) or a key of BACKENDS;
+    a trained model asked to run on onnxruntime or openvino is exported to ONNX first (fp32, any size).
+    ``threads``: inference threads of ONNX Runtime and OpenVINO (None: their default).
     Nothing loaded here can run code: checkpoints are read weights-only, pretrained folders are safetensors,
-    ONNX files are graphs.
+    ONNX and OpenVINO files are graphs.
     """
     path = Path(target)
+    if backend != "auto" and backend not in BACKENDS:
+        raise BadValue("backend", backend, f"choose auto or one of {', '.join(BACKENDS)}")
     options = {"tile": tile, "overlap": overlap, "batch_size": batch_size, "tta": tta or "none"}
 
     def size(stored) -> tuple[int, int] | None:
         chosen = stored if input_size is None else input_size
         return None if chosen in (None, "native") else tuple(chosen)
 
-    if path.suffix.lower() == ".onnx":
+    suffix = path.suffix.lower()
+    if suffix in (".onnx", ".xml"):
         if not path.is_file():
-            raise SeglabError(f"{path}: no such ONNX file")
-        backend = OnnxBackend(path, device)
-        meta = json.loads(backend.metadata.get("seglab", "{}"))
-        return Predictor(backend, _onnx_classes(backend, path), input_size=size(meta.get("input_size")), **options)
+            raise SeglabError(f"{path}: no such {'ONNX' if suffix == '.onnx' else 'OpenVINO'} file")
+        runtimes = ("onnxruntime", "openvino") if suffix == ".onnx" else ("openvino",)
+        if backend not in ("auto", *runtimes):
+            raise BadValue("backend", backend, f"a {suffix} file runs on {' or '.join(runtimes)}")
+        on_openvino = suffix == ".xml" or backend == "openvino"
+        runs = OpenVinoBackend(path, device, amp, threads=threads) if on_openvino \
+            else OnnxBackend(path, device, threads=threads)
+        meta = json.loads(runs.metadata.get("seglab", "{}"))
+        return Predictor(runs, _stored_classes(runs, path), input_size=size(meta.get("input_size")), **options)
     if path.is_dir() and (path / "seglab.json").is_file():
         from seglab.inference.export import load_pretrained
 
         model, classes = load_pretrained(path)
-        stored = json.loads((path / "seglab.json").read_text()).get("input_size")
-        return Predictor(TorchBackend(model, device, amp), classes, input_size=size(stored), **options)
-    from seglab.runs import read_trained
+        stored, precision = json.loads((path / "seglab.json").read_text()).get("input_size"), "auto"
+    else:
+        from seglab.runs import read_trained
 
-    trained = read_trained(path)
-    options["tta"] = tta or trained.config.data.tta
-    backend = TorchBackend(trained.build(), device, amp, precision=trained.config.train.precision)
-    return Predictor(backend, trained.classes, input_size=size(trained.config.data.eval_input_size()), **options)
+        trained = read_trained(path)
+        model, classes, stored = trained.build(), trained.classes, trained.config.data.eval_input_size()
+        options["tta"], precision = tta or trained.config.data.tta, trained.config.train.precision
+    runs = _trained_backend(model, classes, backend, device, amp, precision, threads)
+    return Predictor(runs, classes, input_size=size(stored), **options)
 
 
-def _onnx_classes(backend: OnnxBackend, path: Path) -> ClassSet:
-    """Classes stored in the export's metadata; numbered classes for ONNX files made elsewhere."""
+def _trained_backend(model, classes: ClassSet, backend: str, device, amp, precision: str, threads) -> Backend:
+    """A trained PyTorch model on the backend asked for; ONNX Runtime and OpenVINO get a fresh fp32 export."""
+    if backend in ("auto", "torch", "torch-compile"):
+        return TorchBackend(model, device, amp, precision=precision, compile=backend == "torch-compile")
+    import tempfile
+
+    from seglab.inference.export import export_onnx
+
+    with tempfile.TemporaryDirectory(prefix="seglab-export-") as tmp:
+        onnx_path = export_onnx(model.float(), classes, Path(tmp) / "model.onnx", dynamic=True)
+        if backend == "onnxruntime":
+            return OnnxBackend(onnx_path.read_bytes(), device, threads=threads)
+        return OpenVinoBackend(onnx_path, device, amp, precision=precision, threads=threads)
+
+
+def _stored_classes(backend: OnnxBackend | OpenVinoBackend, path: Path) -> ClassSet:
+    """Classes stored in the export's metadata; numbered classes for files made elsewhere."""
     if "seglab" in backend.metadata:
         meta = json.loads(backend.metadata["seglab"])
         return ClassSet.from_fields(meta)

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from seglab.data.transforms import resize_image
-from seglab.inference.backends import Forward
+from seglab.inference.forward import Forward
 
 
 class ResizeToScale:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from seglab.constants import SIZE_DIVISOR
-from seglab.inference.backends import Forward
+from seglab.inference.forward import Forward
 from seglab.sizes import round_up
 
 
@@ -40,8 +40,9 @@ class NativeTiles:
                 for s in range(0, len(idx), batch):
                     chunk = idx[s:s + batch]
                     tiles = torch.stack([self._padded(arrays[i]) for i in chunk])  # (n, 3, Hp, Wp)
-                    probs = self.forward.probs(tiles)[:, :, :h, :w]  # (n, C, H, W)
-                    for i, p in zip(chunk, probs):
+                    # labels need no softmax: its argmax is the logits' (a few ms a frame at 360x480)
+                    scores = (self.forward.probs if proba else self.forward.logits)(tiles)[:, :, :h, :w]
+                    for i, p in zip(chunk, scores):
                         out[i] = p.contiguous().numpy() if proba else p.argmax(0).to(torch.uint8).numpy()
             else:
                 for i in idx:
