@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from seglab.data.transforms import resize_image
-from seglab.inference.forward import Forward
+from seglab.inference.forward import Forward, labels, to_batch
 
 
 class ResizeToScale:
@@ -31,7 +31,7 @@ class ResizeToScale:
         out = []
         for s in range(0, len(arrays), batch):
             chunk = arrays[s:s + batch]
-            small = torch.stack([torch.from_numpy(resize_image(a, self.size)).permute(2, 0, 1) for a in chunk])
+            small = to_batch([resize_image(a, self.size) for a in chunk])
             for a, z in zip(chunk, self.forward.logits(small)):  # z: (C, h, w)
                 H, W = a.shape[:2]
                 result = np.empty((num_classes, H, W) if proba else (H, W), np.float32 if proba else np.uint8)
@@ -39,7 +39,7 @@ class ResizeToScale:
                     if proba:
                         result[:, y0:y0 + band.shape[1]] = band.softmax(0).numpy()
                     else:
-                        result[y0:y0 + band.shape[1]] = band.argmax(0).to(torch.uint8).numpy()
+                        result[y0:y0 + band.shape[1]] = labels(band)
                 out.append(result)
         return out
 
