@@ -187,3 +187,21 @@ def test_bench_infer_marks_what_the_machine_cannot_run(tiny_camvid, monkeypatch)
 ])
 def test_bench_infer_bad_options(capsys, tiny_camvid, args, fragments):
     assert_one_line_error(run_cli(capsys, "bench", "infer", "--data", tiny_camvid, *args), *fragments)
+
+
+def test_broken_openvino_files_are_one_line_errors(capsys, run, tmp_path):
+    import cv2
+
+    image = tmp_path / "x.png"
+    cv2.imwrite(str(image), _image())
+    r = run_cli(capsys, "export", run, "--format", "openvino", "--out", tmp_path / "ov" / "m.xml")
+    assert r.code == 0, r.err
+    (tmp_path / "ov" / "m.bin").unlink()  # the weights beside the graph are gone
+    assert_one_line_error(run_cli(capsys, "predict", tmp_path / "ov" / "m.xml", image, "--out", tmp_path / "p"),
+                          "m.xml", "not a usable OpenVINO")
+    (tmp_path / "junk.xml").write_text("<not a model")
+    assert_one_line_error(run_cli(capsys, "predict", tmp_path / "junk.xml", image, "--out", tmp_path / "p"),
+                          "junk.xml")
+    assert_one_line_error(run_cli(capsys, "predict", tmp_path / "none.xml", image, "--out", tmp_path / "p"),
+                          "none.xml: no such OpenVINO file")
+    assert not (tmp_path / "p").exists()
