@@ -1,19 +1,22 @@
-"""Training throughput: the notebooks' way against seglab's own training path, in one process.
+"""Training throughput: seglab's training path against the notebooks' way, or a preset against its variants.
 
     seglab bench train --data ../shared/camvid --model unet:resnet18 --size 256x256 --batch 4 --out bench.json
+    seglab bench train --data ../shared/camvid --preset camvid-cpu-60m --out benchmarks/train.json
 
 The notebook way is re-created faithfully: a Dataset that opens, decodes, resizes and normalises each PNG
 in the main process (DataLoader with num_workers=0), fp32 NCHW, and a plain loop with Adam and
 cross-entropy. seglab's path is what ``seglab train`` runs: SegDataModule and SegModule under a Trainer
-from ``make_trainer``, with the default RunConfig except model, size and batch (and random-init weights,
-which cost the same time as pretrained ones and need no download).
+from ``make_trainer``, with the default RunConfig except model, size and batch, or with the preset's config
+(random-init weights either way, which cost the same time as pretrained ones and need no download). A
+preset is timed against variants of itself (bench/variants.py) instead of the notebooks' loop, whose model
+setup would not be the preset's.
 
-Both paths train on the same images with the same model. Each is built and warmed up alone (its peak
-memory is measured then), then they take turns in rounds, so a change in machine load hits both. Within
-a round the first step is not timed (it pays for the round's start); the figure is the median time between
-the ends of consecutive steps, data loading included.
+Each path is built and warmed up alone (its peak memory is measured then), then they take turns in rounds,
+so a change in machine load hits all. Within a round the first step is not timed (it pays for the round's
+start); the figure is the median time between the ends of consecutive steps, data loading included. The
+matmul peak, the yardstick of utilisation, is measured before, between and after the rounds (bench/peaks.py);
+``--profile`` then traces a few steps of seglab's path per op (bench/step_profile.py).
 """
-
 from __future__ import annotations
 
 import math
