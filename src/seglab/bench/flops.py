@@ -38,18 +38,37 @@ def _conv_backward_flop(grad_out_shape, x_shape, w_shape, _bias, _stride, _paddi
     return flops
 
 
-def train_flops_per_image(model: torch.nn.Module, size: tuple[int, int], num_classes: int) -> float:
-    """FLOPs of one training step (forward, cross-entropy, backward) on one ``size`` image.
+def train_flops(model: torch.nn.Module, size: tuple[int, int], num_classes: int) -> dict[str, float]:
+    """FLOPs of one training step (forward, cross-entropy, backward) per ``size`` image: ``total``, and
+    ``grouped_conv``, the part in grouped (depthwise) convolutions, which run far below the matmul peak.
 
     Pass a model that may be changed: its gradients are left filled in.
     """
+    grouped = [0]
+
+    def conv(x_shape, w_shape, _bias, _stride, _padding, _dilation, transposed, _output_padding, groups, *_,
+             out_shape=None, **kwargs) -> int:
+        flops = conv_flop_count(x_shape, w_shape, out_shape, transposed=transposed)
+        grouped[0] += flops if groups > 1 else 0
+        return flops
+
+    def conv_backward(*args, **kwargs) -> int:
+        flops = _conv_backward_flop(*args, **kwargs)
+        grouped[0] += flops if args[9] > 1 else 0  # args[9]: groups
+        return flops
+
     h, w = size
     images = torch.rand(2, 3, h, w) * 255  # two images, so batch norm sees more than one value per channel
     masks = torch.randint(0, num_classes, (2, h, w))
     model.train()
-    with FlopCounterMode(display=False, custom_mapping={aten.convolution_backward: _conv_backward_flop}) as fc:
+    mapping = {aten.convolution: conv, aten._convolution: conv, aten.convolution_backward: conv_backward}
+    with FlopCounterMode(display=False, custom_mapping=mapping) as fc:
         F.cross_entropy(model(images).float(), masks, ignore_index=IGNORE_INDEX).backward()
-    return fc.get_total_flops() / 2
+    return {"total": fc.get_total_flops() / 2, "grouped_conv": grouped[0] / 2}
+
+
+def train_flops_per_image(model: torch.nn.Module, size: tuple[int, int], num_classes: int) -> float:
+    return train_flops(model, size, num_classes)["total"]
 
 
 def forward_flops(model: torch.nn.Module, images: torch.Tensor) -> float:

@@ -11,15 +11,13 @@ included, decoding excluded) through the same Predictor `seglab predict` uses.
 from __future__ import annotations
 
 import logging
-import shlex
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from seglab.bench.report import finish, machine_info, print_table
+from seglab.bench.report import command_line, finish, machine_info, print_table
 from seglab.config import load_config, preset_path
 from seglab.errors import SeglabError
 from seglab.runs import RunDir
@@ -91,7 +89,7 @@ def run_quality_bench(data: str | None, preset: str, runs_dir: str, frames: int,
     timing, timing_plain = timings[cfg.data.tta], timings["none"]
     report = {
         "preset": preset,
-        "command": " ".join(["seglab", *map(shlex.quote, sys.argv[1:])]) if sys.argv[1:2] == ["bench"] else None,
+        "command": command_line(),
         "test_miou": metrics["miou"],
         "test_miou_ci95": [ci.low, ci.high] if ci else None,
         "test_miou_target": TARGET_MIOU,

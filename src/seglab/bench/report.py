@@ -7,7 +7,9 @@ record includes the load average at the start and the end of the run.
 from __future__ import annotations
 
 import os
+import shlex
 import statistics
+import sys
 from pathlib import Path
 
 import torch
@@ -30,6 +32,11 @@ def _load() -> list[float] | None:
         return [round(x, 2) for x in os.getloadavg()]
     except OSError:
         return None
+
+
+def command_line() -> str | None:
+    """The ``seglab bench ...`` command this process runs, as typed (None when called from Python)."""
+    return " ".join(["seglab", *map(shlex.quote, sys.argv[1:])]) if sys.argv[1:2] == ["bench"] else None
 
 
 def finish(report: dict, out: Path | None) -> dict:

@@ -1,6 +1,7 @@
 """``seglab bench``: measure training and inference speed, budgets and the quality preset on this machine.
 
     seglab bench train --data ../shared/camvid --model unet:resnet18 --size 256x256 --batch 4 --out bench.json
+    seglab bench train --data ../shared/camvid --preset camvid-cpu-60m --out benchmarks/train.json
     seglab bench infer --data ../shared/camvid --checkpoint runs/<run> --checkpoint runs/<other> --out infer.json
     seglab bench infer --data ../shared/camvid --model unet:resnet18 --variants openvino/bf16 --frames 20
     seglab bench budget --data ../shared/camvid --model fpn:efficientnet-lite0 --budget 4m --out budget.json
@@ -23,24 +24,53 @@ TrainSize = Annotated[str, size_option("Training crop HxW, multiples of 32.")]
 @app.command("train")
 def train(
     data: RequiredData,
-    model: Model = "unet:resnet18",
-    size: TrainSize = "256x256",
-    batch: Batch = 4,
+    preset: Annotated[str | None, typer.Option(help="Bench a built-in recipe's own model, size, batch, loss and "
+                                                    "optimizer, and its variants (not with --model/--size/--batch)."
+                                               )] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Model spec [default: unet:resnet18].")] = None,
+    size: Annotated[str | None, size_option("Training crop HxW, multiples of 32 [default: 256x256].")] = None,
+    batch: Annotated[int | None, typer.Option("--batch", min=1, help="Batch size [default: 4].")] = None,
     steps: Annotated[int, typer.Option(min=1, help="Timed training steps per path.")] = 12,
     warmup: Annotated[int, typer.Option(min=0, help="Untimed steps per path before timing.")] = 2,
-    rounds: Annotated[int, typer.Option(min=1, help="Turns the two paths take, so load changes hit both.")] = 3,
+    rounds: Annotated[int, typer.Option(min=1, help="Turns the paths take, so load changes hit all; the matmul "
+                                                    "peak is measured before, between and after them.")] = 3,
     threads: Threads = None,
     tune_threads: Annotated[bool, typer.Option(help="Prototype: seglab's path times its thread counts.")] = False,
+    variants: Annotated[str | None, typer.Option(help="With --preset: comma-separated variants to time against "
+                                                      "it (default: all; 'none' for none).")] = None,
+    profile: Annotated[int | None, typer.Option(min=0, help="Steps of seglab's path to profile per op after "
+                                                           "the rounds [default: 3 with --preset, else 0].")] = None,
     out: JsonOut = None,
 ):
-    """Images/s of the notebooks' training loop and of seglab's, their ratio (speedup), FLOP use, memory."""
+    """Images/s of seglab's training (against the notebooks' loop, or a preset's variants), FLOP use, memory."""
     from seglab.bench.train_bench import run_train_bench
+    from seglab.bench.variants import variants as known_variants
+    from seglab.training.threads import usable_cpus
 
     if rounds > steps:
         raise typer.BadParameter(f"{rounds}: at most --steps ({steps}), each round times at least one step",
                                  param_hint="'--rounds'")
-    run_train_bench(data, model, size, batch, steps=steps, warmup=warmup, rounds=rounds, threads=threads,
-                    tune_threads=tune_threads, out=out)
+    given = [name for name, value in (("--model", model), ("--size", size), ("--batch", batch)) if value is not None]
+    if preset and given:
+        raise typer.BadParameter(f"the preset sets the model, size and batch; drop {', '.join(given)}",
+                                 param_hint="'--preset'")
+    if preset:
+        from seglab.config import preset_path
+
+        preset_path(preset)  # an unknown name fails now, not after the data is read
+    chosen = None
+    if variants is not None:
+        if not preset:
+            raise typer.BadParameter("only with --preset", param_hint="'--variants'")
+        chosen = [] if variants.strip() == "none" else [v.strip() for v in variants.split(",")]
+        allowed = known_variants(usable_cpus())
+        unknown = [v for v in chosen if v not in allowed]
+        if unknown:
+            raise typer.BadParameter(f"unknown {', '.join(unknown)}; choose from {', '.join(allowed)}",
+                                     param_hint="'--variants'")
+    run_train_bench(data, model or "unet:resnet18", size or (256, 256), batch or 4, preset=preset, steps=steps,
+                    warmup=warmup, rounds=rounds, threads=threads, tune_threads=tune_threads, variant_names=chosen,
+                    profile_steps=(3 if preset else 0) if profile is None else profile, out=out)
 
 
 @app.command("infer")

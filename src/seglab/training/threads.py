@@ -42,10 +42,15 @@ class ThreadTuner(L.Callback):
         self._times: dict[int, list[float]] = {}
         self._t0 = 0.0
 
+    @property
+    def check_steps(self) -> int:
+        """Steps one check takes: an untimed one, then the trials."""
+        return 1 + self.trials * len(self.candidates)
+
     def _trial(self) -> int | None:
         """The candidate this step tries, or None once the check is over (step 0 warms up, untimed)."""
         i = self._step - 1
-        if i < 0 or i >= self.trials * len(self.candidates):
+        if i < 0 or i >= self.check_steps - 1:
             return None
         return self.candidates[i % len(self.candidates)]
 
