@@ -127,6 +127,36 @@ def test_parse_spec_normalises_case():
     assert parse_spec("unet:tu-efficientnet_lite0") == ("unet", "tu-efficientnet_lite0")
 
 
+def test_decoder_width_narrows_the_decoder_and_travels_with_the_spec(tmp_path):
+    from seglab.data.classes import CAMVID11
+    from seglab.inference.export import load_pretrained, save_pretrained
+
+    wide, narrow = build_model("fpn:efficientnet-lite0", 11, "none"), build_model("FPN:efficientnet-lite0:64", 11, "none")
+    assert narrow.spec == "fpn:efficientnet-lite0:64" and parse_spec(narrow.spec) == ("fpn", "efficientnet-lite0")
+    assert narrow.net.decoder.p5.out_channels == 64 and wide.net.decoder.p5.out_channels == 256
+    assert narrow.net.decoder.seg_blocks[0].block[0].block[0].out_channels == 32
+    unet = build_model("unet:efficientnet-lite0:64", 11, "none")
+    assert [b.conv1[0].out_channels for b in unet.net.decoder.blocks] == [64, 32, 16, 8, 4]
+    x = torch.rand(1, 3, 64, 96) * 255
+    assert narrow.eval()(x).shape == unet.eval()(x).shape == (1, 11, 64, 96)
+    pretrained = load_pretrained(save_pretrained(narrow, CAMVID11, tmp_path / "hub"))[0]
+    assert pretrained.spec == narrow.spec
+    torch.testing.assert_close(pretrained(x), narrow(x))
+
+
+@pytest.mark.parametrize("spec, fragment", [
+    ("fpn:efficientnet-lite0:96", "multiple of 64"),
+    ("unet:resnet18:20", "multiple of 16"),
+    ("unet:resnet18:wide", "multiple of 16"),
+    ("linknet:resnet18:64", "not a setting of linknet"),
+    ("scratch:unet:64", "not a setting of scratch"),
+    ("fpn:resnet18:64:1", "malformed"),
+])
+def test_bad_decoder_widths(spec, fragment):
+    with pytest.raises(SeglabError, match=fragment):
+        build_model(spec, 11, "none")
+
+
 def _one_line_error(spec, **kwargs) -> str:
     with pytest.raises(SeglabError) as info:
         build_model(spec, 5, **kwargs)

@@ -60,7 +60,9 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     spec: str = setting("unet:resnet34", "arch:encoder for smp (unet:resnet34, segformer:mit_b0, "
-                                         "fpn:efficientnet-lite0) or scratch:simplesegnet|unet|vit.", cli="--model")
+                                         "fpn:efficientnet-lite0) or scratch:simplesegnet|unet|vit; "
+                                         "arch:encoder:W sets the decoder width (fpn:efficientnet-lite2:64).",
+                        cli="--model")
     weights: str = setting("auto", "Encoder weights: auto (imagenet if obtainable, else none, said aloud), "
                                    "imagenet, none, or a file.", cli="--weights")
 

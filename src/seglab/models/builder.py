@@ -1,7 +1,9 @@
 """One builder for every model: a spec string ("unet:resnet34") plus a weights choice.
 
 ``arch:encoder`` is any smp architecture with any smp encoder (``tu-<timm name>`` included) and
-``scratch:<name>`` is a model from scratch.py. The returned SegmentationNet carries its input
+``scratch:<name>`` is a model from scratch.py. ``arch:encoder:W`` also sets the decoder's width to W channels
+(DECODER_WIDTH; smp's default is 256): at full resolution the decoder, not the encoder, dominates the cost
+of smp's FPN and Unet, so a narrow one is the lever for speed (``fpn:efficientnet-lite0:64``). The returned SegmentationNet carries its input
 normalisation and a record of the weights actually used, so a checkpoint or export needs nothing
 else to reproduce predictions.
 
@@ -45,6 +47,21 @@ from seglab.models.scratch import SCRATCH_MODELS
 log = logging.getLogger("seglab")
 
 ARCHITECTURES = sorted(smp.MODEL_ARCHITECTURES_MAPPING) + ["scratch"]
+
+
+def _halving(w: int) -> dict:
+    return {"decoder_channels": [w >> i for i in range(5)]}  # smp's default (256, 128, 64, 32, 16) at w = 256
+
+
+# The smp arguments that set each architecture's decoder width W (the third part of a spec).
+DECODER_WIDTH = {
+    "fpn": lambda w: {"decoder_pyramid_channels": w, "decoder_segmentation_channels": w // 2},
+    "unet": _halving, "unetplusplus": _halving, "manet": _halving,
+    "deeplabv3": lambda w: {"decoder_channels": w}, "deeplabv3plus": lambda w: {"decoder_channels": w},
+    "pan": lambda w: {"decoder_channels": w}, "upernet": lambda w: {"decoder_channels": w},
+    "segformer": lambda w: {"decoder_segmentation_channels": w},
+    "pspnet": lambda w: {"psp_out_channels": w},
+}
 WEIGHT_KEYWORDS = ("auto", "imagenet", "none")
 # Seconds to wait for the model hub before calling it unreachable: huggingface_hub itself retries
 # five times with backoff (about 25 s per file offline), too long for a CLI that only needs a yes/no.
@@ -102,14 +119,17 @@ class SegmentationNet(nn.Module):
 
 
 def parse_spec(spec: str) -> tuple[str, str]:
-    """Split and check "arch:encoder": ("unet", "resnet34"). Arch and scratch names are case-insensitive."""
+    """Split and check "arch:encoder" (or "arch:encoder:W"): ("unet", "resnet34"). Arch and scratch names are
+    case-insensitive; decoder_width() reads W."""
     parts = spec.split(":") if isinstance(spec, str) else []
-    if len(parts) != 2 or not all(p.strip() for p in parts):
+    if len(parts) not in (2, 3) or not all(p.strip() for p in parts):
         raise SeglabError(
             f"model spec {spec!r} is malformed: write ARCH:ENCODER, e.g. unet:resnet34, "
-            f"unet:efficientnet-lite0 or scratch:unet"
+            f"unet:efficientnet-lite0 or scratch:unet (ARCH:ENCODER:WIDTH sets the decoder width)"
         )
     arch, encoder = parts[0].strip().lower(), parts[1].strip()
+    if len(parts) == 3:
+        _check_width(spec, arch, parts[2].strip())
     if arch not in ARCHITECTURES:
         raise SeglabError(
             f"model spec {spec!r}: unknown architecture {arch!r}; choose one of {ARCHITECTURES}"
@@ -131,6 +151,23 @@ def parse_spec(spec: str) -> tuple[str, str]:
     return arch, encoder
 
 
+def _check_width(spec: str, arch: str, width: str) -> int:
+    if arch not in DECODER_WIDTH:
+        raise SeglabError(f"model spec {spec!r}: the decoder width (third part) is not a setting of {arch}; "
+                          f"it is for {', '.join(sorted(DECODER_WIDTH))}")
+    step = 64 if arch == "fpn" else 16  # FPN's segmentation blocks (W/2 channels) use 32-group norms
+    if not width.isdigit() or int(width) % step or not step <= int(width) <= 1024:
+        raise SeglabError(f"model spec {spec!r}: decoder width {width!r} must be a multiple of {step} "
+                          f"from {step} to 1024")
+    return int(width)
+
+
+def decoder_width(spec: str) -> int | None:
+    """W of an "arch:encoder:W" spec (checked), None for "arch:encoder"."""
+    parts = spec.split(":")
+    return _check_width(spec, parts[0].strip().lower(), parts[2].strip()) if len(parts) == 3 else None
+
+
 def build_model(spec: str, num_classes: int, weights: str = "auto", in_channels: int = 3) -> SegmentationNet:
     """Build the model named by `spec` with `num_classes` outputs and the chosen weights (see module doc)."""
     arch, encoder = parse_spec(spec)
@@ -148,12 +185,15 @@ def build_model(spec: str, num_classes: int, weights: str = "auto", in_channels:
             )
         net, used = SCRATCH_MODELS[encoder](num_classes, in_channels=in_channels), "none"
     else:
-        net, used = _smp_with_weights(arch, encoder, num_classes, in_channels, choice)
+        width = decoder_width(spec)
+        decoder = DECODER_WIDTH[arch](width) if width else {}
+        net, used = _smp_with_weights(arch, encoder, num_classes, in_channels, choice, decoder)
 
     mean, std = (LITE_MEAN, LITE_STD) if encoder in LITE_ENCODERS else (IMAGENET_MEAN, IMAGENET_STD)
     if in_channels != 3:  # no per-channel statistics for other inputs: use the RGB average everywhere
         mean, std = (sum(mean) / 3,) * in_channels, (sum(std) / 3,) * in_channels
-    model = SegmentationNet(net, f"{arch}:{encoder}", num_classes, used, mean, std)
+    width = decoder_width(spec) if arch != "scratch" else None
+    model = SegmentationNet(net, f"{arch}:{encoder}" + (f":{width}" if width else ""), num_classes, used, mean, std)
     if path:
         _load_file(model, path)
         model.weights = str(path)
@@ -194,7 +234,8 @@ def _is_encoder(name: str) -> bool:
     return name.startswith("tu-") and timm.is_model(name[3:])
 
 
-def _create_smp(arch: str, encoder: str, num_classes: int, in_channels: int, pretrained: bool) -> nn.Module:
+def _create_smp(arch: str, encoder: str, num_classes: int, in_channels: int, pretrained: bool,
+                decoder: dict | None = None) -> nn.Module:
     """smp.create_model, with the Lite alias resolved and smp's argument errors made one-line."""
     encoder_name = smp_encoder_name(encoder) if encoder in LITE_ENCODERS else encoder
     # tu- encoders take True/None (smp warns on a string); the others take the weights name.
@@ -206,17 +247,18 @@ def _create_smp(arch: str, encoder: str, num_classes: int, in_channels: int, pre
             encoder_weights=encoder_weights,
             in_channels=in_channels,
             classes=num_classes,
+            **(decoder or {}),
         )
     except ValueError as err:  # e.g. DPT needs a tu- ViT encoder
         raise SeglabError(f"model spec '{arch}:{encoder}': {first_line(err)}") from None
 
 
-def _smp_with_weights(arch, encoder, num_classes, in_channels, choice) -> tuple[nn.Module, str]:
+def _smp_with_weights(arch, encoder, num_classes, in_channels, choice, decoder: dict) -> tuple[nn.Module, str]:
     """Build an smp model for weights "none"/"imagenet"/"auto"; returns it with the weights used."""
     if choice == "none":
-        return _create_smp(arch, encoder, num_classes, in_channels, pretrained=False), "none"
+        return _create_smp(arch, encoder, num_classes, in_channels, pretrained=False, decoder=decoder), "none"
     try:
-        return _create_imagenet(arch, encoder, num_classes, in_channels), "imagenet"
+        return _create_imagenet(arch, encoder, num_classes, in_channels, decoder), "imagenet"
     except WeightsUnavailable as err:
         if choice == "imagenet":
             raise SeglabError(
@@ -225,14 +267,14 @@ def _smp_with_weights(arch, encoder, num_classes, in_channels, choice) -> tuple[
                 f"such as unet:efficientnet-lite0"
             ) from None
         log.warning("%s:%s: ImageNet weights unavailable (%s); training from random init", arch, encoder, err)
-        net = _create_smp(arch, encoder, num_classes, in_channels, pretrained=False)
+        net = _create_smp(arch, encoder, num_classes, in_channels, pretrained=False, decoder=decoder)
         return net, f"none (imagenet unavailable: {err})"
 
 
-def _create_imagenet(arch, encoder, num_classes, in_channels) -> nn.Module:
+def _create_imagenet(arch, encoder, num_classes, in_channels, decoder: dict) -> nn.Module:
     """ImageNet-initialised model, or WeightsUnavailable with a short reason, quickly when offline."""
     if encoder in LITE_ENCODERS:
-        net = _create_smp(arch, encoder, num_classes, in_channels, pretrained=False)
+        net = _create_smp(arch, encoder, num_classes, in_channels, pretrained=False, decoder=decoder)
         load_lite_encoder(net.encoder, encoder)
         return net
     if not _has_imagenet(encoder):
@@ -241,7 +283,7 @@ def _create_imagenet(arch, encoder, num_classes, in_channels) -> nn.Module:
     try:
         # Offline, let huggingface_hub answer from its cache at once instead of retrying for ~25 s.
         with _hub_offline(unreachable is not None):
-            return _create_smp(arch, encoder, num_classes, in_channels, pretrained=True)
+            return _create_smp(arch, encoder, num_classes, in_channels, pretrained=True, decoder=decoder)
     except OSError as err:  # hub/HTTP/cache errors all derive from OSError
         reason = f"{unreachable}, not in the local cache" if unreachable else first_line(err, 160)
         raise WeightsUnavailable(reason) from None
