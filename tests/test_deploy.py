@@ -84,7 +84,7 @@ def test_calibration_inputs_are_what_the_predictor_feeds(run):
     (x,) = calibration_inputs(reference.backend.model, reference.classes, None, [odd])
     assert x.shape == (1, 3, 64, 96) and x.dtype == np.float32  # padded to multiples of 32, as predict does
     np.testing.assert_array_equal(x[0, :, :50, :70], odd.transpose(2, 0, 1))
-    np.testing.assert_array_equal(x[0, :, 50:, :70], np.repeat(odd[-1:].transpose(2, 0, 1), 14, axis=1))
+    assert not x[0, :, 50:].any() and not x[0, :, :, 70:].any()  # black, as evaluation pads
 
 
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])

@@ -10,6 +10,7 @@ benchmark row or a prediction log says what actually ran.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +85,8 @@ class TorchBackend:
         self.model = model.eval().to(self.device)
         if self.amp:
             self.model = self.model.to(memory_format=torch.channels_last)
+        if compile:  # Inductor's C++ build warns "No CUDA runtime is found" on every CPU-only machine
+            logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
         self._run = torch.compile(self.model, dynamic=False) if compile else self.model
         self._compiled_shapes: set[tuple[int, ...]] = set()
 

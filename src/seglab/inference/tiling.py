@@ -1,9 +1,9 @@
 """Prediction at native resolution: pad, cut into overlapping tiles, blend.
 
-Each image is padded to a multiple of SIZE_DIVISOR (what the encoders need), cut into tiles of at most
-``tile`` x ``tile`` pixels that overlap by ``overlap``, its tiles run in batches, their softmax
-probabilities blended with weights that fall off towards tile edges (where a tile lacks context), and the
-result cropped back to the input size. An image that fits in one tile is one forward pass; same-size
+Each image is padded (with black, as evaluation pads) to a multiple of SIZE_DIVISOR (what the encoders
+need), cut into tiles of at most ``tile`` x ``tile`` pixels that overlap by ``overlap``, its tiles run in
+batches, their softmax probabilities blended with weights that fall off towards tile edges (where a tile
+lacks context), and the result cropped back to the input size. An image that fits in one tile is one forward pass; same-size
 small images share a batch.
 
 Tiles are processed one row band at a time, and finished rows are handed on at once, so memory holds one
@@ -69,10 +69,11 @@ class NativeTiles:
         return hp, wp, _starts(hp, th, self._overlap(th)), _starts(wp, tw, self._overlap(tw))
 
     def _padded(self, image: np.ndarray) -> np.ndarray:
-        """(Hp, Wp, 3) uint8: edge pixels repeated, so the border looks like the image, not like black."""
+        """(Hp, Wp, 3) uint8 padded with black at the bottom and right: the padding evaluation uses
+        (data/transforms.py) and training's scale-crop shows the model, so a prediction is what was scored."""
         h, w = image.shape[:2]
         hp, wp = self._layout(h, w)[:2]
-        return np.pad(image, ((0, hp - h), (0, wp - w), (0, 0)), mode="edge")
+        return np.pad(image, ((0, hp - h), (0, wp - w), (0, 0)))
 
     def _assemble(self, image: np.ndarray, proba: bool) -> np.ndarray:
         h, w = image.shape[:2]
