@@ -165,7 +165,7 @@ def _one_line_error(spec, **kwargs) -> str:
     return message
 
 
-@pytest.mark.parametrize("spec", ["unet", "unet:", ":resnet18", "unet:resnet18:x", ""])
+@pytest.mark.parametrize("spec", ["unet", "unet:", ":resnet18", "unet:resnet18:64:x", "unet::64", ""])
 def test_malformed_spec(spec):
     assert "ARCH:ENCODER" in _one_line_error(spec)
 
