@@ -222,11 +222,15 @@ def test_ctrl_c_keeps_last_checkpoint_and_resumes(capsys, tiny_camvid, tmp_path)
     run = tmp_path / "int"
     cmd = [sys.executable, "-m", "seglab.cli", *TRAIN, "--data", str(tiny_camvid), "--epochs", "1000",
            "--out", str(tmp_path), "--name", "int"]
-    # A shell starts background jobs with SIGINT ignored, and children inherit that (Python then installs no
-    # KeyboardInterrupt handler): give the child a terminal's default, so the test runs the same under `&`.
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    # A shell starts background jobs with SIGINT ignored, and a child inherits an ignored signal (Python then
+    # installs no KeyboardInterrupt handler); a handled one is reset to the default at exec. So the test runs
+    # the same under `&` as in a terminal.
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    finally:
+        signal.signal(signal.SIGINT, before)
     try:
         for _ in range(600):  # wait (at most a minute) for the first saved epoch
             if (run / "checkpoints" / "last.ckpt").exists():
