@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import copy
 import statistics
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ import numpy as np
 import torch
 
 from seglab.bench.memory import PeakRSS, rss_mb
-from seglab.bench.report import finish, machine_info, print_table
+from seglab.bench.report import command_line, finish, machine_info, print_table
 from seglab.data.dataset import SegmentationDataset
 from seglab.data.sources import open_source
 from seglab.errors import SeglabError, first_line
@@ -180,7 +179,7 @@ def run_infer_bench(data: str, spec: str | None = "scratch:simplesegnet", checkp
     source = open_source(data)
     names = list(VARIANTS) if variants is None else [REFERENCE, *[v for v in variants if v != REFERENCE]]
     baseline, records = rss_mb(), []
-    command = "seglab " + " ".join(sys.argv[1:]) if Path(sys.argv[0]).name == "seglab" else None
+    command = command_line()
     with tempfile.TemporaryDirectory(prefix="seglab-bench-") as workdir:
         for i, target in enumerate(checkpoints or [None]):
             records += _model_rows(target, spec, source, names, frames, warmup, calibration, threads, baseline,

@@ -122,7 +122,8 @@ def export(
 
     done = export_model(target, fmt, out, int8=int8, dynamic=dynamic, size=size, opset=opset, data=data,
                         calibration_images=calibration, check_images=check)
-    megabytes = sum(f.stat().st_size for f in done.path.parent.glob(done.path.stem + ".*")) / 1e6
+    files = [done.path, done.path.with_suffix(".bin")] if fmt == "openvino" else [done.path]  # IR: graph + weights
+    megabytes = sum(f.stat().st_size for f in files) / 1e6
     typer.echo(f"wrote {done.path} ({fmt} {done.precision}, {megabytes:.1f} MB, {done.shape})")
     c = done.check
     miou = (f"; mIoU {c.miou_pytorch:.4f} (PyTorch fp32) -> {c.miou_export:.4f} "
