@@ -45,7 +45,7 @@ TARGET = {"test_miou": 0.65, "fps": 30.0}
 
 
 @dataclass(frozen=True)
-class Variant:
+class BackendVariant:
     """What runs a model (a key of inference.backends.BACKENDS) and the arithmetic it runs in."""
 
     backend: str
@@ -57,9 +57,9 @@ class Variant:
 
 
 VARIANTS = {v.name: v for v in (
-    Variant("torch", "fp32"), Variant("torch", "bf16"), Variant("torch-compile", "bf16"),
-    Variant("onnxruntime", "fp32"), Variant("onnxruntime", "int8"),
-    Variant("openvino", "fp32"), Variant("openvino", "bf16"), Variant("openvino", "int8"))}
+    BackendVariant("torch", "fp32"), BackendVariant("torch", "bf16"), BackendVariant("torch-compile", "bf16"),
+    BackendVariant("onnxruntime", "fp32"), BackendVariant("onnxruntime", "int8"),
+    BackendVariant("openvino", "fp32"), BackendVariant("openvino", "bf16"), BackendVariant("openvino", "int8"))}
 REFERENCE = "torch/fp32"
 
 
@@ -89,7 +89,7 @@ class _Models:
         return write_export(self.reference, fmt, out, self.inputs() if int8 else None, size=self.size)
 
 
-def _backend(path: Variant, models: _Models, threads: int):
+def _backend(path: BackendVariant, models: _Models, threads: int):
     """The backend of one path, built from the reference model or the export it needs."""
     model = copy.deepcopy(models.reference.backend.model).to(memory_format=torch.contiguous_format)
     bf16 = "bf16-mixed"

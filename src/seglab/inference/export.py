@@ -16,6 +16,7 @@ import json
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 
 import seglab
@@ -119,14 +120,14 @@ def verify_onnx(model: torch.nn.Module, path: Path, sizes: list[tuple[int, int]]
     """
     import onnxruntime as ort
 
+    from seglab.inference.verify import smooth_random_images
+
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     device = next(model.parameters()).device
-    gen = torch.Generator().manual_seed(seed)
     per_size = []
-    for h, w in sizes:
-        # Smooth random images (noise upsampled 8x) resemble photos more than per-pixel noise does.
-        low = torch.rand(batch, 3, max(h // 8, 1), max(w // 8, 1), generator=gen) * 255
-        images = torch.nn.functional.interpolate(low, size=(h, w), mode="bilinear").round()  # (B, 3, H, W)
+    for i, (h, w) in enumerate(sizes):
+        frames = smooth_random_images(batch, (h, w), seed + i)  # photo-like blobs, not per-pixel noise
+        images = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float()  # (B, 3, H, W), 0..255
         with torch.inference_mode():
             expected = model.eval()(images.to(device)).float().cpu()
         (got,) = session.run(None, {ONNX_INPUT: images.numpy()})

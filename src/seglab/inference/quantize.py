@@ -21,11 +21,13 @@ from seglab.inference.export import ONNX_INPUT, set_onnx_metadata
 
 
 class _Recorder:
-    """A backend that runs another and keeps every input it is given: the tensors a quantizer must see."""
+    """A backend that runs another and keeps every input it is given: the tensors a quantizer must see.
+    ``fixed_size``: the input size of the static export being calibrated (None: any), so the predictor pads
+    and tiles as it will for that export."""
 
-    def __init__(self, backend):
+    def __init__(self, backend, fixed_size: tuple[int, int] | None):
         self.backend, self.inputs = backend, []
-        self.fixed_size, self.max_batch = backend.fixed_size, backend.max_batch
+        self.fixed_size, self.max_batch = fixed_size, backend.max_batch
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         self.inputs.append(images.numpy().astype(np.float32))
@@ -37,8 +39,7 @@ def calibration_inputs(model: torch.nn.Module, classes: ClassSet, input_size: tu
     """(1, 3, H, W) float32 model inputs (0..255) of ``images`` as a batch-1 Predictor prepares them."""
     from seglab.inference.predictor import Predictor
 
-    recorder = _Recorder(TorchBackend(model, "cpu", amp=False))
-    recorder.fixed_size = fixed_size  # a static export is calibrated at its own size
+    recorder = _Recorder(TorchBackend(model, "cpu", amp=False), fixed_size)
     predictor = Predictor(recorder, classes, batch_size=1, input_size=input_size, tta="none")
     for image in images:
         predictor.predict(image)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +46,6 @@ class Exported:
     precision: str  # fp32 or int8
     shape: str  # "dynamic batch, height and width" or "static 1x3xHxW"
     check: Check
-    notes: list[str] = field(default_factory=list)
 
     @property
     def agrees(self) -> bool:

@@ -10,7 +10,7 @@ Turns keep a change in machine load from falling on one backend only.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 import numpy as np
 import torch
@@ -28,7 +28,7 @@ def smooth_random_images(count: int, size: tuple[int, int], seed: int = 0) -> li
 
 
 def compare(predictors: dict, pairs: Iterable[tuple[np.ndarray, np.ndarray | None]], reference: str,
-            warmup: int = 0, on_image: Callable[[], None] | None = None) -> dict[str, dict]:
+            warmup: int = 0) -> dict[str, dict]:
     """Run every Predictor on every (image, mask or None) pair, in turns.
 
     Returns per name: ``pixel_agreement`` with ``reference`` (share of all pixels with the same label),
@@ -55,8 +55,6 @@ def compare(predictors: dict, pairs: Iterable[tuple[np.ndarray, np.ndarray | Non
                 confusion[name].update(torch.from_numpy(mask[None].astype(np.int64)),
                                        torch.from_numpy(labels[name][None].astype(np.int64)))
         labelled = labelled or mask is not None
-        if on_image:
-            on_image()
     results = {}
     for name in names:
         scores = confusion[name].compute() if labelled else {}

@@ -171,6 +171,7 @@ def decoder_width(spec: str) -> int | None:
 def build_model(spec: str, num_classes: int, weights: str = "auto", in_channels: int = 3) -> SegmentationNet:
     """Build the model named by `spec` with `num_classes` outputs and the chosen weights (see module doc)."""
     arch, encoder = parse_spec(spec)
+    width = decoder_width(spec)  # checked by parse_spec; None without a third part
     if not isinstance(num_classes, numbers.Integral) or num_classes < 1:
         raise SeglabError(f"num_classes must be a positive integer, got {num_classes!r}")
     num_classes = int(num_classes)
@@ -185,14 +186,12 @@ def build_model(spec: str, num_classes: int, weights: str = "auto", in_channels:
             )
         net, used = SCRATCH_MODELS[encoder](num_classes, in_channels=in_channels), "none"
     else:
-        width = decoder_width(spec)
         decoder = DECODER_WIDTH[arch](width) if width else {}
         net, used = _smp_with_weights(arch, encoder, num_classes, in_channels, choice, decoder)
 
     mean, std = (LITE_MEAN, LITE_STD) if encoder in LITE_ENCODERS else (IMAGENET_MEAN, IMAGENET_STD)
     if in_channels != 3:  # no per-channel statistics for other inputs: use the RGB average everywhere
         mean, std = (sum(mean) / 3,) * in_channels, (sum(std) / 3,) * in_channels
-    width = decoder_width(spec) if arch != "scratch" else None
     model = SegmentationNet(net, f"{arch}:{encoder}" + (f":{width}" if width else ""), num_classes, used, mean, std)
     if path:
         _load_file(model, path)
