@@ -89,19 +89,20 @@ class _Models:
         return write_export(self.reference, fmt, out, self.inputs() if int8 else None, size=self.size)
 
 
-def _backend(path: BackendVariant, models: _Models, threads: int):
-    """The backend of one path, built from the reference model or the export it needs."""
-    model = copy.deepcopy(models.reference.backend.model).to(memory_format=torch.contiguous_format)
+def _backend(variant: BackendVariant, models: _Models, threads: int):
+    """The backend of one variant: PyTorch on its own copy of the reference model (channels-last conversion
+    happens in place), or the runtime on the export it needs."""
     bf16 = "bf16-mixed"
-    if path.precision == "bf16" and not cpu_has_fast_bf16():
+    if variant.precision == "bf16" and not cpu_has_fast_bf16():
         raise Unavailable("this CPU has no bf16 units")
-    if path.backend in ("torch", "torch-compile"):
-        return TorchBackend(model, "cpu", precision=bf16 if path.precision == "bf16" else "32",
-                            compile=path.backend == "torch-compile")
-    file = models.export("onnx" if path.backend == "onnxruntime" else "openvino", path.precision == "int8")
-    if path.backend == "onnxruntime":
+    if variant.backend in ("torch", "torch-compile"):
+        model = copy.deepcopy(models.reference.backend.model).to(memory_format=torch.contiguous_format)
+        return TorchBackend(model, "cpu", precision=bf16 if variant.precision == "bf16" else "32",
+                            compile=variant.backend == "torch-compile")
+    file = models.export("onnx" if variant.backend == "onnxruntime" else "openvino", variant.precision == "int8")
+    if variant.backend == "onnxruntime":
         return OnnxBackend(file, "cpu", threads=threads)
-    return OpenVinoBackend(file, "cpu", precision="32" if path.precision == "fp32" else bf16, threads=threads)
+    return OpenVinoBackend(file, "cpu", precision="32" if variant.precision == "fp32" else bf16, threads=threads)
 
 
 def _build(names: list[str], models: _Models, first_frames: list[np.ndarray], baseline: float,
