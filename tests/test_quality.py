@@ -1,6 +1,7 @@
 """The quality preset's parts: presets, training on several splits, test-time augmentation, bench quality."""
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import yaml
 from fakes import assert_one_line_error, run_cli
 
 from seglab.config import PRESETS_DIR, load_config, preset_path
-from seglab.models.tta import TTA_SCALES, tta_logits
+from seglab.models.tta import TTA_SCALES, tta_logits, tta_scales
 
 TRAIN = ["train", "--model", "scratch:simplesegnet", "--size", "64x96", "--batch", "2", "--seed", "1"]
 
@@ -64,6 +65,34 @@ def test_training_on_train_and_val_scores_the_last_weights(capsys, tiny_camvid, 
     with pytest.raises(BadValue, match=r"tta='sideways'.*flip\+scales"):  # the library checks it too, up front
         evaluate(run, tta="sideways")
     assert not list(run.glob("*sideways*")) and (run / "metrics.json").read_bytes() == own
+
+    # Scales of one's own: scored into a file named for them (no colon: Windows could not store it).
+    r = run_cli(capsys, "evaluate", run, "--tta", "flip+scales:1,2")
+    assert r.code == 0, r.err[-3000:]
+    custom = json.loads((run / "metrics_test~tta-flip+scales=1,2.json").read_text())
+    assert custom["tta"] == "flip+scales:1,2" and custom["miou"] != plain["miou"]
+    assert_one_line_error(run_cli(capsys, "evaluate", run, "--tta", "flip+scales:1,x"), "'--tta'", "numbers")
+    assert (run / "metrics.json").read_bytes() == own
+
+
+@pytest.mark.parametrize("mode, problem", [("flip+scales:", "numbers"), ("flip+scales:1,,2", "numbers"),
+                                           ("flip+scales:0,1", "(0, 4]"), ("flip+scales:-1", "(0, 4]"),
+                                           ("flip+scales:nan", "(0, 4]"), ("flip+scales:1,5", "(0, 4]"),
+                                           ("flip+scales:1,1.0", "twice"), ("scales:1,2", "choose one of")])
+def test_bad_custom_tta_scales_say_what_is_wrong(mode, problem):
+    with pytest.raises(ValueError, match=re.escape(problem)):
+        tta_scales(mode)
+
+
+def test_custom_tta_scales_are_the_views_averaged():
+    assert tta_scales("flip+scales:0.75,1,1.5,2") == (0.75, 1.0, 1.5, 2.0)
+    assert tta_scales("flip+scales") == (0.75, 1.0, 1.25)
+    model = PixelModel()
+    image = torch.randint(0, 256, (1, 3, 64, 96), dtype=torch.uint8)
+    torch.testing.assert_close(tta_logits(model, image, "flip+scales:1"), tta_logits(model, image, "flip"))
+    seen = []
+    tta_logits(lambda x: seen.append(tuple(x.shape[-2:])) or model(x), image, "flip+scales:1,1.5,2")
+    assert seen == [(64, 96)] * 2 + [(96, 128)] * 2 + [(128, 192)] * 2  # each scale, mirrored, to /32 sizes
 
 
 def test_a_dataset_without_a_test_split_fails_before_training(capsys, tiny_camvid, tmp_path):
@@ -164,3 +193,29 @@ def test_rescaled_tta_is_refused_for_a_static_export():
     with pytest.raises(SeglabError, match="tta='flip\\+scales'.*64x96"):
         Predictor(backend, classes, tta="flip+scales")
     assert Predictor(backend, classes, tta="flip").tta == "flip"  # mirrored views keep the size
+
+
+def test_bench_tta_scores_each_candidate_as_evaluate_would(capsys, tiny_camvid, tmp_path):
+    """The shared-view scoring of bench tta gives what `seglab evaluate --tta` gives for the same mode."""
+    r = run_cli(capsys, *TRAIN, "--data", tiny_camvid, "--epochs", "2", "--out", tmp_path, "--name", "r")
+    assert r.code == 0, r.err[-3000:]
+    run, out = tmp_path / "r", tmp_path / "tta.json"
+    r = run_cli(capsys, "bench", "tta", run, "--split", "val", "--out", out)
+    assert r.code == 0, r.err[-3000:]
+    report = json.loads(out.read_text())
+    rows = {row["tta"]: row for row in report["candidates"]}
+    assert {"none", "flip", "flip+scales", "flip+scales:0.5,0.75,1,1.25,1.5,1.75,2"} <= set(rows)
+    assert report["split"] == "val" and not report["split_in_training"] and report["images"] == 3
+    assert report["best"] == max(rows.values(), key=lambda row: row["miou"])["tta"]
+    assert rows["none"]["gain_vs_none_points"] == 0 and rows["flip+scales"]["relative_cost"] == 2 * (
+        0.75 ** 2 + 1 + 1.25 ** 2)
+    for mode in ("none", "flip", "flip+scales:1,1.25,1.5"):
+        r = run_cli(capsys, "evaluate", run, "--split", "val", "--tta", mode)
+        assert r.code == 0, r.err[-3000:]
+        name = "metrics_val.json" if mode == "none" else f"metrics_val~tta-{mode.replace(':', '=')}.json"
+        scored = json.loads((run / name).read_text())
+        assert rows[mode]["miou"] == pytest.approx(scored["miou"], abs=1e-6), mode
+    # No choice on test data, and nothing written for it.
+    assert_one_line_error(run_cli(capsys, "bench", "tta", run, "--split", "test", "--out", tmp_path / "t.json"),
+                          "'--split': test", "val")
+    assert not (tmp_path / "t.json").exists()

@@ -40,7 +40,7 @@ def evaluate(target: str | Path, split: str = "test", data_root: str | None = No
         variant += "~" + ("x".join(map(str, eval_size)) if isinstance(eval_size, tuple) else str(eval_size))
     if tta and tta != cfg.data.tta:
         cfg.data.tta = tta
-        variant += f"~tta-{tta}"
+        variant += "~tta-" + tta.replace(":", "=")  # flip+scales:1,1.5 -> a name Windows can store too
     try:
         validate(cfg)  # the settings given here go through the config's own checks
     except ConfigError as e:

@@ -34,6 +34,9 @@ def round_up(n: int, k: int = SIZE_DIVISOR) -> int:
     return -(-n // k) * k
 
 
+MAX_SCALE = 4.0  # largest training or test-time image scale: 16x the pixels is a typo, not a choice
+
+
 def nearest_valid(n: int) -> int:
     return max(SIZE_DIVISOR, round(n / SIZE_DIVISOR) * SIZE_DIVISOR)
 

@@ -6,6 +6,7 @@
     seglab bench infer --data ../shared/camvid --model unet:resnet18 --variants openvino/bf16 --frames 20
     seglab bench budget --data ../shared/camvid --model fpn:efficientnet-lite0 --budget 4m --out budget.json
     seglab bench quality --data ../shared/camvid --preset camvid-cpu-60m --out benchmarks/quality.json
+    seglab bench tta runs/<run> --data ../shared/camvid --split val --out tta.json
 """
 
 from __future__ import annotations
@@ -117,6 +118,20 @@ def quality(
     from seglab.bench.quality_bench import run_quality_bench
 
     run_quality_bench(data, preset, runs, frames, out)
+
+
+@app.command("tta")
+def tta(
+    target: Annotated[str, typer.Argument(help="Run folder or checkpoint file.")],
+    data: Data = None,
+    split: Annotated[str, typer.Option(help="Split to choose on: val, or any but test.")] = "val",
+    batch: Annotated[int | None, typer.Option("--batch", min=1, help="Batch size for evaluation.")] = None,
+    out: JsonOut = None,
+):
+    """Score test-time augmentations (none, flip, ranges of scales) on val, to choose one without test data."""
+    from seglab.bench.tta_bench import run_tta_bench
+
+    run_tta_bench(target, split, data, batch, out)
 
 
 @app.command("budget")

@@ -40,6 +40,9 @@ JsonOut = Annotated[Path | None, typer.Option("--out", help="Write the JSON repo
 Threads = Annotated[int | None, typer.Option(min=1, help="torch threads (default: torch's).")]
 Model = Annotated[str, typer.Option("--model", help="Model spec, e.g. unet:resnet18 (see seglab models).")]
 Batch = Annotated[int, typer.Option("--batch", min=1, help="Batch size.")]
+Tta = Annotated[str | None, typer.Option(help="Test-time augmentation (default: the run's setting): none, flip, "
+                                              "flip+scales (0.75x, 1x, 1.25x, each mirrored too), or scales of "
+                                              "one's own such as flip+scales:0.75,1,1.5,2.")]
 
 
 def with_choices(**param_keys: str) -> type[TyperCommand]:

@@ -21,13 +21,13 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from seglab.cli.options import Threads, size_option, with_choices
+from seglab.cli.options import Threads, Tta, size_option
 
 app = typer.Typer()
 EXPORT_FORMATS = ("onnx", "openvino", "pretrained")
 
 
-@app.command(cls=with_choices(tta="data.tta"))
+@app.command()
 def predict(
     target: Annotated[Path, typer.Argument(help="Run folder, .ckpt, save_pretrained folder or .onnx file.")],
     inputs: Annotated[list[Path], typer.Argument(help="Images, folders (searched recursively) and videos.")],
@@ -45,7 +45,7 @@ def predict(
                                                                      "on this device).")] = None,
     input_size: Annotated[str | None, size_option("Model input HxW, or native (default: the scale the model "
                                                   "was trained at).", native=True, name="--input-size")] = None,
-    tta: Annotated[str | None, typer.Option(help="Test-time augmentation (default: the run's setting).")] = None,
+    tta: Tta = None,
     backend: Annotated[str, typer.Option(help="What runs the model: auto (PyTorch for trained models, the "
                                               "file's runtime for exports), torch, torch-compile, onnxruntime "
                                               "or openvino.")] = "auto",

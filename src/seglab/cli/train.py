@@ -18,7 +18,7 @@ from typing import Annotated
 
 import typer
 
-from seglab.cli.options import Data, size_option, with_choices
+from seglab.cli.options import Data, Tta, size_option, with_choices
 from seglab.config import ConfigError, config_fields
 from seglab.config.loading import coerce
 from seglab.errors import SeglabError
@@ -98,7 +98,7 @@ train.__signature__ = _own.replace(parameters=[
 app.command(cls=with_choices(**{_param_name(option): key for key, (option, _, _) in CONFIG_OPTIONS.items()}))(train)
 
 
-@app.command(cls=with_choices(tta="data.tta"))
+@app.command()
 def evaluate(
     target: Annotated[Path, typer.Argument(help="Run folder or checkpoint file.")],
     split: Annotated[str, typer.Option(help="train, val or test.")] = "test",
@@ -106,7 +106,7 @@ def evaluate(
     batch: Annotated[int | None, typer.Option(min=1, help="Batch size for evaluation.")] = None,
     eval_size: Annotated[str | None, size_option("Model input size (default: the run's setting, normally its "
                                                  "training size).", native=True, name="--eval-size")] = None,
-    tta: Annotated[str | None, typer.Option(help="Test-time augmentation (default: the run's setting).")] = None,
+    tta: Tta = None,
 ):
     """Score a trained model on a split; writes metrics.json (metrics_<split>.json for other splits)."""
     from seglab.evaluate import evaluate as run_evaluate

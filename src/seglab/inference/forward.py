@@ -10,7 +10,7 @@ import torch
 
 from seglab.errors import BadValue, SeglabError
 from seglab.inference.backends import Backend
-from seglab.models.tta import TTA_SCALES, tta_logits
+from seglab.models.tta import tta_logits, tta_scales
 
 
 class Forward:
@@ -53,9 +53,11 @@ def labels(scores: torch.Tensor) -> np.ndarray:
 
 def check_tta(tta: str, backend: Backend) -> str:
     """``tta`` if the backend can run its views, else BadValue."""
-    if tta not in TTA_SCALES:
-        raise BadValue("tta", tta, f"choose one of {', '.join(TTA_SCALES)}")
-    if backend.fixed_size and len(TTA_SCALES[tta]) > 1:
+    try:
+        scales = tta_scales(tta)
+    except ValueError as e:
+        raise BadValue("tta", tta, str(e)) from None
+    if backend.fixed_size and scales != (1.0,):
         raise BadValue("tta", tta, f"rescaled views need a model that takes any input size, and this export "
                                    f"takes only {backend.fixed_size[0]}x{backend.fixed_size[1]}; use flip or an "
                                    "export made with --dynamic")

@@ -1,0 +1,124 @@
+"""Which test-time augmentation pays for a trained model, decided on val, never on test.
+
+    seglab bench tta runs/<run> --data ../shared/camvid --split val --out tta.json
+
+Each scale's mirrored pair runs once per image; every candidate (none, flip, and ranges of scales such as
+0.75x-1.5x) is then scored from those shared probabilities, so all candidates together cost what the
+widest one costs. The candidates are a small fixed family (a lowest and a highest scale), not every subset
+of scales, so that picking the best of them on a hundred val images does not mostly pick val noise.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from seglab.bench.report import command_line, finish, machine_info, print_table
+from seglab.errors import BadValue
+from seglab.metrics import ConfusionMatrix, per_image_confusion
+from seglab.models.tta import CUSTOM_SCALES, TTA_SCALES, tta_logits, tta_scales
+
+log = logging.getLogger("seglab")
+LOWEST = (0.5, 0.75, 1.0)
+HIGHEST = (1.25, 1.5, 1.75, 2.0)
+STEP = 0.25
+
+
+def candidate_modes() -> list[str]:
+    """none, flip, then every range LOWEST[i]..HIGHEST[j] in steps of 0.25 (named modes where one fits)."""
+    named = {scales: mode for mode, scales in TTA_SCALES.items() if mode != "none"}
+    modes = ["none", "flip"]
+    for low in LOWEST:
+        for high in HIGHEST:
+            scales = tuple(float(s) for s in np.arange(low, high + STEP / 2, STEP))
+            modes.append(named.get(scales, CUSTOM_SCALES + ",".join(f"{s:g}" for s in scales)))
+    return modes
+
+
+def relative_cost(mode: str) -> float:
+    """Forward passes' pixels relative to one plain pass: each scale's area, twice for the mirror."""
+    return 1.0 if mode == "none" else 2 * sum(s * s for s in tta_scales(mode))
+
+
+@torch.no_grad()
+def score_modes(model, batches, modes: list[str], num_classes: int, device: torch.device,
+                autocast: torch.dtype | None) -> dict[str, np.ndarray]:
+    """(N, C, C) per-image confusion matrices of each mode over ``batches`` of (images, labels)."""
+    scales = sorted({s for m in modes if m != "none" for s in tta_scales(m)})
+    mats: dict[str, list[torch.Tensor]] = {m: [] for m in modes}
+    for images, labels in batches:
+        images = images.to(device)
+        with torch.autocast(device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
+            plain = model(images).float()
+            # one scale's mirrored pair averaged: the views every candidate with that scale shares
+            probs = {s: tta_logits(model, images, f"{CUSTOM_SCALES}{s:g}").exp() for s in scales}
+        for mode in modes:
+            scores = plain if mode == "none" else torch.stack([probs[s] for s in tta_scales(mode)]).sum(0)
+            if scores.shape[-2:] != labels.shape[-2:]:  # scored at the labels' native size, as evaluate does
+                scores = F.interpolate(scores, size=labels.shape[-2:], mode="bilinear", align_corners=False)
+            mats[mode].append(per_image_confusion(labels, scores.argmax(1).cpu(), num_classes))
+    return {m: torch.cat(v).numpy() for m, v in mats.items()}
+
+
+def run_tta_bench(target: str | Path, split: str, data_root: str | None, batch_size: int | None,
+                  out: Path | None) -> dict:
+    from seglab.data.datamodule import SegDataModule
+    from seglab.data.open import open_data
+    from seglab.runs import read_trained
+    from seglab.study.stats import bootstrap_miou, paired_bootstrap_diff
+    from seglab.training.device import resolve_runtime
+    from seglab.training.module import SegModule
+
+    if split == "test":
+        raise BadValue("split", split, "choices are made on val (or another split than test): a TTA picked on "
+                                       "test would make the test score optimistic; score it with "
+                                       "`seglab evaluate --tta` once chosen")
+    trained = read_trained(target)
+    cfg = trained.config
+    if data_root:
+        cfg.data.root = data_root
+    source = open_data(cfg.data)
+    if split not in source.splits:
+        raise BadValue("split", split, f"{source.root} has splits {', '.join(source.splits)}")
+    in_training = split in cfg.data.trains_on()
+    if in_training:
+        log.warning("%s: the model trained on %s, so its scores there are optimistic and may favour other "
+                    "views than unseen images would", target, split)
+    runtime = resolve_runtime(cfg.train)
+    device = torch.device("cuda" if runtime.accelerator == "cuda" else "cpu")
+    module = SegModule.from_trained(trained).to(device)
+    dm = SegDataModule(source, cfg.data, eval_batch_size=batch_size)
+    dm.test_split = split
+    dm.setup("test")
+    modes = candidate_modes()
+    t0 = time.monotonic()
+    mats = score_modes(module, dm.test_dataloader(), modes, len(trained.classes.names), device,
+                       runtime.autocast_dtype)
+    rows = []
+    for mode in modes:
+        ci = bootstrap_miou(mats[mode])
+        gain = paired_bootstrap_diff(mats[mode], mats["none"])
+        cm = ConfusionMatrix(len(trained.classes.names), list(trained.classes.names))
+        cm.mat = torch.from_numpy(mats[mode].sum(0))
+        rows.append({"tta": mode, "miou": ci.estimate, "miou_ci95": [ci.low, ci.high],
+                     "gain_vs_none_points": round(100 * gain.estimate, 2),
+                     "gain_ci95_points": [round(100 * gain.low, 2), round(100 * gain.high, 2)],
+                     "relative_cost": relative_cost(mode),
+                     "per_class_iou": dict(zip(cm.class_names, cm.compute()["per_class_iou"]))})
+    best = max(rows, key=lambda r: r["miou"])
+    report = {"run": str(target), "split": split, "split_in_training": in_training,
+              "images": int(mats["none"].shape[0]), "precision": runtime.precision, "best": best["tta"],
+              "run_tta": cfg.data.tta, "candidates": rows, "seconds": round(time.monotonic() - t0, 1),
+              "command": command_line(), "machine": machine_info()}
+    finish(report, out)
+    print_table(f"test-time augmentation on {split} ({report['images']} images)",
+                ["tta", "mIoU %", "gain vs none", "cost x"],
+                [[r["tta"], 100 * r["miou"], r["gain_vs_none_points"], r["relative_cost"]] for r in rows],
+                footer=f"best on {split}: {best['tta']} (set it with --set data.tta={best['tta']} or "
+                       f"`seglab evaluate --tta {best['tta']}`)")
+    return report
