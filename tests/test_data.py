@@ -232,6 +232,15 @@ def test_train_preset_size_and_nearest_masks():
     assert out_img.shape == (32, 48, 3) and set(np.unique(out_mask)) <= {0, 3, 7}
 
 
+def test_train_scale_range_bounds_the_zoom():
+    """With scales of at least 1 a crop never needs padding; at most 0.5 it always does (void borders)."""
+    image = np.random.default_rng(1).integers(0, 256, (64, 96, 3), np.uint8)
+    mask = np.zeros((64, 96), np.uint8)
+    for scale_range, padded in (((1.0, 2.0), False), ((0.25, 0.5), True)):
+        preset = TrainPreset((64, 96), scale_range=scale_range, hflip=False, color_jitter=False, seed=3)
+        assert all((IGNORE_INDEX in preset(image, mask)[1]) == padded for _ in range(10)), scale_range
+
+
 def test_eval_preset_pads_native_size_to_32_with_ignore():
     image = np.full((70, 100, 3), 9, np.uint8)
     mask = np.arange(7000, dtype=np.int64).reshape(70, 100).__mod__(5).astype(np.uint8)

@@ -126,6 +126,10 @@ OPTIONS = {
     "data folder missing": (["--data", "/no/such/folder"], "/no/such/folder"),
     "unknown layout": (["--layout", "coco"], "coco"),
     "unknown preset": (["--preset", "fast"], "--preset"),
+    "scale range upside down": (["--set", "data.scale_range=2,1"], "data.scale_range"),
+    "scale range of one number": (["--set", "data.scale_range=1"], "data.scale_range"),
+    "scale range with nan": (["--set", "data.scale_range=1,nan"], "finite"),
+    "custom tta scale of zero": (["--set", "data.tta=flip+scales:0,1"], "data.tta"),
 }
 
 

@@ -8,7 +8,7 @@ import re
 
 from seglab.config.schema import RunConfig
 from seglab.errors import SeglabError
-from seglab.sizes import check_model_size
+from seglab.sizes import MAX_SCALE, check_model_size
 
 
 class ConfigError(SeglabError):
@@ -24,14 +24,13 @@ def choices() -> dict[str, tuple[str, ...]]:
     """Allowed values of each choice key, read from the dict that implements them, so a new loss or
     schedule is one entry in one place (imported here, not at the top: they pull in torch and smp)."""
     from seglab.data.sources import LAYOUTS
-    from seglab.models.tta import TTA_SCALES
     from seglab.training.device import ACCELERATORS, PRECISIONS, STRATEGIES
     from seglab.training.loggers import LOGGERS
     from seglab.training.losses import LOSSES
     from seglab.training.optimizers import OPTIMIZERS
     from seglab.training.schedule import BUDGET_CLOCKS, SCHEDULES
 
-    return {"data.layout": ("auto", *LAYOUTS), "data.tta": tuple(TTA_SCALES), "train.loss": tuple(LOSSES),
+    return {"data.layout": ("auto", *LAYOUTS), "train.loss": tuple(LOSSES),
             "train.optimizer": tuple(OPTIMIZERS), "train.scheduler": tuple(SCHEDULES),
             "train.budget_clock": tuple(BUDGET_CLOCKS), "train.precision": ("auto", *PRECISIONS),
             "train.accelerator": ("auto", *ACCELERATORS), "train.strategy": ("auto", *STRATEGIES),
@@ -58,6 +57,16 @@ def validate(cfg: RunConfig) -> None:
         for item in value if isinstance(value, list) else [value]:  # a list key (train.loggers): each item
             if item not in allowed:
                 raise ConfigError(key, f"bad value {item!r}; choose one of {', '.join(allowed)}")
+    from seglab.models.tta import tta_scales  # torch: imported when checked, not when the CLI starts
+
+    try:
+        tta_scales(cfg.data.tta)
+    except ValueError as e:
+        raise ConfigError("data.tta", f"bad value {cfg.data.tta!r}; {e}") from None
+    scales = cfg.data.scale_range
+    if len(scales) != 2 or not 0 < scales[0] <= scales[1] <= MAX_SCALE:
+        raise ConfigError("data.scale_range", f"bad value {scales!r}; give the lowest and highest scale, "
+                                              f"0 < lowest <= highest <= {MAX_SCALE:g}, e.g. 0.5,2")
     if isinstance(cfg.data.eval_size, str) and cfg.data.eval_size != "native":
         raise ConfigError("data.eval_size", f"bad value {cfg.data.eval_size!r}; use native, HxW, or leave it "
                                             "empty for the training size")

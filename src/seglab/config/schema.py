@@ -38,18 +38,24 @@ class DataConfig:
     workers: int = setting(0, "DataLoader worker processes (images are decoded once into memory, so 0 is "
                               "usually fastest).", cli="--workers")
     cache: bool = setting(True, "Keep decoded images in memory: each PNG is read once per run, not per epoch.")
-    scale_crop: bool = setting(True, "Random scale (0.5-2x) then crop, instead of a plain resize.")
+    scale_crop: bool = setting(True, "Random scale (data.scale_range) then crop, instead of a plain resize.")
+    scale_range: list[float] = setting((0.5, 2.0), "Lowest and highest random scale of the training crops' "
+                                                   "images, e.g. 1,2: thin classes gain from enlarged views.")
     hflip: bool = setting(True, "Random horizontal flips.")
     color_jitter: bool = setting(False, "Brightness/contrast/saturation/hue jitter.")
     train_splits: str = setting("train", "Splits the model trains on, joined by +: train+val for a final test "
                                          "number (validation still runs on val, its curve then optimistic, and "
                                          "the run's last weights are scored, not the best on val).")
-    tta: str = setting("none", "Test-time augmentation at evaluation and prediction: flip averages with the "
-                               "mirrored image, flip+scales also at 0.75x and 1.25x (2x or 6x the cost).")
+    tta: str = setting("none", "Test-time augmentation at evaluation and prediction: none; flip averages with "
+                               "the mirrored image; flip+scales also at 0.75x and 1.25x (2x or 6x the cost); "
+                               "flip+scales:0.75,1,1.5,2 at scales of one's own.")
 
     def trains_on(self) -> list[str]:
         """The splits the model learns from, e.g. ["train", "val"]."""
         return split_names(self.train_splits)
+
+    def __post_init__(self):
+        self.scale_range = list(self.scale_range)  # the default is a tuple: dataclass defaults must not be mutable
 
     def eval_input_size(self) -> tuple[int, int] | None:
         """(H, W) images are resized to for evaluation and prediction: None for "native", unset: the training

@@ -86,7 +86,8 @@ class SegDataModule(L.LightningDataModule):
             c = self.cfg
             if split == "train":
                 transform = TrainPreset(tuple(c.size), scale_crop=c.scale_crop, hflip=c.hflip,
-                                        color_jitter=c.color_jitter, seed=self.seed)
+                                        color_jitter=c.color_jitter, scale_range=tuple(c.scale_range),
+                                        seed=self.seed)
             else:
                 transform = EvalPreset(c.eval_input_size())
             samples = [s for name in self.train_splits for s in self.source.split(name)] if split == "train" \
