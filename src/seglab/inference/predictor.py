@@ -43,7 +43,8 @@ class Predictor:
         input_size: (H, W) the model was trained at: each image is resized to it and the prediction
             resized back, so the model sees objects at the scale it learned. None: native resolution,
             padded (and tiled when large).
-        tta: test-time augmentation of every forward pass (none, flip, flip+scales), as evaluation does.
+        tta: test-time augmentation of every forward pass (none, flip, flip+scales or flip+scales:S1,S2,...), as
+            evaluation does.
     """
 
     def __init__(self, backend: Backend, classes: ClassSet, tile: int = 1024, overlap: int = 128,
