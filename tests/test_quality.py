@@ -195,7 +195,7 @@ def test_rescaled_tta_is_refused_for_a_static_export():
     assert Predictor(backend, classes, tta="flip").tta == "flip"  # mirrored views keep the size
 
 
-def test_bench_tta_scores_each_candidate_as_evaluate_would(capsys, tiny_camvid, tmp_path):
+def test_bench_tta_scores_each_candidate_as_evaluate_would(capsys, tiny_camvid, tiny_camvid32, tmp_path):
     """The shared-view scoring of bench tta gives what `seglab evaluate --tta` gives for the same mode."""
     r = run_cli(capsys, *TRAIN, "--data", tiny_camvid, "--epochs", "2", "--out", tmp_path, "--name", "r")
     assert r.code == 0, r.err[-3000:]
@@ -218,4 +218,7 @@ def test_bench_tta_scores_each_candidate_as_evaluate_would(capsys, tiny_camvid, 
     # No choice on test data, and nothing written for it.
     assert_one_line_error(run_cli(capsys, "bench", "tta", run, "--split", "test", "--out", tmp_path / "t.json"),
                           "'--split': test", "val")
+    assert not (tmp_path / "t.json").exists()
+    assert_one_line_error(run_cli(capsys, "bench", "tta", run, "--data", tiny_camvid32, "--out", tmp_path / "t.json"),
+                          "differ from the 11 classes")
     assert not (tmp_path / "t.json").exists()

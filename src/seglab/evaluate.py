@@ -25,6 +25,16 @@ from seglab.training.trainer import quiet as quiet_warnings
 log = logging.getLogger("seglab")
 
 
+def open_scoring_data(trained):
+    """The dataset of ``trained.config.data``, refused in one line when its classes are not the model's."""
+    source = open_data(trained.config.data)
+    names = list(trained.classes.names)
+    if list(source.classes.names) != names:
+        raise SeglabError(f"{source.root}: its classes {list(source.classes.names)} differ from the "
+                          f"{len(names)} classes the model was trained on {names}")
+    return source
+
+
 def evaluate(target: str | Path, split: str = "test", data_root: str | None = None, batch_size: int | None = None,
              eval_size: tuple[int, int] | str | None = None, tta: str | None = None,
              datamodule: SegDataModule | None = None, quiet: bool = False) -> dict:
@@ -51,12 +61,7 @@ def evaluate(target: str | Path, split: str = "test", data_root: str | None = No
     module = SegModule.from_trained(trained)
     dm = datamodule
     if dm is None:
-        source = open_data(cfg.data)
-        names = list(trained.classes.names)
-        if list(source.classes.names) != names:
-            raise SeglabError(f"{source.root}: its classes {list(source.classes.names)} differ from the "
-                              f"{len(names)} classes the model was trained on {names}")
-        dm = SegDataModule(source, cfg.data, eval_batch_size=batch_size)
+        dm = SegDataModule(open_scoring_data(trained), cfg.data, eval_batch_size=batch_size)
     if split not in dm.source.splits:
         raise BadValue("split", split, f"{dm.source.root} has splits {', '.join(dm.source.splits)}")
     dm.test_split = split

@@ -68,7 +68,7 @@ def score_modes(model, batches, modes: list[str], num_classes: int, device: torc
 def run_tta_bench(target: str | Path, split: str, data_root: str | None, batch_size: int | None,
                   out: Path | None) -> dict:
     from seglab.data.datamodule import SegDataModule
-    from seglab.data.open import open_data
+    from seglab.evaluate import open_scoring_data
     from seglab.runs import read_trained
     from seglab.study.stats import bootstrap_miou, paired_bootstrap_diff
     from seglab.training.device import resolve_runtime
@@ -82,7 +82,7 @@ def run_tta_bench(target: str | Path, split: str, data_root: str | None, batch_s
     cfg = trained.config
     if data_root:
         cfg.data.root = data_root
-    source = open_data(cfg.data)
+    source = open_scoring_data(trained)
     if split not in source.splits:
         raise BadValue("split", split, f"{source.root} has splits {', '.join(source.splits)}")
     in_training = split in cfg.data.trains_on()
