@@ -25,8 +25,11 @@ from seglab.training.trainer import quiet as quiet_warnings
 log = logging.getLogger("seglab")
 
 
-def open_scoring_data(trained):
-    """The dataset of ``trained.config.data``, refused in one line when its classes are not the model's."""
+def open_scoring_data(trained, data_root: str | None = None):
+    """The dataset the model is scored on (``data_root``, else the one it trained on), refused in one line
+    when its classes are not the model's."""
+    if data_root:
+        trained.config.data.root = data_root
     source = open_data(trained.config.data)
     names = list(trained.classes.names)
     if list(source.classes.names) != names:
@@ -41,8 +44,6 @@ def evaluate(target: str | Path, split: str = "test", data_root: str | None = No
     """Metrics of the run's final checkpoint (or the given checkpoint) on ``split``, written to the run folder."""
     trained = read_trained(target)
     ckpt, run, cfg = trained.checkpoint, trained.run, trained.config
-    if data_root:
-        cfg.data.root = data_root
     # Scoring other settings than the run's own is a variant: it goes to its own file, never over the run's.
     variant = ""
     if eval_size and eval_size != cfg.data.eval_size:
@@ -61,7 +62,7 @@ def evaluate(target: str | Path, split: str = "test", data_root: str | None = No
     module = SegModule.from_trained(trained)
     dm = datamodule
     if dm is None:
-        dm = SegDataModule(open_scoring_data(trained), cfg.data, eval_batch_size=batch_size)
+        dm = SegDataModule(open_scoring_data(trained, data_root), cfg.data, eval_batch_size=batch_size)
     if split not in dm.source.splits:
         raise BadValue("split", split, f"{dm.source.root} has splits {', '.join(dm.source.splits)}")
     dm.test_split = split

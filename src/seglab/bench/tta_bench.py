@@ -80,9 +80,7 @@ def run_tta_bench(target: str | Path, split: str, data_root: str | None, batch_s
                                        "`seglab evaluate --tta` once chosen")
     trained = read_trained(target)
     cfg = trained.config
-    if data_root:
-        cfg.data.root = data_root
-    source = open_scoring_data(trained)
+    source = open_scoring_data(trained, data_root)
     if split not in source.splits:
         raise BadValue("split", split, f"{source.root} has splits {', '.join(source.splits)}")
     in_training = split in cfg.data.trains_on()
