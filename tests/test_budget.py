@@ -12,8 +12,9 @@ from fakes import run_cli
 from tqdm import tqdm
 
 from seglab.config import load_config
+from seglab.training import budget
 from seglab.training import trainer as trainer_module
-from seglab.training.budget import cost_key, steps_for
+from seglab.training.budget import cost_key, steps_for, steps_that_fit
 from seglab.training.progress import PlainProgress, RunProgressBar, describe
 from seglab.training.run import build_module, prepare_data, validation_schedule
 from seglab.training.trainer import TRAINER_DEFAULTS, make_trainer
@@ -35,6 +36,36 @@ def test_budget_converts_to_steps_by_single_thread_cost():
     for change in ({"data.batch_size": 4}, {"data.size": "128x128"}, {"model.spec": "unet:resnet18"},
                    {"train.precision": "32"}):
         assert cost_key(load_config(overrides={"model.spec": "fpn:resnet18", **change})) != cost_key(a)
+
+
+def test_max_time_caps_a_budget_at_the_steps_that_fit(monkeypatch, tiny_camvid):
+    """With train.max_time, a budget never plans more steps than the wall clock holds at the run's threads,
+    so the schedule ends as planned instead of being cut by the hard stop."""
+    import time
+
+    timed = []
+
+    def fake_time_steps(train_cfg, module, datamodule, steps, now):
+        timed.append((train_cfg.threads, now))
+        return [0.5] * steps if now is time.process_time else [2.0] * steps  # 0.5 CPU-s alone, 2 s wall at 2
+
+    monkeypatch.setattr(budget, "time_steps", fake_time_steps)
+    plain = budget.calibrate(cfg_for(tiny_camvid, **{"train.budget": "10m", "train.threads": 2}), None, None)
+    assert plain.steps == plain.budget_steps == 2400 and plain.wall_seconds_per_step is None  # 600 s x 2 / 0.5
+    assert timed == [(1, time.process_time)]  # no wall-clock measurement without max_time
+    capped = budget.calibrate(cfg_for(tiny_camvid, **{"train.budget": "10m", "train.threads": 2,
+                                                      "train.max_time": "10m"}), None, None)
+    assert timed[1:] == [(1, time.process_time), (2, time.perf_counter)]  # the run's own thread count
+    assert capped.budget_steps == 2400 and capped.wall_seconds_per_step == 2.0 and capped.max_time == "10m"
+    assert capped.steps == 284  # (600 s x 0.95 - the calibration's own time) / 2 s
+    roomy = budget.calibrate(cfg_for(tiny_camvid, **{"train.budget": "1m", "train.threads": 2,
+                                                     "train.max_time": "10h"}), None, None)
+    assert roomy.steps == roomy.budget_steps == 240  # the budget decides when it fits
+    assert steps_that_fit("60m", spent=30, wall_per_step=2.0) == 1695 and steps_that_fit("1s", 5, 1.0) == 1
+    assert cost_key(cfg_for(tiny_camvid, **{"train.max_time": "10m"})) != cost_key(cfg_for(tiny_camvid))
+    old = {k: v for k, v in plain.to_dict().items() if k in ("budget", "clock", "seconds_per_step", "threads",
+                                                              "steps", "images_per_step", "key")}
+    assert budget.Calibration(**old).steps == 2400  # a study's calibration.json from before still loads
 
 
 def test_short_runs_validate_at_least_ten_times(tiny_camvid):

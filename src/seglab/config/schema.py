@@ -83,8 +83,10 @@ class TrainConfig:
               "single-threaded CPU time (GPU time on CUDA) is measured before training and the budget becomes a "
               "step count, saved in config.yaml so resume keeps it.", cli="--budget", metavar="DURATION")
     budget_clock: str = setting("compute", "compute (above), or wall: stop when the wall-clock budget is spent.")
-    max_time: str | None = setting(None, "Hard stop like 1h or 00:30:00; the schedule is not reshaped.",
-                                   cli="--max-time", metavar="DURATION")
+    max_time: str | None = setting(
+        None, "Hard stop like 1h or 00:30:00. With a budget, the budget's steps are also capped at what fits "
+              "(wall time per step measured at the start, 5% kept for validations), so the schedule ends as "
+              "planned; without one, the schedule is not reshaped.", cli="--max-time", metavar="DURATION")
     val_points: int = setting(10, "Validate at least this often per run, and at least once per epoch.")
     checkpoint_minutes: float = setting(10.0, "Also save last.ckpt every this many minutes of training; 0: "
                                               "only at validations.")

@@ -12,6 +12,12 @@ process): a core runs it or it waits, it does not spin. So a few steps are timed
 A faster model still gets more steps (the point of an equal-time comparison); runs that share model,
 crop, batch and precision share one calibration in a study, so a hypothesis and its baseline do
 exactly the same work. On CUDA the GPU's wall time per step is measured instead (synchronised).
+
+With ``train.max_time`` as well, the steps are capped at what fits into that wall-clock time: a few steps are
+timed again at the run's own thread count, by the wall clock, and the budget never plans more steps than
+fit into ``max_time`` less the calibration and a reserve for validations. The schedule then ends where it
+was planned to, instead of being cut by the hard stop. This cap does depend on load; runs of a study that
+share a calibration still share it, so they still do equal work.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ log = logging.getLogger("seglab")
 
 WARMUP_STEPS = 2  # the first steps pay for allocation and autotuning
 TIMED_STEPS = 6  # median of these: single steps vary by a few percent
+WALL_RESERVE = 0.05  # share of train.max_time not planned for steps: validations, checkpoints, later load
 
 
 @dataclass
@@ -48,6 +55,10 @@ class Calibration:
     steps: int  # optimizer steps the budget buys
     images_per_step: int
     key: str  # what the cost depends on; runs with equal keys share a calibration
+    budget_steps: int | None = None  # steps the budget alone buys (``steps`` may be fewer: the wall cap)
+    max_time: str | None = None  # train.max_time the steps were capped to fit, if any
+    wall_seconds_per_step: float | None = None  # at the run's threads, by the wall clock (with max_time)
+    calibration_seconds: float | None = None  # wall time the measurement took
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -57,8 +68,9 @@ def cost_key(cfg: RunConfig) -> str:
     """Settings that decide the cost of a training step (not loss, optimiser or augmentation choices)."""
     h, w = cfg.data.size
     t = cfg.train
-    return (f"{cfg.model.spec}|{h}x{w}|bs{cfg.data.batch_size}|{t.precision}|cl{int(t.channels_last)}|"
-            f"{t.accelerator}|threads{t.threads}")
+    key = (f"{cfg.model.spec}|{h}x{w}|bs{cfg.data.batch_size}|{t.precision}|cl{int(t.channels_last)}|"
+           f"{t.accelerator}|threads{t.threads}")
+    return key + (f"|max{t.max_time}" if t.max_time else "")  # the wall cap depends on it
 
 
 def run_threads(cfg: RunConfig) -> int:
@@ -106,18 +118,40 @@ def time_steps(train_cfg, module: L.LightningModule, datamodule, steps: int, now
     return clock.costs
 
 
+def steps_that_fit(max_time: str, spent: float, wall_per_step: float) -> int:
+    """Steps that fit into ``max_time`` after ``spent`` seconds, with WALL_RESERVE of it kept back."""
+    seconds = parse_duration(max_time, "train.max_time") * (1 - WALL_RESERVE) - spent
+    return max(1, math.floor(seconds / wall_per_step))
+
+
 def calibrate(cfg: RunConfig, module: L.LightningModule, datamodule) -> Calibration:
-    """Time a few training steps of a copy of ``module`` and convert ``cfg.train.budget`` into steps."""
+    """Time a few training steps of a copy of ``module`` and convert ``cfg.train.budget`` into steps (capped
+    to fit ``cfg.train.max_time`` when that is set)."""
+    start = time.perf_counter()
     cuda = resolve_accelerator(cfg.train.accelerator) == "cuda"
     threads = run_threads(cfg)
     train_cfg = cfg.train if cuda else replace(cfg.train, threads=1)  # make_trainer sets the thread count
     costs = time_steps(train_cfg, module, datamodule, WARMUP_STEPS + TIMED_STEPS,
                        cuda_time if cuda else time.process_time)
     per_step = statistics.median(costs[WARMUP_STEPS:] or costs)
-    steps = steps_for(cfg.train.budget, per_step, 1 if cuda else threads)
+    steps = budget_steps = steps_for(cfg.train.budget, per_step, 1 if cuda else threads)
+    wall_per_step = None
+    if cfg.train.max_time:
+        if cuda:
+            wall_per_step = per_step  # the GPU's synchronised step time is already wall-clock time
+        else:
+            wall = time_steps(replace(cfg.train, threads=threads), module, datamodule,
+                              WARMUP_STEPS + TIMED_STEPS, time.perf_counter)
+            wall_per_step = statistics.median(wall[WARMUP_STEPS:] or wall)
+        steps = min(budget_steps, steps_that_fit(cfg.train.max_time, time.perf_counter() - start, wall_per_step))
     cal = Calibration(cfg.train.budget, "cuda" if cuda else "cpu-1thread", per_step, 1 if cuda else threads,
-                      steps, cfg.data.batch_size, cost_key(cfg))
+                      steps, cfg.data.batch_size, cost_key(cfg), budget_steps, cfg.train.max_time,
+                      wall_per_step, round(time.perf_counter() - start, 1))
     log.info("budget %s: %.3f %s-seconds per step x %d thread%s -> %d steps (%d images)", cal.budget, per_step,
-             "GPU" if cuda else "single-thread CPU", cal.threads, "s" if cal.threads > 1 else "", steps,
-             steps * cal.images_per_step)
+             "GPU" if cuda else "single-thread CPU", cal.threads, "s" if cal.threads > 1 else "", budget_steps,
+             budget_steps * cal.images_per_step)
+    if steps < budget_steps:
+        log.info("max_time %s: %.3f wall-seconds per step at %d thread%s -> %d steps fit (%d images)",
+                 cfg.train.max_time, wall_per_step, threads, "s" if threads > 1 else "", steps,
+                 steps * cal.images_per_step)
     return cal
