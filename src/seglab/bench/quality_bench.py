@@ -84,6 +84,8 @@ def run_quality_bench(data: str | None, preset: str, runs_dir: str, frames: int,
             tta_gain = {"miou_points": round(100 * gain.estimate, 2),
                         "ci95_points": [round(100 * gain.low, 2), round(100 * gain.high, 2)],
                         "p_value": gain.p_value}
+    calibration_s = (info.get("budget") or {}).get("calibration_seconds") or 0.0
+    train_s = info.get("train_seconds", 0) + calibration_s  # measuring the step cost is part of training
     test_images = [s.image for s in open_data(cfg.data).split("test")]
     timings = frame_ms(run, test_images, [cfg.data.tta, "none"], frames)
     timing, timing_plain = timings[cfg.data.tta], timings["none"]
@@ -93,7 +95,7 @@ def run_quality_bench(data: str | None, preset: str, runs_dir: str, frames: int,
         "test_miou": metrics["miou"],
         "test_miou_ci95": [ci.low, ci.high] if ci else None,
         "test_miou_target": TARGET_MIOU,
-        "target_reached": metrics["miou"] >= TARGET_MIOU and info.get("train_seconds", 0) <= 60 * TARGET_MINUTES,
+        "target_reached": metrics["miou"] >= TARGET_MIOU and train_s <= 60 * TARGET_MINUTES,
         "test_pixel_accuracy": metrics["pixel_accuracy"],
         "test_mean_dice": metrics["mean_dice"],
         "per_class_iou": dict(zip(metrics["class_names"], metrics["per_class_iou"])),
@@ -102,10 +104,14 @@ def run_quality_bench(data: str | None, preset: str, runs_dir: str, frames: int,
         "tta_gain": tta_gain,
         "per_class_iou_without_tta": dict(zip(plain["class_names"], plain["per_class_iou"])),
         "eval_size": metrics.get("eval_size"),
-        "train_minutes": round(info.get("train_seconds", 0) / 60, 1),
+        "train_minutes": round(train_s / 60, 1),
         "train_minutes_limit": TARGET_MINUTES,
-        "train_minutes_note": "wall-clock time of training, validations included (run.json's train_seconds)",
+        "train_minutes_note": "wall-clock time of training, validations and the step-cost measurement before "
+                              "it included (run.json's train_seconds + budget.calibration_seconds)",
+        "calibration_minutes": round(calibration_s / 60, 2),
         "train_budget": cfg.train.budget,
+        "train_max_time": cfg.train.max_time,
+        "train_steps_budget_bought": (info.get("budget") or {}).get("budget_steps"),
         "train_steps": info.get("steps"),
         "train_epochs": info.get("epochs"),
         "train_images": info.get("train_images"),
