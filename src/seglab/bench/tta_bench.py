@@ -25,7 +25,7 @@ from seglab.models.tta import CUSTOM_SCALES, TTA_SCALES, tta_logits, tta_scales
 
 log = logging.getLogger("seglab")
 LOWEST = (0.5, 0.75, 1.0)
-HIGHEST = (1.25, 1.5, 1.75, 2.0)
+HIGHEST = (1.25, 1.5, 1.75, 2.0, 2.25, 2.5)
 STEP = 0.25
 
 
