@@ -50,16 +50,17 @@ def test_max_time_caps_a_budget_at_the_steps_that_fit(monkeypatch, tiny_camvid):
         return [0.5] * steps if now is time.process_time else [2.0] * steps  # 0.5 CPU-s alone, 2 s wall at 2
 
     monkeypatch.setattr(budget, "time_steps", fake_time_steps)
-    plain = budget.calibrate(cfg_for(tiny_camvid, **{"train.budget": "10m", "train.threads": 2}), None, None)
+    cpu2 = {"train.threads": 2, "train.accelerator": "cpu"}  # the CPU path, also on a machine with CUDA
+    plain = budget.calibrate(cfg_for(tiny_camvid, **{"train.budget": "10m", **cpu2}), None, None)
     assert plain.steps == plain.budget_steps == 2400 and plain.wall_seconds_per_step is None  # 600 s x 2 / 0.5
     assert timed == [(1, time.process_time)]  # no wall-clock measurement without max_time
-    capped = budget.calibrate(cfg_for(tiny_camvid, **{"train.budget": "10m", "train.threads": 2,
-                                                      "train.max_time": "10m"}), None, None)
+    capped = budget.calibrate(cfg_for(tiny_camvid, **{"train.budget": "10m", "train.max_time": "10m", **cpu2}),
+                              None, None)
     assert timed[1:] == [(1, time.process_time), (2, time.perf_counter)]  # the run's own thread count
     assert capped.budget_steps == 2400 and capped.wall_seconds_per_step == 2.0 and capped.max_time == "10m"
     assert capped.steps == 284  # (600 s x 0.95 - the calibration's own time) / 2 s
-    roomy = budget.calibrate(cfg_for(tiny_camvid, **{"train.budget": "1m", "train.threads": 2,
-                                                     "train.max_time": "10h"}), None, None)
+    roomy = budget.calibrate(cfg_for(tiny_camvid, **{"train.budget": "1m", "train.max_time": "10h", **cpu2}),
+                             None, None)
     assert roomy.steps == roomy.budget_steps == 240  # the budget decides when it fits
     assert steps_that_fit("60m", spent=30, wall_per_step=2.0) == 1695 and steps_that_fit("1s", 5, 1.0) == 1
     assert cost_key(cfg_for(tiny_camvid, **{"train.max_time": "10m"})) != cost_key(cfg_for(tiny_camvid))
