@@ -16,12 +16,11 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from seglab.bench.report import finish, machine_info, print_table
 from seglab.config import load_config, parse_duration
-from seglab.training.budget import WARMUP_STEPS, calibrate, run_threads, time_steps
+from seglab.training.budget import calibrate, run_threads, wall_seconds_per_step
 from seglab.training.run import build_module, prepare_data
 from seglab.training.threads import usable_cpus
 
@@ -41,8 +40,7 @@ def start_competitor() -> subprocess.Popen:
 def measure(cfg, module, dm, budget_s: float) -> dict:
     cal = calibrate(cfg, module, dm)
     threads = run_threads(cfg)
-    wall = time_steps(replace(cfg.train, threads=threads), module, dm, WARMUP_STEPS + WALL_STEPS, time.perf_counter)
-    wall_per_step = statistics.median(wall[WARMUP_STEPS:])
+    wall_per_step = wall_seconds_per_step(cfg, module, dm, WALL_STEPS)
     return {"steps": cal.steps, "cpu_s_per_step_1thread": round(cal.seconds_per_step, 4),
             "wall_s_per_step": round(wall_per_step, 4), "threads": threads,
             "wall_budget_steps": max(1, math.floor(budget_s / wall_per_step))}

@@ -84,7 +84,8 @@ def run_quality_bench(data: str | None, preset: str, runs_dir: str, frames: int,
             tta_gain = {"miou_points": round(100 * gain.estimate, 2),
                         "ci95_points": [round(100 * gain.low, 2), round(100 * gain.high, 2)],
                         "p_value": gain.p_value}
-    calibration_s = (info.get("budget") or {}).get("calibration_seconds") or 0.0
+    budget = info.get("budget") or {}  # the budget's calibration, when the run had one
+    calibration_s = budget.get("calibration_seconds") or 0.0
     train_s = info.get("train_seconds", 0) + calibration_s  # measuring the step cost is part of training
     test_images = [s.image for s in open_data(cfg.data).split("test")]
     timings = frame_ms(run, test_images, [cfg.data.tta, "none"], frames)
@@ -111,7 +112,7 @@ def run_quality_bench(data: str | None, preset: str, runs_dir: str, frames: int,
         "calibration_minutes": round(calibration_s / 60, 2),
         "train_budget": cfg.train.budget,
         "train_max_time": cfg.train.max_time,
-        "train_steps_budget_bought": (info.get("budget") or {}).get("budget_steps"),
+        "train_steps_budget_bought": budget.get("budget_steps"),
         "train_steps": info.get("steps"),
         "train_epochs": info.get("epochs"),
         "train_images": info.get("train_images"),

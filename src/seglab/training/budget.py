@@ -118,6 +118,13 @@ def time_steps(train_cfg, module: L.LightningModule, datamodule, steps: int, now
     return clock.costs
 
 
+def wall_seconds_per_step(cfg: RunConfig, module: L.LightningModule, datamodule, timed: int = TIMED_STEPS) -> float:
+    """Median wall-clock seconds of ``timed`` training steps at the run's own thread count (after warm-up)."""
+    wall = time_steps(replace(cfg.train, threads=run_threads(cfg)), module, datamodule, WARMUP_STEPS + timed,
+                      time.perf_counter)
+    return statistics.median(wall[WARMUP_STEPS:] or wall)
+
+
 def steps_that_fit(max_time: str, spent: float, wall_per_step: float) -> int:
     """Steps that fit into ``max_time`` after ``spent`` seconds, with WALL_RESERVE of it kept back."""
     seconds = parse_duration(max_time, "train.max_time") * (1 - WALL_RESERVE) - spent
@@ -137,12 +144,8 @@ def calibrate(cfg: RunConfig, module: L.LightningModule, datamodule) -> Calibrat
     steps = budget_steps = steps_for(cfg.train.budget, per_step, 1 if cuda else threads)
     wall_per_step = None
     if cfg.train.max_time:
-        if cuda:
-            wall_per_step = per_step  # the GPU's synchronised step time is already wall-clock time
-        else:
-            wall = time_steps(replace(cfg.train, threads=threads), module, datamodule,
-                              WARMUP_STEPS + TIMED_STEPS, time.perf_counter)
-            wall_per_step = statistics.median(wall[WARMUP_STEPS:] or wall)
+        # the GPU's synchronised step time is already wall-clock time
+        wall_per_step = per_step if cuda else wall_seconds_per_step(cfg, module, datamodule)
         steps = min(budget_steps, steps_that_fit(cfg.train.max_time, time.perf_counter() - start, wall_per_step))
     cal = Calibration(cfg.train.budget, "cuda" if cuda else "cpu-1thread", per_step, 1 if cuda else threads,
                       steps, cfg.data.batch_size, cost_key(cfg), budget_steps, cfg.train.max_time,
