@@ -112,6 +112,18 @@ def test_backend_choice_errors(capsys, run, tmp_path):
     assert r.code == 0 and (tmp_path / "p" / "x.png").is_file(), r.err
 
 
+def test_export_out_gets_the_formats_suffix_or_goes_into_a_folder(capsys, run, tmp_path):
+    """The check reopens the export by its suffix: an --out without one once failed after writing."""
+    r = run_cli(capsys, "export", run, "--out", tmp_path / "plain")
+    assert r.code == 0, r.err
+    assert (tmp_path / "plain.onnx").is_file() and not (tmp_path / "plain").exists()
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    r = run_cli(capsys, "export", run, "--out", folder)
+    assert r.code == 0, r.err
+    assert (folder / "model.onnx").is_file()
+
+
 @pytest.mark.slow
 def test_torch_compile_backend_agrees_with_eager(run):
     eager = load(run, device="cpu", amp=False)

@@ -13,12 +13,12 @@ from seglab.training.losses import build_loss, median_frequency_weights
 from seglab.training.schedule import lr_factor
 
 
-@pytest.mark.parametrize("name", ["ce", "dice", "dice_ce", "focal"])
-def test_losses_ignore_void(name):
+@pytest.mark.parametrize("name,lovasz", [("ce", 0), ("dice", 0), ("dice_ce", 0), ("focal", 0), ("dice_ce", 0.5)])
+def test_losses_ignore_void(name, lovasz):
     torch.manual_seed(0)
     logits = torch.randn(2, 3, 4, 4, requires_grad=True)
     target = torch.randint(0, 3, (2, 4, 4))
-    loss_fn = build_loss(name)
+    loss_fn = build_loss(name, lovasz_weight=lovasz)
     base = loss_fn(logits, target)
     # changing logits only where the label is void must not change the loss
     target[:, :2] = IGNORE_INDEX
@@ -42,6 +42,16 @@ def test_weighted_ce_and_mixing():
     assert weighted.weight.tolist() == [1.0, 3.0]
     with pytest.raises(SeglabError, match="class_weights"):
         build_loss("focal", class_weights=[1.0, 1.0])
+
+
+def test_lovasz_term_adds_to_the_loss_and_vanishes_on_a_perfect_prediction():
+    torch.manual_seed(0)
+    target = torch.randint(0, 3, (2, 8, 8))
+    logits = torch.randn(2, 3, 8, 8)
+    ce, both = build_loss("ce")(logits, target), build_loss("ce", lovasz_weight=2.0)(logits, target)
+    assert both.item() > ce.item()  # a random prediction has IoUs well under 1, so the term is positive
+    perfect = 50.0 * torch.nn.functional.one_hot(target, 3).permute(0, 3, 1, 2).float()
+    assert build_loss("ce", lovasz_weight=2.0)(perfect, target).item() == pytest.approx(0.0, abs=1e-4)
 
 
 def test_median_frequency_matches_segnet_definition():

@@ -82,8 +82,9 @@ def export(
     target: Annotated[Path, typer.Argument(help="Run folder, .ckpt or save_pretrained folder.")],
     fmt: Annotated[str, typer.Option("--format", help="onnx, openvino (IR .xml + .bin), or pretrained (smp "
                                                       "save_pretrained folder).")] = "onnx",
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Default: model[_int8].onnx|.xml or pretrained/ "
-                                                                  "next to the checkpoint's run.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="File (the format's suffix is added if missing) or "
+                                                                  "folder; default: model[_int8].onnx|.xml or "
+                                                                  "pretrained/ next to the checkpoint's run.")] = None,
     int8: Annotated[bool, typer.Option("--int8", help="ONNX/OpenVINO: INT8 by static quantization, calibrated "
                                                       "on the run's training images.")] = False,
     dynamic: Annotated[bool, typer.Option(help="ONNX/OpenVINO: free batch, height and width.")] = False,

@@ -89,6 +89,7 @@ def validate(cfg: RunConfig) -> None:
             raise ConfigError(key, f"must be > 0, got {value}")
     nonneg = {"data.workers": cfg.data.workers, "train.weight_decay": t.weight_decay, "train.early_stop": t.early_stop,
               "train.ce_weight": t.ce_weight, "train.dice_weight": t.dice_weight,
+              "train.lovasz_weight": t.lovasz_weight,
               "train.checkpoint_minutes": t.checkpoint_minutes}
     for key, value in nonneg.items():
         if value < 0:

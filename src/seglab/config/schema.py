@@ -93,6 +93,8 @@ class TrainConfig:
     loss: str = setting("ce", "Loss; every loss ignores void.", cli="--loss")
     ce_weight: float = setting(1.0, "Weight of cross-entropy in dice_ce.")
     dice_weight: float = setting(1.0, "Weight of Dice in dice_ce.")
+    lovasz_weight: float = setting(0.0, "Weight of a Lovasz-softmax term (an IoU surrogate) added to the loss; "
+                                        "0: none.")
     class_weights: list[float] | str | None = setting(
         None, "Per-class loss weights: median-frequency (from the train labels) or numbers like 1,2.5,0.7.",
         cli="--class-weights")

@@ -68,13 +68,24 @@ def export_model(target: Path, fmt: str, out: Path | None = None, int8: bool = F
     frame = _first_frame(source, check_split)
     h, w = size or reference.input_size or (frame and (round_up(frame[0]), round_up(frame[1]))) or (512, 512)
     base = target if Path(target).is_dir() else Path(target).parent
-    out = Path(out) if out else base / f"model{'_int8' if int8 else ''}.{'onnx' if fmt == 'onnx' else 'xml'}"
+    out = export_path(out, base, fmt, int8)
     inputs = calibration_set(reference, source, calibration_images, None if dynamic else (h, w)) if int8 else None
     out = write_export(reference, fmt, out, inputs, dynamic=dynamic, size=(h, w), opset=opset)
     shipped = load(out, batch_size=1, tta="none", amp=None if int8 else False)
     check = _check(reference, shipped, source, check_split, check_images, (h, w))
     shape = "dynamic batch, height and width" if dynamic else f"static 1x3x{h}x{w}"
     return Exported(out, fmt, "int8" if int8 else "fp32", shape, check)
+
+
+def export_path(out: Path | None, base: Path, fmt: str, int8: bool) -> Path:
+    """Where the export goes: ``out`` with the format's suffix (a file is reopened by its suffix to be
+    checked, so ``--out model`` becomes model.onnx), a default name inside ``out`` when it is a folder, or
+    the default name beside the run."""
+    suffix, default = (".onnx" if fmt == "onnx" else ".xml"), f"model{'_int8' if int8 else ''}"
+    if out is None or Path(out).is_dir():
+        return Path(out or base) / f"{default}{suffix}"
+    out = Path(out)
+    return out if out.suffix.lower() == suffix else out.with_name(out.name + suffix)
 
 
 def calibration_set(reference: Predictor, source, count: int = CALIBRATION_IMAGES,

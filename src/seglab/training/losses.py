@@ -24,6 +24,19 @@ class DiceCE(nn.Module):
         return self.ce_weight * self.ce(logits, target) + self.dice_weight * self.dice(logits, target)
 
 
+class PlusLovasz(nn.Module):
+    """A loss plus a weighted Lovasz-softmax term (Berman et al. 2018), a convex surrogate of each class's
+    IoU: it pulls on the thin classes (pole, sign, fence) that per-pixel losses let the large ones drown."""
+
+    def __init__(self, base: nn.Module, weight: float):
+        super().__init__()
+        self.base, self.weight = base, weight
+        self.lovasz = smp.losses.LovaszLoss("multiclass", ignore_index=IGNORE_INDEX)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.base(logits, target) + self.weight * self.lovasz(logits, target)
+
+
 def _ce(weights):
     return nn.CrossEntropyLoss(weight=weights, ignore_index=IGNORE_INDEX)
 
@@ -38,13 +51,14 @@ WEIGHTED = ("ce", "dice_ce")  # losses that take per-class weights (through thei
 
 
 def build_loss(name: str, class_weights: list[float] | None = None, ce_weight: float = 1.0,
-               dice_weight: float = 1.0) -> nn.Module:
+               dice_weight: float = 1.0, lovasz_weight: float = 0.0) -> nn.Module:
     if name not in LOSSES:
         raise SeglabError(f"config key 'train.loss': unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
     if class_weights is not None and name not in WEIGHTED:
         raise SeglabError(f"config key 'train.class_weights' works with losses {', '.join(WEIGHTED)}, not {name!r}")
     w = torch.tensor(class_weights, dtype=torch.float32) if class_weights is not None else None
-    return LOSSES[name](w, ce_weight, dice_weight)
+    loss = LOSSES[name](w, ce_weight, dice_weight)
+    return PlusLovasz(loss, lovasz_weight) if lovasz_weight > 0 else loss
 
 
 def median_frequency_weights(masks, num_classes: int) -> list[float]:

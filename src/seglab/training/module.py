@@ -34,7 +34,8 @@ class SegModule(L.LightningModule):
         self.cfg, self.classes = cfg, classes
         names = list(classes.names)
         self.model = model if model is not None else build_model(cfg.model.spec, len(names), cfg.model.weights)
-        self.criterion = build_loss(cfg.train.loss, class_weights, cfg.train.ce_weight, cfg.train.dice_weight)
+        t = cfg.train
+        self.criterion = build_loss(t.loss, class_weights, t.ce_weight, t.dice_weight, t.lovasz_weight)
         if cfg.train.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.cm = {s: ConfusionMatrix(len(names), names) for s in ("val", "test")}
