@@ -17,6 +17,7 @@ from seglab.training import trainer as trainer_module
 from seglab.training.budget import cost_key, steps_for, steps_that_fit
 from seglab.training.progress import PlainProgress, RunProgressBar, describe
 from seglab.training.run import build_module, prepare_data, validation_schedule
+from seglab.training.plan import resolve_plan
 from seglab.training.trainer import TRAINER_DEFAULTS, make_trainer
 
 
@@ -116,12 +117,12 @@ def test_one_trainer_factory_for_train_calibration_and_bench(capsys, monkeypatch
 
     run_train_bench(str(tiny_camvid), "scratch:simplesegnet", (64, 96), batch=2, steps=1, warmup=0, rounds=1,
                     threads=1, show=False)
-    # calibration, training, test evaluation, then the benchmark's seglab path
-    assert len(made) >= 4
+    # calibration, training, then the benchmark's seglab path (scoring runs no Trainer: seglab.scoring)
+    assert len(made) >= 3
     for kwargs in made:
         for key, value in TRAINER_DEFAULTS.items():
             assert kwargs[key] == value, (key, kwargs)
-    trainer = make_trainer(load_config().train, logger=False)
+    trainer = make_trainer(resolve_plan(load_config()), logger=False)
     assert trainer.num_sanity_val_steps == 0 and trainer.log_every_n_steps == 10
     assert isinstance(trainer.progress_bar_callback, (RunProgressBar, PlainProgress))  # which: test_progress.py
 

@@ -403,7 +403,7 @@ def test_predicts_at_the_scale_the_model_was_trained_at(tmp_path):
 
 def test_default_precision_follows_training(run):
     """Without --amp/--no-amp, prediction uses the arithmetic `precision: auto` trains and evaluates with."""
-    from seglab.training.device import resolve_precision
+    from seglab.device import resolve_precision
 
     default = load(run, device="cpu")
     assert default.backend.amp == (resolve_precision("auto", "cpu") != "32")

@@ -8,12 +8,12 @@ import torch
 from test_inference import rgb, save_run
 
 from seglab.data.classes import ClassSet, default_colors
+from seglab.device import resolve_precision
 from seglab.errors import SeglabError
 from seglab.inference import Predictor, TorchBackend, load
 from seglab.inference.backends import predict_precision
 from seglab.inference.resize import ResizeToScale
 from seglab.inference.tiling import NativeTiles
-from seglab.training.device import resolve_precision
 
 CLASSES = ClassSet(("a", "b", "c"), tuple(default_colors(3)))
 

@@ -11,17 +11,17 @@ import pytest
 import yaml
 from fakes import run_cli
 
-from seglab.config import load_config
+from seglab.config import format_seconds, load_config
 from seglab.errors import SeglabError
 from seglab.training.progress import (
     PROGRESS_SECONDS,
     PlainProgress,
     RunProgressBar,
-    duration,
     progress_callback,
     progress_line,
     progress_seconds,
 )
+from seglab.training.plan import resolve_plan
 from seglab.training.trainer import make_trainer
 
 # epoch 2/4  step 2/4  35.1 img/s  loss 2.437  ETA 1s (val mIoU only once a validation ran)
@@ -44,7 +44,7 @@ def test_progress_line_reads_left_to_right_and_leaves_out_what_is_unknown():
 @pytest.mark.parametrize("seconds, text", [(0, "0s"), (-3, "0s"), (59.4, "59s"), (60, "1m00s"), (190, "3m10s"),
                                            (3599, "59m59s"), (2 * 3600 + 5 * 60 + 9, "2h05m")])
 def test_duration(seconds, text):
-    assert duration(seconds) == text
+    assert format_seconds(seconds) == text
 
 
 def test_interval_comes_from_the_environment(monkeypatch):
@@ -59,14 +59,14 @@ def test_interval_comes_from_the_environment(monkeypatch):
 
 
 def test_bar_on_a_terminal_plain_lines_anywhere_else(monkeypatch):
-    cfg = load_config().train
+    cfg = load_config()
     # Lightning draws its bars on stdout: stdout alone decides
     for out, err, chosen in [(Terminal(), Terminal(), RunProgressBar), (io.StringIO(), Terminal(), PlainProgress),
                              (Terminal(), io.StringIO(), RunProgressBar)]:
         monkeypatch.setattr(sys, "stdout", out)
         monkeypatch.setattr(sys, "stderr", err)
         assert isinstance(progress_callback(), chosen)
-        trainer = make_trainer(cfg, logger=False)
+        trainer = make_trainer(resolve_plan(cfg), logger=False)
         assert isinstance(trainer.progress_bar_callback, chosen)  # Lightning adds no bar of its own beside it
         assert sum(isinstance(c, (RunProgressBar, PlainProgress)) for c in trainer.callbacks) == 1
 

@@ -1,6 +1,8 @@
 """seglab: reproducible semantic-segmentation studies with correct metrics."""
 
-__version__ = "0.1.0"
+from seglab.constants import VERSION as __version__
+
+__all__ = ["__version__", "load"]
 
 
 def load(target, **kwargs):

@@ -1,5 +1,7 @@
 """Constants shared by every module: one place, so padding, collate, loss and metrics agree."""
 
+VERSION = "0.1.0"  # seglab.__version__, recorded in every run and export
+
 # Label value for pixels that are never learned from or scored (CamVid "void", padding, unknown colours).
 IGNORE_INDEX = 255
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import torch
 
+from seglab.constants import VERSION
+
 
 def environment() -> dict:
     """Versions and hardware, recorded with each run so numbers can be traced and repeated."""
@@ -14,9 +16,7 @@ def environment() -> dict:
     import segmentation_models_pytorch as smp
     import timm
 
-    import seglab
-
-    env = {"seglab": seglab.__version__, "python": platform.python_version(), "torch": torch.__version__,
+    env = {"seglab": VERSION, "python": platform.python_version(), "torch": torch.__version__,
            "lightning": lightning.__version__, "smp": smp.__version__, "timm": timm.__version__,
            "platform": platform.platform(), "cpu": cpu_model(),
            "cpu_threads": torch.get_num_threads(),

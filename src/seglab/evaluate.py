@@ -9,6 +9,7 @@ import logging
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from rich.console import Console
 from rich.table import Table
@@ -16,11 +17,12 @@ from rich.table import Table
 from seglab.config import ConfigError, validate
 from seglab.data.datamodule import SegDataModule
 from seglab.data.open import open_data
-from seglab.errors import BadValue, SeglabError
+from seglab.errors import BadValue
+from seglab.metrics import ConfusionMatrix
 from seglab.runs import read_trained, write_json
+from seglab.scoring import check_classes, check_split, score_split
 from seglab.training.module import SegModule
-from seglab.training.trainer import make_trainer
-from seglab.training.trainer import quiet as quiet_warnings
+from seglab.training.plan import check_names, plan_for
 
 log = logging.getLogger("seglab")
 
@@ -31,10 +33,7 @@ def open_scoring_data(trained, data_root: str | None = None):
     if data_root:
         trained.config.data.root = data_root
     source = open_data(trained.config.data)
-    names = list(trained.classes.names)
-    if list(source.classes.names) != names:
-        raise SeglabError(f"{source.root}: its classes {list(source.classes.names)} differ from the "
-                          f"{len(names)} classes the model was trained on {names}")
+    check_classes(source, trained.classes.names)
     return source
 
 
@@ -54,35 +53,38 @@ def evaluate(target: str | Path, split: str = "test", data_root: str | None = No
         variant += "~tta-" + tta.replace(":", "=")  # flip+scales:1,1.5 -> a name Windows can store too
     try:
         validate(cfg)  # the settings given here go through the config's own checks
+        check_names(cfg)
     except ConfigError as e:
         param = {"data.tta": "tta", "data.eval_size": "eval_size"}.get(e.key)
         if param is None:
             raise
         raise BadValue(param, tta if param == "tta" else eval_size, e.problem) from None
-    module = SegModule.from_trained(trained)
     dm = datamodule
     if dm is None:
         dm = SegDataModule(open_scoring_data(trained, data_root), cfg.data, eval_batch_size=batch_size)
-    if split not in dm.source.splits:
-        raise BadValue("split", split, f"{dm.source.root} has splits {', '.join(dm.source.splits)}")
+    check_split(dm.source, split)
     dm.test_split = split
+    dm.trainer = None  # scored whole by this process, even when the data module served a distributed fit
+    dm.setup("test")
 
-    trainer = make_trainer(cfg.train, devices=1, logger=False, enable_checkpointing=False,
-                           enable_progress_bar=not quiet)
+    plan = plan_for(cfg)
+    if plan.accelerator == "cpu" and isinstance(plan.threads, int) and plan.threads > 0:
+        torch.set_num_threads(plan.threads)
+    device = torch.device(plan.accelerator)
+    module = SegModule.from_trained(trained).to(device)
     t0 = time.monotonic()
-    with quiet_warnings():
-        trainer.test(module, datamodule=dm, verbose=False)
-    metrics = module.cm["test"].compute()
-    per_image = torch.cat(module.test_per_image) if module.test_per_image else \
-        torch.zeros(0, *module.cm["test"].mat.shape, dtype=torch.int64)
-    if not torch.equal(per_image.sum(0), module.cm["test"].mat):  # they are one bincount apart: never expected
-        raise RuntimeError("per-image confusion matrices do not sum to the split's matrix")
+    batches = dm.test_dataloader()
+    per_image = score_split(module, batches if quiet else _progress(batches, split), len(trained.classes.names),
+                            [cfg.data.tta], device, plan.autocast_dtype)[cfg.data.tta]
+    cm = ConfusionMatrix(len(trained.classes.names), list(trained.classes.names))
+    cm.mat = torch.from_numpy(per_image.sum(0) if len(per_image) else np.zeros(cm.mat.shape, np.int64))
+    metrics = cm.compute()
     images = [s.image.name for s in dm.source.split(split)]
     fingerprint = dm.source.fingerprint()
     trained_on = run.read_info().get("data_fingerprint") if run else None
     other = trained_on is not None and trained_on != fingerprint
     size = cfg.data.eval_input_size()
-    metrics.update(split=split, num_images=module.test_num_images, checkpoint=str(ckpt), model=cfg.model.spec,
+    metrics.update(split=split, num_images=len(per_image), checkpoint=str(ckpt), model=cfg.model.spec,
                    eval_size=list(size) if size else "native", tta=cfg.data.tta,
                    data={"root": str(dm.source.root), "fingerprint": fingerprint, "trained_on": trained_on},
                    seconds=round(time.monotonic() - t0, 2))
@@ -94,7 +96,7 @@ def evaluate(target: str | Path, split: str = "test", data_root: str | None = No
     else:
         out = run.write_metrics(metrics, split, tag)
         if len(images) == len(per_image):
-            run.write_per_image(per_image.numpy(), images, split, tag)
+            run.write_per_image(per_image, images, split, tag)
     if other:
         log.warning("%s: evaluating on other data than the run trained on (%s, fingerprint %s, trained on %s); "
                     "wrote %s", target, dm.source.root, fingerprint, trained_on, out.name)
@@ -102,6 +104,15 @@ def evaluate(target: str | Path, split: str = "test", data_root: str | None = No
         print_metrics(metrics)
         Console().print(f"wrote {out}")
     return metrics
+
+
+def _progress(batches, split: str):
+    """The batches, with a progress bar on a terminal (plain output in a log says nothing per batch)."""
+    from rich.progress import track
+
+    console = Console(stderr=True)
+    return track(batches, description=f"scoring {split}", transient=True, console=console) \
+        if console.is_terminal else batches
 
 
 def _fmt(v) -> str:

@@ -42,10 +42,9 @@ class ConfusionMatrix:
         tp = m.diag()
         gt = m.sum(1)  # pixels of each true class
         pr = m.sum(0)  # pixels predicted as each class
-        union = gt + pr - tp
         total = m.sum()
-        present = union > 0
-        iou = torch.where(present, tp / union.clamp(min=1), torch.nan)
+        present = (gt + pr - tp) > 0
+        iou = torch.from_numpy(class_iou(self.mat.numpy()))
         dice = torch.where(present, 2 * tp / (gt + pr).clamp(min=1), torch.nan)
         acc = torch.where(gt > 0, tp / gt.clamp(min=1), torch.nan)
         freq = gt / total if total > 0 else gt
@@ -61,6 +60,27 @@ class ConfusionMatrix:
             "confusion_matrix": self.mat.tolist(),
             "class_names": self.class_names,
         }
+
+
+def class_iou(mats) -> np.ndarray:
+    """IoU of each class of each (k, k) matrix in ``mats`` (shape (..., k, k)) -> (..., k) float64: the one IoU
+    formula, intersection / (true + predicted - intersection). nan for a class absent from both labels and
+    predictions: its IoU is undefined, neither 0 nor 1."""
+    m = np.asarray(mats, dtype=np.float64)
+    tp = np.diagonal(m, axis1=-2, axis2=-1)
+    union = m.sum(-1) + m.sum(-2) - tp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(union > 0, tp / np.where(union > 0, union, 1.0), np.nan)
+
+
+def mean_iou(mats) -> np.ndarray:
+    """mIoU of each (k, k) matrix in ``mats`` (shape (..., k, k)) -> shape (...): the mean over the classes
+    that have an IoU (absent classes are left out of the mean); nan where no class is present at all.
+    Vectorised over leading axes, so a bootstrap scores thousands of resampled splits in one call."""
+    iou = class_iou(mats)
+    present = ~np.isnan(iou)
+    count = present.sum(-1)
+    return np.where(count > 0, np.where(present, iou, 0.0).sum(-1) / np.maximum(count, 1), np.nan)
 
 
 def per_image_confusion(target: torch.Tensor, pred: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -87,4 +107,4 @@ def _list(x: torch.Tensor) -> list[float | None]:
     return [None if np.isnan(v) else float(v) for v in x.tolist()]
 
 
-__all__ = ["IGNORE_INDEX", "ConfusionMatrix"]
+__all__ = ["IGNORE_INDEX", "ConfusionMatrix", "class_iou", "mean_iou", "per_image_confusion"]

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from seglab.bench.report import finish, machine_info, print_table
-from seglab.config import load_config, parse_duration
+from seglab.config import load_config
 from seglab.training.budget import calibrate, run_threads, wall_seconds_per_step
 from seglab.training.run import build_module, prepare_data
 from seglab.training.threads import usable_cpus
@@ -49,8 +49,8 @@ def measure(cfg, module, dm, budget_s: float) -> dict:
 def run_budget_bench(data: str, spec: str, size: tuple[int, int], batch: int, budget: str, rounds: int = 2,
                      out: Path | None = None, show: bool = True) -> dict:
     cfg = load_config(overrides={"data.root": data, "model.spec": spec, "model.weights": "none",
-                                 "data.size": list(size), "data.batch_size": batch, "train.budget": budget})
-    budget_s = parse_duration(budget, "--budget")
+                                 "data.size": list(size), "data.batch_size": batch, "train.budget": str(budget)})
+    budget_s = cfg.train.budget  # seconds, parsed where the option was read
     machine = machine_info()
     dm, class_weights = prepare_data(cfg)
     module = build_module(cfg, dm, class_weights)

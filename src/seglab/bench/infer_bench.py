@@ -32,13 +32,13 @@ from seglab.bench.memory import PeakRSS, rss_mb
 from seglab.bench.report import command_line, finish, machine_info, print_table
 from seglab.data.dataset import SegmentationDataset
 from seglab.data.sources import open_source
+from seglab.device import cpu_has_fast_bf16
 from seglab.errors import SeglabError, first_line
 from seglab.inference.backends import OnnxBackend, OpenVinoBackend, TorchBackend
 from seglab.inference.predictor import Predictor, load
 from seglab.inference.verify import compare, labelled_pairs
 from seglab.models import build_model
 from seglab.sizes import round_up
-from seglab.training.device import cpu_has_fast_bf16
 
 # The accuracy and speed issue 13 asks of one row: test mIoU >= 0.65 at >= 30 frames per second.
 TARGET = {"test_miou": 0.65, "fps": 30.0}

@@ -29,7 +29,7 @@ TARGET_MINUTES = 60
 
 def trained_run(preset: str, data: str | None, out: str) -> RunDir:
     """The preset's run folder under ``out``: trained now, resumed, or (finished already) left as it is."""
-    from seglab.training.run import train
+    from seglab.experiment import train
 
     cfg = load_config(preset_path(preset), {"data.root": data, "out_dir": out} if data else {"out_dir": out})
     run = RunDir(Path(out) / cfg.run_name())

@@ -20,7 +20,7 @@ from seglab.runs import write_json
 
 def machine_info() -> dict:
     """Hardware, versions and current load; ``threads`` is torch's intra-op thread count right now."""
-    from seglab.training.device import cpu_has_fast_bf16
+    from seglab.device import cpu_has_fast_bf16
 
     env = environment()
     return {**env, "cpu": cpu_model(), "logical_cpus": os.cpu_count(), "threads": torch.get_num_threads(),

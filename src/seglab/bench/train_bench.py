@@ -44,8 +44,8 @@ from seglab.data.open import open_data
 from seglab.errors import first_line
 from seglab.models import build_model
 from seglab.training.budget import StepClock
-from seglab.training.device import resolve_runtime
 from seglab.training.module import SegModule
+from seglab.training.plan import resolve_plan
 from seglab.training.threads import ThreadTuner, usable_cpus
 from seglab.training.trainer import make_trainer, quiet
 
@@ -151,7 +151,7 @@ class SeglabPath:
         torch.set_num_threads(self.threads)  # seglab's own thread choice, if it makes one, comes after this
         clock = StepClock(time.perf_counter)
         trainer = make_trainer(
-            self.cfg.train, max_steps=steps, max_epochs=-1, limit_val_batches=0,
+            resolve_plan(self.cfg), max_steps=steps, max_epochs=-1, limit_val_batches=0,
             logger=False, enable_checkpointing=False, enable_progress_bar=False,
             callbacks=[*([self.tuner] if self.tuner else []), *(callbacks or []), clock],
             default_root_dir=self.workdir,
@@ -294,7 +294,7 @@ def run_train_bench(data: str, spec: str | None = None, size: tuple[int, int] | 
 
 
 def _precision(path) -> str:
-    return resolve_runtime(path.cfg.train).precision if isinstance(path, SeglabPath) else "32"
+    return resolve_plan(path.cfg).precision if isinstance(path, SeglabPath) else "32"
 
 
 def _settings(path, tune_threads: bool) -> dict:

@@ -16,12 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from seglab.bench.report import command_line, finish, machine_info, print_table
 from seglab.errors import BadValue
-from seglab.metrics import ConfusionMatrix, per_image_confusion
-from seglab.models.tta import CUSTOM_SCALES, TTA_SCALES, tta_logits, tta_scales
+from seglab.metrics import ConfusionMatrix
+from seglab.models.tta import CUSTOM_SCALES, TTA_SCALES, tta_scales
 
 log = logging.getLogger("seglab")
 LOWEST = (0.5, 0.75, 1.0)
@@ -45,34 +44,15 @@ def relative_cost(mode: str) -> float:
     return 1.0 if mode == "none" else 2 * sum(s * s for s in tta_scales(mode))
 
 
-@torch.no_grad()
-def score_modes(model, batches, modes: list[str], num_classes: int, device: torch.device,
-                autocast: torch.dtype | None) -> dict[str, np.ndarray]:
-    """(N, C, C) per-image confusion matrices of each mode over ``batches`` of (images, labels)."""
-    scales = sorted({s for m in modes if m != "none" for s in tta_scales(m)})
-    mats: dict[str, list[torch.Tensor]] = {m: [] for m in modes}
-    for images, labels in batches:
-        images = images.to(device)
-        with torch.autocast(device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
-            plain = model(images).float()
-            # one scale's mirrored pair averaged: the views every candidate with that scale shares
-            probs = {s: tta_logits(model, images, f"{CUSTOM_SCALES}{s:g}").exp() for s in scales}
-        for mode in modes:
-            scores = plain if mode == "none" else torch.stack([probs[s] for s in tta_scales(mode)]).sum(0)
-            if scores.shape[-2:] != labels.shape[-2:]:  # scored at the labels' native size, as evaluate does
-                scores = F.interpolate(scores, size=labels.shape[-2:], mode="bilinear", align_corners=False)
-            mats[mode].append(per_image_confusion(labels, scores.argmax(1).cpu(), num_classes))
-    return {m: torch.cat(v).numpy() for m, v in mats.items()}
-
-
 def run_tta_bench(target: str | Path, split: str, data_root: str | None, batch_size: int | None,
                   out: Path | None) -> dict:
     from seglab.data.datamodule import SegDataModule
     from seglab.evaluate import open_scoring_data
     from seglab.runs import read_trained
+    from seglab.scoring import check_split, score_split
     from seglab.study.stats import bootstrap_miou, paired_bootstrap_diff
-    from seglab.training.device import resolve_runtime
     from seglab.training.module import SegModule
+    from seglab.training.plan import plan_for
 
     if split == "test":
         raise BadValue("split", split, "choices are made on val (or another split than test): a TTA picked on "
@@ -81,22 +61,21 @@ def run_tta_bench(target: str | Path, split: str, data_root: str | None, batch_s
     trained = read_trained(target)
     cfg = trained.config
     source = open_scoring_data(trained, data_root)
-    if split not in source.splits:
-        raise BadValue("split", split, f"{source.root} has splits {', '.join(source.splits)}")
+    check_split(source, split)
     in_training = split in cfg.data.trains_on()
     if in_training:
         log.warning("%s: the model trained on %s, so its scores there are optimistic and may favour other "
                     "views than unseen images would", target, split)
-    runtime = resolve_runtime(cfg.train)
-    device = torch.device("cuda" if runtime.accelerator == "cuda" else "cpu")
+    plan = plan_for(cfg)
+    device = torch.device(plan.accelerator)
     module = SegModule.from_trained(trained).to(device)
     dm = SegDataModule(source, cfg.data, eval_batch_size=batch_size)
     dm.test_split = split
     dm.setup("test")
     modes = candidate_modes()
     t0 = time.monotonic()
-    mats = score_modes(module, dm.test_dataloader(), modes, len(trained.classes.names), device,
-                       runtime.autocast_dtype)
+    mats = score_split(module, dm.test_dataloader(), len(trained.classes.names), modes, device,
+                       plan.autocast_dtype)
     rows = []
     for mode in modes:
         ci = bootstrap_miou(mats[mode])
@@ -110,7 +89,7 @@ def run_tta_bench(target: str | Path, split: str, data_root: str | None, batch_s
                      "per_class_iou": dict(zip(cm.class_names, cm.compute()["per_class_iou"]))})
     best = max(rows, key=lambda r: r["miou"])
     report = {"run": str(target), "split": split, "split_in_training": in_training,
-              "images": int(mats["none"].shape[0]), "precision": runtime.precision, "best": best["tta"],
+              "images": int(mats["none"].shape[0]), "precision": plan.precision, "best": best["tta"],
               "run_tta": cfg.data.tta, "candidates": rows, "seconds": round(time.monotonic() - t0, 1),
               "command": command_line(), "machine": machine_info()}
     finish(report, out)

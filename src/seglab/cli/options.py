@@ -11,19 +11,15 @@ import typer
 from typer.core import TyperCommand
 
 from seglab import sizes
-from seglab.config import parse_duration
-from seglab.errors import SeglabError
+from seglab.config import Duration
 
 
-def duration(text: str) -> str:
-    """90s, 10m, 1.5h or 00:30:00, positive; kept as written (configs store durations as text)."""
-    try:
-        seconds = parse_duration(text, "")
-    except SeglabError:
-        raise ValueError(f"{text!r}: use e.g. 90s, 10m, 1.5h or 00:30:00") from None
+def duration(text: str) -> Duration:
+    """90s, 10m, 1.5h or 00:30:00, positive: parsed here, once (a Duration is seconds that keep their text)."""
+    seconds = Duration(text)  # its ValueError says what is wrong; typer names the option
     if seconds <= 0:
         raise ValueError(f"{text!r}: must be a positive duration")
-    return text
+    return seconds
 
 
 def size_option(help: str, native: bool = False, name: str = "--size"):
@@ -52,7 +48,7 @@ def with_choices(**param_keys: str) -> type[TyperCommand]:
 
     class ChoicesHelp(TyperCommand):
         def format_help(self, ctx, formatter):
-            from seglab.config import choices
+            from seglab.training.plan import choices
 
             for param in self.params:
                 allowed = choices().get(param_keys.get(param.name or "", ""))

@@ -67,9 +67,9 @@ def train(
 ):
     """Train one model; writes runs/<name>/ with config, checkpoints, metrics.csv and test metrics.json."""
     from seglab.config import load_config, parse_override, preset_path
+    from seglab.experiment import train as run_train
     from seglab.runs import RunDir
     from seglab.training.run import load_run_config
-    from seglab.training.run import train as run_train
 
     if resume is not None:
         cfg = load_run_config(RunDir(resume))

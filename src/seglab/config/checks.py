@@ -1,9 +1,8 @@
-"""Value checks beyond types: choices, ranges, sizes, durations. Every problem is a ``ConfigError`` that
+"""Value checks beyond types: ranges, sizes, durations, names of splits and runs. Every problem is a ``ConfigError`` that
 carries its key, so a config file's error says "config key 'train.lr'" and the CLI's says "--lr"."""
 
 from __future__ import annotations
 
-import functools
 import re
 
 from seglab.config.schema import RunConfig
@@ -19,50 +18,17 @@ class ConfigError(SeglabError):
         self.key, self.problem = key, problem
 
 
-@functools.cache
-def choices() -> dict[str, tuple[str, ...]]:
-    """Allowed values of each choice key, read from the dict that implements them, so a new loss or
-    schedule is one entry in one place (imported here, not at the top: they pull in torch and smp)."""
-    from seglab.data.sources import LAYOUTS
-    from seglab.training.device import ACCELERATORS, PRECISIONS, STRATEGIES
-    from seglab.training.loggers import LOGGERS
-    from seglab.training.losses import LOSSES
-    from seglab.training.optimizers import OPTIMIZERS
-    from seglab.training.schedule import BUDGET_CLOCKS, SCHEDULES
-
-    return {"data.layout": ("auto", *LAYOUTS), "train.loss": tuple(LOSSES),
-            "train.optimizer": tuple(OPTIMIZERS), "train.scheduler": tuple(SCHEDULES),
-            "train.budget_clock": tuple(BUDGET_CLOCKS), "train.precision": ("auto", *PRECISIONS),
-            "train.accelerator": ("auto", *ACCELERATORS), "train.strategy": ("auto", *STRATEGIES),
-            "train.loggers": tuple(LOGGERS)}
-
-
-def parse_duration(text: str, key: str) -> float:
-    """'90s', '10m', '1.5h', '00:30:00' -> seconds."""
-    t = str(text).strip()
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhd]?)", t)
-    if m:
-        return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
-    m = re.fullmatch(r"(?:(\d+):)?(\d+):(\d+)", t)
-    if m:
-        return int(m.group(1) or 0) * 3600 + int(m.group(2)) * 60 + int(m.group(3))
-    raise ConfigError(key, f"bad duration {text!r} (use e.g. 90s, 10m, 1.5h or 00:30:00)")
+def check_choice(key: str, value, allowed) -> None:
+    """ConfigError unless ``value`` (each item of a list value) is one of ``allowed``, which are listed. Called by
+    the module that owns each dict of names (losses, layouts, ...): config itself knows no names."""
+    for item in value if isinstance(value, list) else [value]:
+        if item not in allowed:
+            raise ConfigError(key, f"bad value {item!r}; choose one of {', '.join(allowed)}")
 
 
 def validate(cfg: RunConfig) -> None:
-    """Raise ConfigError for the first value no run could use."""
-    for key, allowed in choices().items():
-        sec, name = key.split(".")
-        value = getattr(getattr(cfg, sec), name)
-        for item in value if isinstance(value, list) else [value]:  # a list key (train.loggers): each item
-            if item not in allowed:
-                raise ConfigError(key, f"bad value {item!r}; choose one of {', '.join(allowed)}")
-    from seglab.models.tta import tta_scales  # torch: imported when checked, not when the CLI starts
-
-    try:
-        tta_scales(cfg.data.tta)
-    except ValueError as e:
-        raise ConfigError("data.tta", f"bad value {cfg.data.tta!r}; {e}") from None
+    """Raise ConfigError for the first value no run could use: types, ranges, sizes, durations. Names (of
+    losses, layouts, devices, ...) are checked by the modules that own them (training.plan.check_names)."""
     scales = cfg.data.scale_range
     if len(scales) != 2 or not 0 < scales[0] <= scales[1] <= MAX_SCALE:
         raise ConfigError("data.scale_range", f"bad value {scales!r}; give the lowest and highest scale, "
@@ -105,8 +71,8 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError("train.class_weights", f"{t.class_weights!r}; use median-frequency or numbers like "
                                                  "1,2.5,0.7")
     for key in ("budget", "max_time"):
-        value = getattr(t, key)
-        if value is not None and parse_duration(value, f"train.{key}") <= 0:
+        value = getattr(t, key)  # a Duration: parsed where it was read
+        if value is not None and value <= 0:
             raise ConfigError(f"train.{key}", "must be a positive duration")
     if not re.fullmatch(r"[\w-]+(\+[\w-]+)*", cfg.data.train_splits):
         raise ConfigError("data.train_splits", f"{cfg.data.train_splits!r}; name splits joined by +, "

@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from seglab.config.checks import ConfigError, validate
+from seglab.config.durations import Duration
 from seglab.config.schema import RunConfig
 from seglab.errors import SeglabError, first_line, read_user_text
 from seglab.sizes import parse_size
@@ -109,6 +110,11 @@ def coerce(value, tp, key: str):
         if type(None) in options:
             return None
         raise ConfigError(key, "must not be empty")
+    if Duration in options:  # text parsed here, once; the code reads seconds
+        try:
+            return Duration(value)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(key, str(e)) from None
     errors = []
     for opt in options:
         if opt is type(None):

@@ -1,9 +1,10 @@
-"""What a run is: three dataclasses (data, model, train) in one ``RunConfig``, each field with its help text.
+"""What a run is: three dataclasses (data, model, train) in one ``RunConfig``, each field with its help text,
+and the plan it was resolved into (written by seglab, not set by hand).
 
 The fields are the one description of every setting: YAML files and ``--set`` address them by dotted key
 (``train.lr``), ``seglab train --help`` lists those marked with a ``cli`` option from the same text, and the
 code reads them as typed attributes (``cfg.train.lr``), never by string key. Allowed values of choice keys
-come from the dicts that implement them (see checks.choices).
+are checked by the modules whose dicts implement them (training.plan.check_names).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import typing
 from dataclasses import Field, asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 
+from seglab.config.durations import Duration
 from seglab.errors import BadValue
 
 
@@ -78,12 +80,12 @@ class TrainConfig:
     epochs: int = setting(20, "Epochs to train (unless steps or budget is set).", cli="--epochs")
     steps: int | None = setting(None, "Exact optimizer steps instead of epochs (a budget is resolved into "
                                       "this at the start).", cli="--steps")
-    budget: str | None = setting(
+    budget: Duration | None = setting(
         None, "Training budget like 10m, equal work whatever else the machine is doing: one step's "
               "single-threaded CPU time (GPU time on CUDA) is measured before training and the budget becomes a "
               "step count, saved in config.yaml so resume keeps it.", cli="--budget", metavar="DURATION")
     budget_clock: str = setting("compute", "compute (above), or wall: stop when the wall-clock budget is spent.")
-    max_time: str | None = setting(
+    max_time: Duration | None = setting(
         None, "Hard stop like 1h or 00:30:00. With a budget, the budget's steps are also capped at what fits "
               "(wall time per step measured at the start, 5% kept for validations), so the schedule ends as "
               "planned; without one, the schedule is not reshaped.", cli="--max-time", metavar="DURATION")
@@ -130,6 +132,20 @@ class TrainConfig:
 
 
 @dataclass
+class PlanConfig:
+    """How the run computed, written by ``seglab train`` (training.plan): read back by resume, evaluate, predict
+    and the benchmarks. Not a setting: a new run resolves it afresh from the train section and the machine."""
+
+    accelerator: str | None = setting(None, "Device type the run trained on: cpu, cuda or mps.")
+    precision: str | None = setting(None, "Precision it trained in: 32, bf16-mixed or 16-mixed.")
+    processes: int | None = setting(None, "Data-parallel processes (devices x nodes).")
+    threads: int | str | None = setting(None, "CPU threads: a count, 0 (one per usable core) or auto.")
+    device_ids: list[int] | None = setting(None, "The card of a cuda:N run.")
+    val_every: int | None = setting(None, "Optimizer steps between validations; empty: once per epoch.")
+    calibration: dict | None = setting(None, "What a compute budget was converted into steps with.")
+
+
+@dataclass
 class RunConfig:
     name: str | None = setting(None, "Run folder name (default: derived from the setup, e.g. "
                                      "unet-resnet34_192x256_bs8_3ep).", cli="--name")
@@ -137,12 +153,14 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    plan: PlanConfig = field(default_factory=PlanConfig)
 
     def to_dict(self) -> dict:
         """Plain YAML-able values (tuples as lists), as config.yaml and checkpoints keep them."""
         def plain(v):
             return [plain(x) for x in v] if isinstance(v, (tuple, list)) else \
-                {k: plain(x) for k, x in v.items()} if isinstance(v, dict) else v
+                {k: plain(x) for k, x in v.items()} if isinstance(v, dict) else \
+                str(v) if isinstance(v, Duration) else v  # durations as written: "4m"
         return plain(asdict(self))
 
     def run_name(self) -> str:

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from seglab.device import resolve_precision
 from seglab.errors import BadValue, SeglabError, first_line
-from seglab.training.device import resolve_precision
 
 BACKENDS = {
     "torch": "PyTorch eager, in the run's precision (bf16 autocast and channels-last on CPUs with bf16 units)",

@@ -19,8 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import seglab
-from seglab.constants import IGNORE_INDEX, SIZE_DIVISOR
+from seglab.constants import IGNORE_INDEX, SIZE_DIVISOR, VERSION
 from seglab.data.classes import ClassSet
 from seglab.errors import BadValue, SeglabError, first_line
 from seglab.sizes import check_model_size
@@ -38,7 +37,7 @@ def model_info(model: torch.nn.Module, classes: ClassSet, input_size: tuple[int,
     runtime info. ``precision``: what the file computes in (fp32, or int8 for quantized exports)."""
     if model.num_classes != classes.num_classes:
         raise SeglabError(f"model has {model.num_classes} outputs but {classes.num_classes} class names")
-    return {"format": FORMAT, "version": 1, "seglab_version": seglab.__version__, "spec": model.spec,
+    return {"format": FORMAT, "version": 1, "seglab_version": VERSION, "spec": model.spec,
             "num_classes": model.num_classes, **classes.to_fields(), "mean": list(model.mean), "std": list(model.std),
             "input": INPUT_NOTE, "ignore_index": IGNORE_INDEX,
             "input_size": list(input_size) if input_size else None,  # the scale it was trained at; None: native

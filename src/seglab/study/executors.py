@@ -45,8 +45,8 @@ class ClusterOptions:
 def train_job(request: JobRequest) -> str:
     """What a job runs, in its own process: train one run into the study folder."""
     from seglab.config import from_dict
+    from seglab.experiment import train
     from seglab.training.budget import Calibration
-    from seglab.training.run import train
 
     calibration = Calibration(**request.calibration) if request.calibration else None
     train(from_dict(request.config), resume=request.resume, calibration=calibration, study=request.study)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 
+from seglab.config import format_seconds
 from seglab.errors import SeglabError, first_line
 from seglab.runs import write_text
 from seglab.study import figures
@@ -25,7 +26,6 @@ from seglab.study.report_tables import (
     config_table,
     environment_table,
     esc,
-    fmt_time,
     interval_pct,
     per_class_table,
     runs_table,
@@ -143,7 +143,7 @@ def summary(res: StudyResults) -> str:
         f"Best configuration (validation mIoU): **{row.config_name}**, test mIoU {fmt_stat(row.stats['test_miou'])}%"
         + (f" (95% CI {interval})" if interval else ""),
         f"Improvements beyond training noise: **{improvements(res)}**",
-        f"Total training time: {fmt_time(seconds)} wall-clock",
+        f"Total training time: {format_seconds(seconds)} wall-clock",
     ])
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 
-import seglab
-from seglab.config import RunConfig
+from seglab.config import RunConfig, format_seconds
+from seglab.constants import VERSION
 from seglab.study.compare import ConfigRow, Stat, StudyResults
 from seglab.study.conclusions import NOISE, fmt_ci, fmt_p, fmt_stat, status_text
 
@@ -37,13 +37,6 @@ def md_table(head: list[str], rows: list[list[str]]) -> str:
 
     lines = ["| " + " | ".join(cell(h) for h in head) + " |", "|" + "---|" * len(head)]
     return "\n".join(lines + ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows])
-
-
-def fmt_time(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    s = round(seconds)
-    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
 def count(v: float | None, digits: int = 0) -> str:
@@ -113,7 +106,7 @@ def runs_table(res: StudyResults) -> str:
 
     body = [[r.name, str(r.seed), r.status if r.finished else wrong(r.status), esc(r.info.get("weights") or "—"),
              steps(r), count(r.info.get("images_seen")), count(r.info.get("epochs"), 2),
-             fmt_time(r.info.get("train_seconds")), fmt_time(r.info.get("cpu_seconds")),
+             format_seconds(r.info.get("train_seconds")), format_seconds(r.info.get("cpu_seconds")),
              count(r.info.get("img_per_s"), 1), percent(r.value("val_miou")), test(r), wrong(esc(r.error or ""))]
             for r in res.runs]
     return md_table(["run", "seed", "status", "weights", "steps", "images", "epochs", "wall time", "CPU time",
@@ -158,5 +151,5 @@ def environment_table(res: StudyResults) -> str:
         values = list(dict.fromkeys("none" if e.get(k) is None else esc(str(e[k])) for _, e in envs))
         body.append([esc(k), values[0] if len(values) == 1 else wrong("; ".join(values) + " (differs between runs)")])
     built = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    body.append(["report built", f"seglab {seglab.__version__}, {built}"])
+    body.append(["report built", f"seglab {VERSION}, {built}"])
     return md_table(["", "value (from run.json)"], body)

@@ -11,6 +11,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from seglab.config import format_seconds
 from seglab.errors import BadValue, Interrupted, SeglabError
 from seglab.runs import RunDir, StudyDir, write_text
 from seglab.study.executors import ClusterOptions, JobRequest, run_jobs
@@ -50,7 +51,7 @@ def run_status(run_dir: RunDir) -> str:
 def run_study(study: Study, out: str | Path = "runs/studies", only: list[str] | None = None,
               cluster: ClusterOptions | None = None) -> StudyFolder:
     """Train every run not finished yet, then leave the folder ready for ``build_report``."""
-    from seglab.training.run import train
+    from seglab.experiment import train
 
     folder = StudyFolder(Path(out) / study.name)
     folder.path.mkdir(parents=True, exist_ok=True)
@@ -78,8 +79,8 @@ def run_study(study: Study, out: str | Path = "runs/studies", only: list[str] | 
         _run_as_jobs(folder, study, todo, statuses, calibrations, cluster)
         todo = []
     for i, run in enumerate(todo, 1):
-        left = f", about {_hms(_eta(finished, todo[i - 1:]))} left" if finished or _budgets(todo[i - 1:]) else ""
-        announce(f"run {i}/{len(todo)} {run.name}  (elapsed {_hms(time.monotonic() - t_start)}{left})")
+        left = f", about {format_seconds(_eta(finished, todo[i - 1:]))} left" if finished or _budgets(todo[i - 1:]) else ""
+        announce(f"run {i}/{len(todo)} {run.name}  (elapsed {format_seconds(time.monotonic() - t_start)}{left})")
         statuses[run.name] = {"status": "running", "error": None}
         folder.record(study, statuses)
         t0 = time.monotonic()
@@ -101,7 +102,7 @@ def run_study(study: Study, out: str | Path = "runs/studies", only: list[str] | 
         finished.append((run, time.monotonic() - t0))
         folder.record(study, statuses)
     failed = [n for n, s in statuses.items() if s["status"] == "failed"]
-    log.info("study %s: done in %s%s", study.name, _hms(time.monotonic() - t_start),
+    log.info("study %s: done in %s%s", study.name, format_seconds(time.monotonic() - t_start),
              f"; failed: {', '.join(failed)}" if failed else "")
     return folder
 
@@ -219,10 +220,8 @@ def _eta(finished: list[tuple[StudyRun, float]], remaining: list[StudyRun]) -> f
     """Seconds left: a budgeted run takes its budget times the ratio of duration to budget measured on
     finished runs (a compute budget runs longer than its nominal time on a busy machine, and decoding,
     validation and test scoring come on top; 1.5 until measured); others take the mean duration."""
-    from seglab.config import parse_duration
-
     def budget(run: StudyRun) -> float | None:
-        return parse_duration(run.config.train.budget, "train.budget") if run.config.train.budget else None
+        return run.config.train.budget  # seconds (a Duration), or None
 
     ratios = [d / budget(r) for r, d in finished if budget(r)]
     ratio = sum(ratios) / len(ratios) if ratios else 1.5
@@ -236,11 +235,6 @@ def _eta(finished: list[tuple[StudyRun, float]], remaining: list[StudyRun]) -> f
 
 def _budgets(runs: list[StudyRun]) -> bool:
     return any(r.config.train.budget for r in runs)
-
-
-def _hms(seconds: float) -> str:
-    s = int(seconds)
-    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
 def _now() -> str:

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from seglab.metrics import mean_iou
+
 BATCH = 200  # resamples evaluated at once: bounds the memory of one bootstrap step
 MAX_EXACT_PAIRS = 20  # the exact sign-flip test enumerates 2**n patterns
 ONE_SEED = "one seed per configuration: no training-noise estimate"
@@ -48,19 +50,7 @@ class SeedTest:
     reason: str | None
 
 
-def miou(mats) -> np.ndarray:
-    """mIoU of each (k, k) matrix in ``mats`` (shape (..., k, k)) -> shape (...), float64.
-
-    Classes absent from both labels and predictions have no IoU and are left out of the mean (they are
-    neither 0 nor 1); nan where no class is present at all. Same definition as ``ConfusionMatrix``.
-    """
-    m = np.asarray(mats, dtype=np.float64)
-    tp = np.diagonal(m, axis1=-2, axis2=-1)
-    union = m.sum(-1) + m.sum(-2) - tp
-    present = union > 0
-    iou = np.where(present, tp / np.where(present, union, 1.0), 0.0)
-    count = present.sum(-1)
-    return np.where(count > 0, iou.sum(-1) / np.maximum(count, 1), np.nan)
+miou = mean_iou  # mIoU of each matrix of a stack: the one IoU formula, in metrics.py
 
 
 def _as_arrays(mats) -> list[np.ndarray]:

@@ -32,8 +32,8 @@ from dataclasses import asdict, dataclass, replace
 import lightning as L
 import torch
 
-from seglab.config import RunConfig, parse_duration
-from seglab.training.device import resolve_accelerator
+from seglab.config import RunConfig
+from seglab.training.plan import RunPlan, resolve_plan
 from seglab.training.threads import usable_cpus
 from seglab.training.trainer import make_trainer, quiet
 
@@ -79,8 +79,8 @@ def run_threads(cfg: RunConfig) -> int:
     return int(t) if isinstance(t, int) and t > 0 else usable_cpus()
 
 
-def steps_for(budget: str, seconds_per_step: float, threads: int) -> int:
-    return max(1, math.floor(parse_duration(budget, "train.budget") * threads / seconds_per_step))
+def steps_for(budget_s: float, seconds_per_step: float, threads: int) -> int:
+    return max(1, math.floor(budget_s * threads / seconds_per_step))
 
 
 class StepClock(L.Callback):
@@ -102,13 +102,13 @@ def cuda_time() -> float:
     return time.perf_counter()
 
 
-def time_steps(train_cfg, module: L.LightningModule, datamodule, steps: int, now) -> list[float]:
+def time_steps(plan: RunPlan, module: L.LightningModule, datamodule, steps: int, now) -> list[float]:
     """Cost of ``steps`` training steps of a copy of ``module`` (the caller's module is left untouched)
-    under ``train_cfg``'s device, precision and threads. Global random state is restored afterwards; the
+    under ``plan``'s device, precision and threads. Global random state is restored afterwards; the
     caller re-seeds the augmentation stream it shares."""
     clock = StepClock(now)
     saved_threads = torch.get_num_threads()
-    trainer = make_trainer(train_cfg, max_steps=steps + 1, max_epochs=-1, limit_val_batches=0, logger=False,
+    trainer = make_trainer(plan, max_steps=steps + 1, max_epochs=-1, limit_val_batches=0, logger=False,
                            enable_checkpointing=False, enable_progress_bar=False, callbacks=[clock], devices=1)
     try:
         with quiet(), torch.random.fork_rng():
@@ -120,14 +120,14 @@ def time_steps(train_cfg, module: L.LightningModule, datamodule, steps: int, now
 
 def wall_seconds_per_step(cfg: RunConfig, module: L.LightningModule, datamodule, timed: int = TIMED_STEPS) -> float:
     """Median wall-clock seconds of ``timed`` training steps at the run's own thread count (after warm-up)."""
-    wall = time_steps(replace(cfg.train, threads=run_threads(cfg)), module, datamodule, WARMUP_STEPS + timed,
-                      time.perf_counter)
+    wall = time_steps(replace(resolve_plan(cfg), threads=run_threads(cfg)), module, datamodule,
+                      WARMUP_STEPS + timed, time.perf_counter)
     return statistics.median(wall[WARMUP_STEPS:] or wall)
 
 
-def steps_that_fit(max_time: str, spent: float, wall_per_step: float) -> int:
-    """Steps that fit into ``max_time`` after ``spent`` seconds, with WALL_RESERVE of it kept back."""
-    seconds = parse_duration(max_time, "train.max_time") * (1 - WALL_RESERVE) - spent
+def steps_that_fit(max_time_s: float, spent: float, wall_per_step: float) -> int:
+    """Steps that fit into ``max_time_s`` seconds after ``spent`` seconds, with WALL_RESERVE of it kept back."""
+    seconds = max_time_s * (1 - WALL_RESERVE) - spent
     return max(1, math.floor(seconds / wall_per_step))
 
 
@@ -135,10 +135,10 @@ def calibrate(cfg: RunConfig, module: L.LightningModule, datamodule) -> Calibrat
     """Time a few training steps of a copy of ``module`` and convert ``cfg.train.budget`` into steps (capped
     to fit ``cfg.train.max_time`` when that is set)."""
     start = time.perf_counter()
-    cuda = resolve_accelerator(cfg.train.accelerator) == "cuda"
+    plan = resolve_plan(cfg)
+    cuda = plan.accelerator == "cuda"
     threads = run_threads(cfg)
-    train_cfg = cfg.train if cuda else replace(cfg.train, threads=1)  # make_trainer sets the thread count
-    costs = time_steps(train_cfg, module, datamodule, WARMUP_STEPS + TIMED_STEPS,
+    costs = time_steps(plan if cuda else replace(plan, threads=1), module, datamodule, WARMUP_STEPS + TIMED_STEPS,
                        cuda_time if cuda else time.process_time)
     per_step = statistics.median(costs[WARMUP_STEPS:] or costs)
     steps = budget_steps = steps_for(cfg.train.budget, per_step, 1 if cuda else threads)
@@ -147,8 +147,9 @@ def calibrate(cfg: RunConfig, module: L.LightningModule, datamodule) -> Calibrat
         # the GPU's synchronised step time is already wall-clock time
         wall_per_step = per_step if cuda else wall_seconds_per_step(cfg, module, datamodule)
         steps = min(budget_steps, steps_that_fit(cfg.train.max_time, time.perf_counter() - start, wall_per_step))
-    cal = Calibration(cfg.train.budget, "cuda" if cuda else "cpu-1thread", per_step, 1 if cuda else threads,
-                      steps, cfg.data.batch_size, cost_key(cfg), budget_steps, cfg.train.max_time,
+    max_time = str(cfg.train.max_time) if cfg.train.max_time else None  # as written, e.g. "59m"
+    cal = Calibration(str(cfg.train.budget), "cuda" if cuda else "cpu-1thread", per_step, 1 if cuda else threads,
+                      steps, cfg.data.batch_size, cost_key(cfg), budget_steps, max_time,
                       wall_per_step, round(time.perf_counter() - start, 1))
     log.info("budget %s: %.3f %s-seconds per step x %d thread%s -> %d steps (%d images)", cal.budget, per_step,
              "GPU" if cuda else "single-thread CPU", cal.threads, "s" if cal.threads > 1 else "", budget_steps,

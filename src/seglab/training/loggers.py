@@ -18,24 +18,12 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.util import find_spec
-from pathlib import Path
-from typing import Protocol
 
 from lightning.pytorch.loggers import CSVLogger, Logger
 from lightning.pytorch.utilities import rank_zero_only
 
 from seglab.errors import SeglabError
-
-
-class RunRecord(Protocol):
-    """What trackers need of a run folder (runs.RunDir): its path and run.json. A protocol, not an import:
-    config validation reads LOGGERS here, and runs.py reads the config."""
-
-    path: Path
-
-    def read_info(self) -> dict: ...
-
-    def write_info(self, **updates) -> dict: ...
+from seglab.runs import RunDir
 
 
 @dataclass
@@ -43,7 +31,7 @@ class Tracking:
     """What a tracker is told about its run: the folder, the study it belongs to (None outside a study) and
     whether the run is resumed (then it goes on in the tracker run it started, where run.json names one)."""
 
-    run: RunRecord
+    run: RunDir
     study: str | None = None
     resume: bool = False
 
@@ -116,7 +104,7 @@ def check_installed(names: list[str]) -> None:
                               f"pip install \"seglab[{name}]\", or leave it out of the loggers")
 
 
-def build_loggers(names: list[str], run: RunRecord, study: str | None = None, resume: bool = False) -> list[Logger]:
+def build_loggers(names: list[str], run: RunDir, study: str | None = None, resume: bool = False) -> list[Logger]:
     """The run's loggers: CSV (logs/ in the run folder, as every run keeps) and then each of ``names`` once."""
     check_installed(names)
     tracking = Tracking(run, study, resume)

@@ -1,18 +1,18 @@
-"""The LightningModule: one shared step for train/val/test, metrics from one confusion matrix."""
+"""The LightningModule: one shared step for train and val, val metrics from one confusion matrix (the test split
+is scored by seglab.scoring, outside the training loop)."""
 
 from __future__ import annotations
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 
 from seglab.config.schema import RunConfig
 from seglab.data.classes import ClassSet
 from seglab.errors import SeglabError
 from seglab.metrics import ConfusionMatrix
 from seglab.models import build_model
-from seglab.models.tta import tta_logits
 from seglab.runs import TrainedModel
+from seglab.scoring import to_label_size
 from seglab.training.losses import build_loss
 from seglab.training.optimizers import build_optimizer
 
@@ -38,12 +38,11 @@ class SegModule(L.LightningModule):
         self.criterion = build_loss(t.loss, class_weights, t.ce_weight, t.dice_weight, t.lovasz_weight)
         if cfg.train.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.cm = {s: ConfusionMatrix(len(names), names) for s in ("val", "test")}
-        self.test_per_image: list[torch.Tensor] = []  # (B, n, n) per test batch, in split order
+        self.cm = {"val": ConfusionMatrix(len(names), names)}
 
     @classmethod
     def from_trained(cls, trained: TrainedModel) -> SegModule:
-        """A trained run's module (for scoring it with a Trainer), weights from its checkpoint."""
+        """A trained run's module (for scoring it), weights from its checkpoint, in eval mode."""
         return cls(trained.config, trained.classes, trained.class_weights, model=trained.build()).eval()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -56,10 +55,7 @@ class SegModule(L.LightningModule):
         crop inside a void region): it has nothing to learn from, and a mean over no pixel would be NaN.
         When training_step returns None, Lightning runs no backward pass, so the step changes no weight."""
         images, masks = batch
-        tta = self.cfg.data.tta if stage == "test" else "none"
-        logits = tta_logits(self, images, tta)
-        if logits.shape[-2:] != masks.shape[-2:]:  # evaluation at the training scale: score native labels
-            logits = F.interpolate(logits.float(), size=masks.shape[-2:], mode="bilinear", align_corners=False)
+        logits = to_label_size(self(images), masks.shape[-2:])  # validation at the training scale: native labels
         loss = None
         if (masks < logits.shape[1]).any():
             loss = self.criterion(logits.float(), masks)
@@ -70,9 +66,7 @@ class SegModule(L.LightningModule):
             self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, prog_bar=stage == "train",
                      batch_size=images.shape[0], sync_dist=stage != "train")
         if stage in self.cm:
-            mats = self.cm[stage].update(masks.cpu(), logits.argmax(1).cpu())
-            if stage == "test":
-                self.test_per_image.append(mats)
+            self.cm[stage].update(masks.cpu(), logits.argmax(1).cpu())
         return loss
 
     def training_step(self, batch, batch_idx):
@@ -81,15 +75,8 @@ class SegModule(L.LightningModule):
     def validation_step(self, batch, batch_idx):
         self._shared_step(batch, "val")
 
-    def test_step(self, batch, batch_idx):
-        self._shared_step(batch, "test")
-
     def on_validation_epoch_start(self):
         self.cm["val"].reset()
-
-    def on_test_epoch_start(self):
-        self.cm["test"].reset()
-        self.test_per_image = []
 
     def on_validation_epoch_end(self):
         if self.trainer.sanity_checking:
@@ -97,10 +84,6 @@ class SegModule(L.LightningModule):
         metrics = self.reduced_metrics("val")
         for key in ("miou", "pixel_accuracy", "mean_dice", "mean_class_accuracy"):
             self.log(f"val/{key}", metrics[key] if metrics[key] is not None else 0.0, prog_bar=key == "miou")
-
-    @property
-    def test_num_images(self) -> int:
-        return sum(len(m) for m in self.test_per_image)
 
     def reduced_metrics(self, stage: str) -> dict:
         """Sum the matrix over processes (a no-op on one device), then compute."""

@@ -36,6 +36,7 @@ from lightning.pytorch.callbacks.progress.progress_bar import ProgressBar
 from lightning.pytorch.callbacks.progress.tqdm_progress import _update_n
 from lightning.pytorch.utilities.data import extract_batch_size
 
+from seglab.config import format_seconds
 from seglab.errors import SeglabError
 from seglab.training.schedule import ScheduleCallback
 
@@ -70,14 +71,6 @@ def progress_seconds() -> float:
     return seconds
 
 
-def duration(seconds: float) -> str:
-    """'42s', '3m10s', '2h05m'."""
-    s = max(0, round(seconds))
-    if s < 60:
-        return f"{s}s"
-    return f"{s // 60}m{s % 60:02d}s" if s < 3600 else f"{s // 3600}h{s % 3600 // 60:02d}m"
-
-
 def describe(epoch: int, epochs: int | None, loss: float | None, val_miou: float | None) -> str:
     """'epoch 3/10  loss 0.412  val mIoU 47.9%' (epoch 1-based; parts without a value are left out)."""
     return "  ".join([_epoch(epoch, epochs), *_scores(loss, val_miou)])
@@ -92,7 +85,7 @@ def progress_line(epoch: int, epochs: int | None, step: int, steps: int | None, 
         parts.append(f"{img_per_s:.1f} img/s")
     parts += _scores(loss, val_miou)
     if eta_s is not None:
-        parts.append(f"ETA {duration(eta_s)}")
+        parts.append(f"ETA {format_seconds(eta_s)}")
     return "  ".join(parts)
 
 
@@ -217,7 +210,7 @@ class PlainProgress(ProgressBar):
         n = _numbers(trainer)
         line = progress_line(self._epoch or n["epoch"], n["epochs"], trainer.global_step, _total_steps(trainer),
                              self._img_per_s(), n["loss"], n["val_miou"], None)
-        self._say(f"done  {line}  in {duration(time.monotonic() - self._t0)}")
+        self._say(f"done  {line}  in {format_seconds(time.monotonic() - self._t0)}")
 
     def _say(self, line: str) -> None:
         self._last = time.monotonic()
@@ -228,7 +221,7 @@ class PlainProgress(ProgressBar):
         total, per_epoch = _total_steps(trainer), trainer.num_training_batches
         budget = self._time_left(trainer)
         if total is None:
-            plan = f"start  training for {duration(budget)}" if budget is not None else "start  training"
+            plan = f"start  training for {format_seconds(budget)}" if budget is not None else "start  training"
         else:
             epochs = f" ({_count(_epochs(trainer), 'epoch')} of {_count(per_epoch, 'step')})" \
                 if math.isfinite(per_epoch) else ""

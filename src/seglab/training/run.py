@@ -1,4 +1,4 @@
-"""Train one run: resolve data and classes, build the module, fit with Lightning, score the test split.
+"""Train one run: resolve data and classes, build the module, resolve the plan, fit with Lightning.
 
     seglab train --data ../shared/camvid --model unet:resnet34 --epochs 3 --size 192x256
     seglab train --resume runs/unet-resnet34_192x256_bs8_3ep
@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import lightning as L
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
 
-from seglab.config import RunConfig, parse_duration
+from seglab.config import RunConfig
 from seglab.data.datamodule import SegDataModule
 from seglab.data.open import open_data
 from seglab.environment import environment
@@ -22,10 +23,10 @@ from seglab.errors import Interrupted, SeglabError
 from seglab.runs import RunDir, load_checkpoint
 from seglab.training.budget import Calibration, calibrate
 from seglab.training.callbacks import ExactResume, MetricsCSV, TimedCheckpoint, WorkMeter
-from seglab.training.device import resolve_runtime
-from seglab.training.loggers import build_loggers, check_installed, log_test
+from seglab.training.loggers import build_loggers, check_installed
 from seglab.training.losses import median_frequency_weights
 from seglab.training.module import SegModule
+from seglab.training.plan import RunPlan, batches_per_epoch, check_names, resolve_plan
 from seglab.training.schedule import ScheduleCallback
 from seglab.training.trainer import make_trainer, quiet
 
@@ -102,16 +103,31 @@ def resume_checkpoint(run: RunDir) -> Path:
                       f"{run.path}: nothing to resume (no {run.last.name}); start it without --resume")
 
 
+@dataclass
+class Fitted:
+    """A trained run, as the caller that scores it needs it: the folder, the decoded data (scoring reuses it),
+    the trackers (they get the test scores) and whether this process is the one that writes the folder."""
+
+    run: RunDir
+    datamodule: SegDataModule
+    loggers: list
+    step: int
+    hparams: dict
+    lead: bool
+
+
 def train(cfg: RunConfig, resume: bool = False, calibration: Calibration | None = None,
-          study: str | None = None) -> RunDir:
+          study: str | None = None) -> Fitted:
     """Fit ``cfg`` into ``out_dir/name``; with ``resume``, continue that run from its last checkpoint.
 
     A compute budget is resolved into ``train.steps`` before training (``calibration`` passes one measured
-    by a study for all runs of the same cost), and the resolved config is what config.yaml keeps, so a
-    resumed run does exactly the steps it set out to do. Returns the run folder. Interrupting (Ctrl-C)
-    keeps the last validation's checkpoint: resume it later. ``study`` names the study the run belongs to:
-    experiment trackers group its runs by it.
+    by a study for all runs of the same cost), and the resolved config and plan are what config.yaml keeps,
+    so a resumed run does exactly the steps it set out to do, on the device and in the precision it started
+    with. Interrupting (Ctrl-C) keeps the last validation's checkpoint: resume it later. ``study`` names the
+    study the run belongs to: experiment trackers group its runs by it. Scoring is the caller's
+    (``seglab.experiment.train`` trains and scores).
     """
+    check_names(cfg)
     check_installed(cfg.train.loggers)
     run = RunDir(Path(cfg.out_dir) / cfg.run_name())
     lead = rank_zero_only.rank == 0  # the process that writes the run folder (all of them, unless distributed)
@@ -121,8 +137,7 @@ def train(cfg: RunConfig, resume: bool = False, calibration: Calibration | None 
 
     dm, class_weights = prepare_data(cfg)
 
-    wall_budget = parse_duration(cfg.train.budget, "train.budget") \
-        if cfg.train.budget and cfg.train.budget_clock == "wall" else None
+    wall_budget = cfg.train.budget if cfg.train.budget and cfg.train.budget_clock == "wall" else None
     budget_info = run.read_info().get("budget") if resume else None
     if resume and needs_calibration(cfg) and run.config.is_file():
         cfg.train.steps = load_run_config(run).train.steps  # the steps it set out to do, not a new measurement
@@ -135,9 +150,10 @@ def train(cfg: RunConfig, resume: bool = False, calibration: Calibration | None 
     if calibration is not None:
         budget_info = calibration.to_dict()
     module = build_module(cfg, dm, class_weights)
-    runtime = resolve_runtime(cfg.train)
+    plan = resolve_plan(cfg, len(dm.dataset("train")))
+    cfg.plan = plan.to_config(budget_info)
     if lead:
-        _record_start(run, cfg, dm, module, runtime, budget_info, wall_budget)
+        _record_start(run, cfg, dm, module, plan, budget_info, wall_budget)
 
     work = WorkMeter(record=lambda totals: run.write_info(**totals), spent=run.read_info() if resume else None)
     callbacks = [
@@ -151,12 +167,12 @@ def train(cfg: RunConfig, resume: bool = False, calibration: Calibration | None 
     ]
     if cfg.train.early_stop:
         callbacks.append(EarlyStopping(monitor="val/miou", mode="max", patience=cfg.train.early_stop))
-    max_time = timedelta(seconds=parse_duration(cfg.train.max_time, "train.max_time")) if cfg.train.max_time else None
     length = {"max_steps": cfg.train.steps, "max_epochs": -1} if cfg.train.steps else \
         {"max_epochs": -1 if wall_budget else cfg.train.epochs}
+    validation = {"val_check_interval": plan.val_every, "check_val_every_n_epoch": None} if plan.val_every else {}
     trainer = make_trainer(
-        cfg.train, runtime, **length, **validation_schedule(cfg, dm, runtime.processes), max_time=max_time,
-        devices=cfg.train.devices, num_nodes=cfg.train.nodes, strategy=cfg.train.strategy,
+        plan, **length, **validation, max_time=timedelta(seconds=cfg.train.max_time) if cfg.train.max_time else None,
+        devices=plan.devices or cfg.train.devices, num_nodes=cfg.train.nodes, strategy=cfg.train.strategy,
         deterministic=cfg.train.deterministic, callbacks=callbacks, default_root_dir=run.path,
         logger=build_loggers(cfg.train.loggers, run, study, resume),
     )
@@ -174,32 +190,26 @@ def train(cfg: RunConfig, resume: bool = False, calibration: Calibration | None 
     _finish(run, trainer, work, status)
     if trainer.interrupted:
         raise Interrupted(f"interrupted; resume with `seglab train --resume {run.path}`")
-    if trainer.global_rank == 0:
-        from seglab.evaluate import evaluate
-
-        metrics = evaluate(run.path, split="test", datamodule=dm)
-        log_test(trainer.loggers, metrics, trainer.global_step, dict(module.hparams))
-        run.write_info(status="finished")
-    return run
+    return Fitted(run, dm, trainer.loggers, trainer.global_step, dict(module.hparams), trainer.global_rank == 0)
 
 
-def _record_start(run: RunDir, cfg: RunConfig, dm: SegDataModule, module: SegModule, runtime, budget_info,
+def _record_start(run: RunDir, cfg: RunConfig, dm: SegDataModule, module: SegModule, plan: RunPlan, budget_info,
                   wall_budget) -> None:
     """config.yaml, classes.json and run.json as training starts (by the lead process only)."""
     run.write_config(cfg)
     run.write_classes(dm.source.classes)
     n_params = sum(p.numel() for p in module.model.parameters())
     log.info("run %s: %s (%s params, weights: %s), %s, precision %s%s", run.path, cfg.model.spec,
-             f"{n_params:,}", module.model.weights, runtime.accelerator, runtime.precision,
-             f", {runtime.processes} processes" if runtime.processes > 1 else "")
+             f"{n_params:,}", module.model.weights, plan.accelerator, plan.precision,
+             f", {plan.processes} processes" if plan.processes > 1 else "")
     classes = dm.source.classes
     run.write_info(status="running", name=run.path.name, model=cfg.model.spec, params=n_params,
-                   weights=module.model.weights, precision=runtime.precision, accelerator=runtime.accelerator,
-                   processes=runtime.processes, num_classes=classes.num_classes, class_names=list(classes.names),
+                   weights=module.model.weights, precision=plan.precision, accelerator=plan.accelerator,
+                   processes=plan.processes, num_classes=classes.num_classes, class_names=list(classes.names),
                    environment=environment(), train_images=len(dm.dataset("train")),
                    batch_size=cfg.data.batch_size, data_fingerprint=dm.source.fingerprint(),
-                   steps_planned=None if wall_budget else (cfg.train.steps or cfg.train.epochs
-                                                           * _batches_per_epoch(dm, cfg, runtime.processes)),
+                   steps_planned=None if wall_budget else (cfg.train.steps or cfg.train.epochs * batches_per_epoch(
+                       len(dm.dataset("train")), cfg.data.batch_size, plan.processes)),
                    budget=budget_info)
 
 
@@ -218,7 +228,7 @@ def lead_steps(run: RunDir, cfg: RunConfig, timeout_s: float = 3600.0) -> int:
             written = None
         # this run's config, resolved: not the config.yaml of an earlier run under the same name
         if written is not None and written.train.steps and \
-                replace(written, train=replace(written.train, steps=cfg.train.steps)) == cfg:
+                replace(written, train=replace(written.train, steps=cfg.train.steps), plan=cfg.plan) == cfg:
             return written.train.steps
         time.sleep(1.0)
     raise SeglabError(f"{run.config}: the lead process wrote no resolved budget within {timeout_s:.0f} s")
@@ -231,26 +241,6 @@ def checkpoint_every(cfg: RunConfig, run: RunDir) -> list[ModelCheckpoint]:
         return []
     return [TimedCheckpoint(dirpath=run.checkpoints, save_top_k=0, save_last=True, enable_version_counter=False,
                             train_time_interval=timedelta(minutes=cfg.train.checkpoint_minutes))]
-
-
-def _batches_per_epoch(dm: SegDataModule, cfg: RunConfig, processes: int = 1) -> int:
-    """Optimizer steps per epoch: each of ``processes`` data-parallel processes takes its share of the items."""
-    n = len(dm.dataset("train")) // processes
-    return max(1, n // cfg.data.batch_size if n > cfg.data.batch_size else 1)
-
-
-def validation_schedule(cfg: RunConfig, dm: SegDataModule, processes: int = 1) -> dict:
-    """Lightning arguments that validate about ``train.val_points`` times per run, so a 4-epoch run still
-    draws a curve of 10 points. Epoch-based runs validate at least once per epoch; runs of unknown length
-    (wall-clock budget) once per epoch."""
-    per_epoch = _batches_per_epoch(dm, cfg, processes)
-    if cfg.train.budget and cfg.train.budget_clock == "wall":
-        return {}
-    total = cfg.train.steps or cfg.train.epochs * per_epoch
-    every = max(1, total // cfg.train.val_points)
-    if every >= per_epoch and not cfg.train.steps:
-        return {}  # once per epoch (Lightning's default) is already often enough
-    return {"val_check_interval": every, "check_val_every_n_epoch": None}
 
 
 def _finish(run: RunDir, trainer: L.Trainer, work: WorkMeter, status: str, **extra) -> None:

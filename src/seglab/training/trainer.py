@@ -10,7 +10,7 @@ import lightning as L
 import torch
 
 from seglab.training.checkpoint_io import AtomicCheckpointIO
-from seglab.training.device import Runtime, resolve_runtime
+from seglab.training.plan import RunPlan
 from seglab.training.threads import ThreadTuner
 
 # Library chatter that says nothing actionable to a seglab user.
@@ -42,19 +42,19 @@ TRAINER_DEFAULTS = {"enable_model_summary": False, "num_sanity_val_steps": 0, "l
                     "use_distributed_sampler": False}
 
 
-def make_trainer(train_cfg, runtime: Runtime | None = None, **kwargs) -> L.Trainer:
-    """A Trainer on the run's device and precision (``runtime``, resolved from ``train_cfg`` if not given),
-    with its CPU threads and seglab's progress output (a bar on a terminal, plain lines in a log); ``kwargs``
-    go to Lightning."""
+def make_trainer(plan: RunPlan, **kwargs) -> L.Trainer:
+    """A Trainer on the plan's device, in its precision and with its CPU threads, and seglab's progress output
+    (a bar on a terminal, plain lines in a log); ``kwargs`` go to Lightning."""
     from seglab.training.progress import progress_callback
 
-    runtime = runtime or resolve_runtime(train_cfg)
     kwargs = {**TRAINER_DEFAULTS, **kwargs}
     if kwargs.get("enable_progress_bar", True):
         kwargs["callbacks"] = [*kwargs.get("callbacks", []), progress_callback()]
-    if runtime.accelerator == "cpu" and train_cfg.threads == "auto":
+    if plan.accelerator == "cpu" and plan.threads == "auto":
         kwargs["callbacks"] = [*kwargs.get("callbacks", []), ThreadTuner()]
-    elif runtime.accelerator == "cpu" and train_cfg.threads:
-        torch.set_num_threads(int(train_cfg.threads))
+    elif plan.accelerator == "cpu" and plan.threads:
+        torch.set_num_threads(int(plan.threads))
     kwargs.setdefault("plugins", [AtomicCheckpointIO()])
-    return L.Trainer(accelerator=runtime.accelerator, precision=runtime.precision, **kwargs)
+    if plan.device_ids and "devices" not in kwargs:
+        kwargs["devices"] = plan.devices
+    return L.Trainer(accelerator=plan.accelerator, precision=plan.precision, **kwargs)
