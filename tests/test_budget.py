@@ -15,9 +15,9 @@ from seglab.config import load_config
 from seglab.training import budget
 from seglab.training import trainer as trainer_module
 from seglab.training.budget import cost_key, steps_for, steps_that_fit
+from seglab.training.plan import resolve_plan
 from seglab.training.progress import PlainProgress, RunProgressBar, describe
 from seglab.training.run import build_module, prepare_data, validation_schedule
-from seglab.training.plan import resolve_plan
 from seglab.training.trainer import TRAINER_DEFAULTS, make_trainer
 
 

@@ -63,7 +63,12 @@ def imports() -> list[tuple[str, str, str, int]]:
             parts = parts[:-1]
         module = ".".join(parts)
         package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        tree = ast.parse(path.read_text(), str(path))
+        typing_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If) and "TYPE_CHECKING" in
+                       ast.unparse(block.test) for stmt in block.body for n in ast.walk(stmt)}
+        for node in ast.walk(tree):
+            if id(node) in typing_only:  # annotations only: never imported when the code runs
+                continue
             targets = []
             if isinstance(node, ast.ImportFrom):
                 if node.level:

@@ -21,10 +21,10 @@ from seglab.models import (
     UNet,
     ViTSegmenter,
     build_model,
-    builder,
     list_models,
     parse_spec,
 )
+from seglab.models import weights as weight_sources
 from seglab.models.pretrained import lite_weights_file
 
 # (classes, height, width): two class counts and two sizes divisible by 32, one of them non-square.
@@ -206,7 +206,7 @@ def no_hub(monkeypatch):
     def download(*args, **kwargs):
         raise OSError("simulated: network unreachable")
 
-    monkeypatch.setattr(builder, "_hub_unreachable", lambda: None)
+    monkeypatch.setattr(weight_sources, "_hub_unreachable", lambda: None)
     monkeypatch.setattr(smp.encoders, "hf_hub_download", download)
 
 
@@ -224,7 +224,7 @@ def test_auto_falls_back_to_random_init_with_a_note(no_hub, caplog):
 
 
 def test_unreachable_hub_reason_is_reported(monkeypatch, tmp_path):
-    monkeypatch.setattr(builder, "_hub_unreachable", lambda: "cannot reach the hub (test)")
+    monkeypatch.setattr(weight_sources, "_hub_unreachable", lambda: "cannot reach the hub (test)")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))  # empty cache
     offline_before = huggingface_hub.constants.HF_HUB_OFFLINE
     message = _one_line_error("unet:resnet18", weights="imagenet")
@@ -242,7 +242,7 @@ def test_auto_uses_the_hub_cache_offline(monkeypatch, tmp_path):
     save_file({k: torch.full_like(v, 0.25) for k, v in encoder_state.items()}, snapshot / "model.safetensors")
     (snapshot / "config.json").write_text("{}")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
-    monkeypatch.setattr(builder, "_hub_unreachable", lambda: "cannot reach the hub (test)")
+    monkeypatch.setattr(weight_sources, "_hub_unreachable", lambda: "cannot reach the hub (test)")
 
     model = build_model("unet:resnet18", 5, weights="auto")
     assert model.weights == "imagenet"

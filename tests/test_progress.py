@@ -13,6 +13,7 @@ from fakes import run_cli
 
 from seglab.config import format_seconds, load_config
 from seglab.errors import SeglabError
+from seglab.training.plan import resolve_plan
 from seglab.training.progress import (
     PROGRESS_SECONDS,
     PlainProgress,
@@ -21,7 +22,6 @@ from seglab.training.progress import (
     progress_line,
     progress_seconds,
 )
-from seglab.training.plan import resolve_plan
 from seglab.training.trainer import make_trainer
 
 # epoch 2/4  step 2/4  35.1 img/s  loss 2.437  ETA 1s (val mIoU only once a validation ran)

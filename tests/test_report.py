@@ -31,8 +31,9 @@ from seglab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from seglab.data import CAMVID11
 from seglab.errors import SeglabError
 from seglab.metrics import ConfusionMatrix
-from seglab.study.compare import IMAGE_TEST, SEED_TEST, load_results, work_mismatches
+from seglab.study.compare import IMAGE_TEST, SEED_TEST, load_results
 from seglab.study.conclusions import TEST_NAMES, conclusions
+from seglab.study.fairness import work_mismatches
 from seglab.study.report import build_report, examples
 from seglab.study.report_html import render_html, slug
 from seglab.study.report_tables import esc, md_table

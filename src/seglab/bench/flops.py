@@ -71,13 +71,6 @@ def train_flops_per_image(model: torch.nn.Module, size: tuple[int, int], num_cla
     return train_flops(model, size, num_classes)["total"]
 
 
-def forward_flops(model: torch.nn.Module, images: torch.Tensor) -> float:
-    """FLOPs of one inference forward pass over ``images``."""
-    with FlopCounterMode(display=False) as fc, torch.inference_mode():
-        model.eval()(images)
-    return float(fc.get_total_flops())
-
-
 def matmul_peak(dtype: torch.dtype, min_seconds: float = 0.05, max_n: int = 4096, repeats: int = 3) -> float:
     """FLOP/s of the fastest of ``repeats`` square matmuls in ``dtype``, with the current thread count.
 

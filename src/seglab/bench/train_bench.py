@@ -3,9 +3,8 @@
     seglab bench train --data ../shared/camvid --model unet:resnet18 --size 256x256 --batch 4 --out bench.json
     seglab bench train --data ../shared/camvid --preset camvid-cpu-60m --out benchmarks/train.json
 
-The notebook way is re-created faithfully: a Dataset that opens, decodes, resizes and normalises each PNG
-in the main process (DataLoader with num_workers=0), fp32 NCHW, and a plain loop with Adam and
-cross-entropy. seglab's path is what ``seglab train`` runs: SegDataModule and SegModule under a Trainer
+The notebook way is bench/notebook.py: per-item PNG decoding in the main process, fp32 NCHW, and a plain
+loop with Adam and cross-entropy. seglab's path is what ``seglab train`` runs: SegDataModule and SegModule under a Trainer
 from ``make_trainer``, with the default RunConfig except model, size and batch, or with the preset's config
 (random-init weights either way, which cost the same time as pretrained ones and need no download). A
 preset is timed against variants of itself (bench/variants.py) instead of the notebooks' loop, whose model
@@ -20,25 +19,18 @@ matmul peak, the yardstick of utilisation, is measured before, between and after
 from __future__ import annotations
 
 import math
-import os
 import tempfile
 import time
 
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # skip albumentations' PyPI query at import
-import albumentations as A
-import cv2
-import numpy as np
 import torch
-from albumentations.pytorch import ToTensorV2
-from torch.utils.data import DataLoader, Dataset
 
 from seglab.bench import flops, step_profile
 from seglab.bench.memory import PeakRSS, rss_mb
+from seglab.bench.notebook import NotebookPath
 from seglab.bench.peaks import PeakSampler
 from seglab.bench.report import command_line, finish, machine_info, print_table, summarise
 from seglab.bench.variants import MIN_GAIN, MIN_ROUNDS, Variant, adamw_step_s, gain, variants
 from seglab.config import load_config, preset_path
-from seglab.constants import IGNORE_INDEX
 from seglab.data.datamodule import SegDataModule
 from seglab.data.open import open_data
 from seglab.errors import first_line
@@ -48,62 +40,6 @@ from seglab.training.module import SegModule
 from seglab.training.plan import resolve_plan
 from seglab.training.threads import ThreadTuner, usable_cpus
 from seglab.training.trainer import make_trainer, quiet
-
-
-class NotebookDataset(Dataset):
-    """The notebooks' dataset: every item reads both PNGs from disk and preprocesses them again."""
-
-    def __init__(self, samples, lut: np.ndarray, size: tuple[int, int]):
-        self.samples, self.lut = samples, lut
-        self.transform = A.Compose([A.Resize(*size), A.Normalize(), ToTensorV2()])  # ImageNet mean/std
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, i):
-        sample = self.samples[i]
-        image = cv2.cvtColor(cv2.imread(str(sample.image)), cv2.COLOR_BGR2RGB)
-        mask = self.lut[cv2.imread(str(sample.mask), cv2.IMREAD_GRAYSCALE)].astype(np.uint8)  # void -> 255
-        out = self.transform(image=image, mask=mask)
-        return out["image"], out["mask"].long()
-
-
-class NotebookPath:
-    """fp32, NCHW, per-item decoding in the main process, a plain PyTorch loop with Adam and CE."""
-
-    name = "notebook"
-
-    settle_steps = 0
-
-    def __init__(self, source, spec: str, size: tuple[int, int], batch: int, threads: int):
-        self.threads = threads
-        ds = NotebookDataset(source.split("train"), source.lut, size)
-        self.loader = DataLoader(ds, batch_size=batch, shuffle=True, num_workers=0, drop_last=len(ds) > batch)
-        self.net = build_model(spec, source.classes.num_classes, weights="none").net  # normalised by the dataset
-        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=1e-3)
-        self.criterion = torch.nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX)
-        self._batches = iter(())
-
-    def _next(self):
-        try:
-            return next(self._batches)
-        except StopIteration:
-            self._batches = iter(self.loader)
-            return next(self._batches)
-
-    def run(self, steps: int) -> list[float]:
-        """Train ``steps`` steps; returns the times between consecutive step ends (steps - 1 of them)."""
-        torch.set_num_threads(self.threads)
-        self.net.train()
-        ends = []
-        for _ in range(steps):
-            images, masks = self._next()
-            self.optimizer.zero_grad()
-            loss = self.criterion(self.net(images), masks)
-            loss.backward()
-            self.optimizer.step()
-            ends.append(time.perf_counter())
-        return list(np.diff(ends))
 
 
 def loader_throughput(loader, batches: int) -> float:
@@ -126,11 +62,11 @@ class SeglabPath:
     as one long run has, instead of a fresh one per round.
     """
 
-    def __init__(self, cfg, source, threads: int, workdir: str, tune_threads: bool = False,
-                 variant: Variant | None = None, datamodule: SegDataModule | None = None):
+    def __init__(self, cfg, source, threads: int, workdir: str, variant: Variant | None = None,
+                 datamodule: SegDataModule | None = None):
         self.name = variant.name if variant else "seglab"
         cfg = variant.config(cfg) if variant else cfg
-        self.tuner = ThreadTuner() if tune_threads or cfg.train.threads == "auto" else None
+        self.tuner = ThreadTuner() if cfg.train.threads == "auto" else None
         if cfg.train.threads == "auto":
             cfg = Variant("", {"train.threads": 0}).config(cfg)  # the tuner above does it
         self.cfg, self.threads, self.workdir = cfg, threads, workdir
@@ -141,6 +77,16 @@ class SeglabPath:
             variant.prepare(self.module)
         self.observed_threads = threads
         self.loader = self.datamodule.train_dataloader()
+
+    @property
+    def precision(self) -> str:
+        return resolve_plan(self.cfg).precision
+
+    def settings(self) -> dict:
+        """What the report lists of each path's setup."""
+        cfg = self.cfg
+        return {"precision": self.precision, "channels_last": cfg.train.channels_last, "workers": cfg.data.workers,
+                "cache": cfg.data.cache, "threads": self.observed_threads, "thread_tuning": self.tuner is not None}
 
     @property
     def settle_steps(self) -> int:
@@ -196,14 +142,14 @@ def bench_config(data: str, preset: str | None, spec: str | None, size, batch: i
 
 def run_train_bench(data: str, spec: str | None = None, size: tuple[int, int] | None = None, batch: int | None = None,
                     *, preset: str | None = None, steps: int = 12, warmup: int = 2, rounds: int = 3,
-                    threads: int | None = None, tune_threads: bool = False, variant_names: list[str] | None = None,
+                    threads: int | None = None, variant_names: list[str] | None = None,
                     profile_steps: int = 0, out=None, show: bool = True) -> dict:
     """Measure the paths and return (and write to ``out``) the report.
 
     Without ``preset``: the notebooks' path against seglab's, ``speedup`` = seglab / notebook. With it: the
     preset's own setup (``seglab``) against its variants (``variant_names``, default all). The matmul peak
     is measured before, between and after the rounds. ``profile_steps`` > 0 profiles that many steps of
-    seglab's path after the rounds. ``tune_threads`` adds the ThreadTuner to seglab's path.
+    seglab's path after the rounds.
     """
     threads = threads or torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -221,8 +167,7 @@ def run_train_bench(data: str, spec: str | None = None, size: tuple[int, int] | 
         shared = {}
 
         def seglab_path(variant=None):
-            path = SeglabPath(cfg, source, threads, workdir, tune_threads and variant is None, variant,
-                              shared.get("datamodule"))
+            path = SeglabPath(cfg, source, threads, workdir, variant, shared.get("datamodule"))
             shared.setdefault("datamodule", path.datamodule)
             return path
 
@@ -245,8 +190,8 @@ def run_train_bench(data: str, spec: str | None = None, size: tuple[int, int] | 
     results = {}
     for name, path in paths.items():
         s = summarise([t for r in times[name] for t in r], batch)
-        dtype = "bfloat16" if _precision(path) == "bf16-mixed" else "float32"
-        results[name] = {**_settings(path, tune_threads), **info[name],
+        dtype = "bfloat16" if path.precision == "bf16-mixed" else "float32"
+        results[name] = {**path.settings(), **info[name],
                          **{k: v for k, v in s.items() if k != "per_s"}, "imgs_per_s": round(s["per_s"], 4),
                          "utilisation": flops.utilisation(counted["total"], s["per_s"], peak[dtype]["median"])}
         if name in chosen:
@@ -291,18 +236,6 @@ def run_train_bench(data: str, spec: str | None = None, size: tuple[int, int] | 
     if show:
         _print(report)
     return report
-
-
-def _precision(path) -> str:
-    return resolve_plan(path.cfg).precision if isinstance(path, SeglabPath) else "32"
-
-
-def _settings(path, tune_threads: bool) -> dict:
-    if isinstance(path, NotebookPath):
-        return {"precision": "32", "channels_last": False, "workers": 0, "cache": False, "threads": path.threads}
-    cfg = path.cfg
-    return {"precision": _precision(path), "channels_last": cfg.train.channels_last, "workers": cfg.data.workers,
-            "cache": cfg.data.cache, "threads": path.observed_threads, "thread_tuning": path.tuner is not None}
 
 
 def _profile(path: SeglabPath, steps: int) -> step_profile.ProfileSteps:

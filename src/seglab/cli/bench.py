@@ -36,7 +36,6 @@ def train(
     rounds: Annotated[int, typer.Option(min=1, help="Turns the paths take, so load changes hit all; the matmul "
                                                     "peak is measured before, between and after them.")] = 3,
     threads: Threads = None,
-    tune_threads: Annotated[bool, typer.Option(help="Prototype: seglab's path times its thread counts.")] = False,
     variants: Annotated[str | None, typer.Option(help="With --preset: comma-separated variants to time against "
                                                       "it (default: all; 'none' for none).")] = None,
     profile: Annotated[int | None, typer.Option(min=0, help="Steps of seglab's path to profile per op after "
@@ -70,7 +69,7 @@ def train(
             raise typer.BadParameter(f"unknown {', '.join(unknown)}; choose from {', '.join(allowed)}",
                                      param_hint="'--variants'")
     run_train_bench(data, model or "unet:resnet18", size or (256, 256), batch or 4, preset=preset, steps=steps,
-                    warmup=warmup, rounds=rounds, threads=threads, tune_threads=tune_threads, variant_names=chosen,
+                    warmup=warmup, rounds=rounds, threads=threads, variant_names=chosen,
                     profile_steps=(3 if preset else 0) if profile is None else profile, out=out)
 
 

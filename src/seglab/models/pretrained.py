@@ -37,7 +37,7 @@ LITE_ENCODERS = {
 class WeightsUnavailable(Exception):
     """ImageNet weights cannot be had right now (no package, no cache, no network).
 
-    The message is a short reason; builder.py turns it into a SeglabError (weights="imagenet")
+    The message is a short reason; weights.py turns it into a SeglabError (weights="imagenet")
     or into a warned fallback to random init (weights="auto").
     """
 

@@ -180,5 +180,5 @@ class ViTSegmenter(nn.Module):
         return F.interpolate(x, size=(H, W), mode="bilinear", align_corners=False)  # (B, C, H, W)
 
 
-# Spec name -> class, for "scratch:<name>" (read by builder.build_model).
+# Spec name -> class, for "scratch:<name>" (read by spec.parse_spec and builder.build_model).
 SCRATCH_MODELS = {"simplesegnet": SimpleSegNet, "unet": UNet, "vit": ViTSegmenter}

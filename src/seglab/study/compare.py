@@ -7,87 +7,25 @@ test images (every run stores one confusion matrix per test image), and, with ``
 t-test across training seeds. A verdict rests on the seed test when there is one (training noise is the
 larger for short runs) and on the image bootstrap otherwise; p-values are Holm-corrected across all the
 study's comparisons. This module holds numbers only: every word built on them (test names, verdicts,
-statuses) lives in conclusions.py, and the tables in report_tables.py.
+statuses) lives in conclusions.py, and the tables in report_tables.py. One run's files are read by
+records.py; whether the compared runs did the work they were meant to is fairness.py.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from seglab.errors import SeglabError
-from seglab.runs import RunDir, StudyDir
+from seglab.runs import StudyDir
 from seglab.study import stats
+from seglab.study.records import METRICS, RUN_FACTS, RunRecord, load_run
 
 ALPHA = 0.05  # significance level, two-sided, after Holm's correction
 SEED_TEST = "seeds"  # which test a verdict rests on (Delta.test); conclusions.TEST_NAMES words them
 IMAGE_TEST = "images"
-WORK_TOLERANCE = 0.05  # compared runs whose work differs from what their budgets intended by more are flagged
-# Aggregated per configuration: key -> where it comes from (metrics.json key, or run.json key).
-METRICS = {"test_miou": "miou", "pixel_accuracy": "pixel_accuracy", "mean_dice": "mean_dice"}
-RUN_FACTS = {"val_miou": "best_val_miou", "train_seconds": "train_seconds", "epochs": "epochs", "steps": "steps",
-             "images_seen": "images_seen", "cpu_seconds": "cpu_seconds", "img_per_s": "img_per_s"}
-
-
-@dataclass
-class RunRecord:
-    """One run (one seed) of the study, with whatever its folder holds."""
-
-    name: str
-    config_name: str
-    group: str
-    baseline: bool
-    seed: int
-    status: str  # finished | failed | running | pending | incomplete (finished but no test metrics)
-    error: str | None
-    run_dir: RunDir
-    info: dict  # run.json
-    test: dict | None  # metrics.json
-    config: dict | None  # config.yaml
-
-    @property
-    def finished(self) -> bool:
-        return self.status == "finished"
-
-    @property
-    def loss(self) -> str | None:
-        return ((self.config or {}).get("train") or {}).get("loss")
-
-    def value(self, key: str) -> float | None:
-        """A metric of this run by aggregated key (see METRICS and RUN_FACTS)."""
-        if key in METRICS:
-            return (self.test or {}).get(METRICS[key])
-        if key == "val_miou" and self.info.get("best_val_miou") is None:
-            vals = [r["val_miou"] for r in self.epochs() if r.get("val_miou") is not None]
-            return max(vals) if vals else None
-        return self.info.get(RUN_FACTS[key])
-
-    def epochs(self) -> list[dict]:
-        """metrics.csv: one row per validation."""
-        return self.run_dir.read_epochs()
-
-    @functools.cached_property
-    def per_image(self):
-        """(n, k, k) per-image test confusion matrices, or None (older runs, unfinished runs)."""
-        found = self.run_dir.read_per_image("test") if self.finished else None
-        return None if found is None else found[0]
-
-    @functools.cached_property
-    def test_interval(self) -> stats.Interval | None:
-        """95% bootstrap interval of this run's test mIoU over test images."""
-        return None if self.per_image is None else stats.bootstrap_miou(self.per_image)
-
-    def work(self) -> float | None:
-        """Images this run trained on."""
-        return self.info.get("images_seen")
-
-    def planned_work(self) -> float | None:
-        """Images its budget (or step or epoch count) intended."""
-        steps, batch = self.info.get("steps_planned"), self.info.get("batch_size")
-        return steps * batch if steps and batch else None
 
 
 @dataclass
@@ -218,36 +156,13 @@ def load_results(study_dir: str | Path) -> StudyResults:
     if not entries:
         raise SeglabError(f"{path}: no finished runs to report (no study.json with runs); run "
                           f"`seglab study ...` first")
-    runs = [_load_run(path, entry) for entry in entries]
+    runs = [load_run(path, entry) for entry in entries]
     if not any(r.finished for r in runs):
         states = ", ".join(sorted({r.status for r in runs}))
         raise SeglabError(f"{path}: no finished runs to report ({len(runs)} runs: {states}); run "
                           f"`seglab study ...` first")
     return StudyResults(path, index.get("name") or path.name, index.get("description") or "", index.get("created"),
                         runs, aggregate(runs))
-
-
-def _load_run(study_dir: Path, entry: dict) -> RunRecord:
-    run_dir = RunDir(study_dir / entry.get("dir", f"runs/{entry['name']}"))
-    info, test = run_dir.read_info(), run_dir.read_metrics("test")
-    status, error = entry.get("status", "pending"), entry.get("error")
-    if test is not None and info.get("status") == "finished":
-        status = "finished"
-    elif status == "finished":  # the index says finished but the test metrics are missing or unreadable
-        status, error = "incomplete", error or f"{run_dir.metrics('test').name} missing or unreadable"
-    if status == "failed" and not error:
-        error = info.get("error")
-    return RunRecord(entry["name"], entry.get("config_name", entry["name"]), entry.get("group", "default"),
-                     bool(entry.get("baseline", False)), int(entry.get("seed", 0)), status, error, run_dir, info,
-                     test, _config_dict(run_dir))
-
-
-def _config_dict(run_dir: RunDir) -> dict | None:
-    """The run's config as plain values (the report shows what differs from the defaults), or None."""
-    try:
-        return run_dir.read_config().to_dict()
-    except SeglabError:
-        return None
 
 
 def aggregate(runs: list[RunRecord]) -> list[ConfigRow]:
@@ -284,33 +199,3 @@ def compare(row: ConfigRow, base: ConfigRow) -> Delta:
              if r.seed in by_seed and r.value("test_miou") is not None and by_seed[r.seed] is not None]
     seeds = stats.paired_seed_test([x for x, _ in pairs], [y for _, y in pairs]) if pairs else None
     return Delta(base.config_name, a.mean - b.mean, a.n, b.n, images, seeds)
-
-
-def work_mismatches(res: StudyResults) -> list[tuple[RunRecord, RunRecord, float]]:
-    """Compared pairs (same seed, variant vs baseline) whose ratio of images trained differs from the ratio
-    their budgets intended by more than WORK_TOLERANCE: (run, baseline run, actual / intended - 1)."""
-    out = []
-    for row in res.rows:
-        base = next((b for b in res.rows if b.baseline and b.group == row.group and b is not row), None)
-        if row.baseline or base is None:
-            continue
-        by_seed = {r.seed: r for r in base.finished}
-        for r in row.finished:
-            b = by_seed.get(r.seed)
-            if b is None or None in (r.work(), b.work(), r.planned_work(), b.planned_work()) or not b.work():
-                continue
-            off = (r.work() / b.work()) / (r.planned_work() / b.planned_work()) - 1
-            if abs(off) > WORK_TOLERANCE:
-                out.append((r, b, off))
-    return out
-
-
-def short_runs(res: StudyResults) -> list[tuple[RunRecord, float]]:
-    """Finished runs that trained on fewer images than planned (early stop, max_time): (run, share done)."""
-    return [(r, r.work() / r.planned_work()) for r in res.finished
-            if r.work() is not None and r.planned_work() and r.work() < (1 - WORK_TOLERANCE) * r.planned_work()]
-
-
-def weights_substituted(weights: str | None) -> bool:
-    """run.json says e.g. "none (imagenet unavailable: ...)" when ImageNet weights could not be had."""
-    return bool(weights) and "unavailable" in str(weights).lower()

@@ -17,10 +17,8 @@ from seglab.study.compare import (
     Delta,
     Stat,
     StudyResults,
-    short_runs,
-    weights_substituted,
-    work_mismatches,
 )
+from seglab.study.fairness import short_runs, weights_substituted, work_mismatches
 
 TEST_NAMES = {SEED_TEST: "paired t-test across training seeds", IMAGE_TEST: "paired bootstrap over test images"}
 NOISE = {SEED_TEST: "training seeds", IMAGE_TEST: "test images only"}  # what a verdict's interval covers
