@@ -17,7 +17,7 @@ from seglab.training import trainer as trainer_module
 from seglab.training.budget import cost_key, steps_for, steps_that_fit
 from seglab.training.plan import resolve_plan
 from seglab.training.progress import PlainProgress, RunProgressBar, describe
-from seglab.training.run import build_module, prepare_data, validation_schedule
+from seglab.training.run import build_module, prepare_data
 from seglab.training.trainer import TRAINER_DEFAULTS, make_trainer
 
 
@@ -28,8 +28,8 @@ def cfg_for(data, **overrides):
 
 
 def test_budget_converts_to_steps_by_single_thread_cost():
-    assert steps_for("3m", seconds_per_step=1.2, threads=2) == 300  # 180 s x 2 threads / 1.2 s
-    assert steps_for("10s", seconds_per_step=100.0, threads=1) == 1  # at least one step
+    assert steps_for(180, seconds_per_step=1.2, threads=2) == 300  # 180 s x 2 threads / 1.2 s
+    assert steps_for(10, seconds_per_step=100.0, threads=1) == 1  # at least one step
     a = load_config(overrides={"model.spec": "fpn:resnet18", "train.loss": "ce"})
     b = load_config(overrides={"model.spec": "fpn:resnet18", "train.loss": "dice_ce", "train.optimizer": "adamw",
                                "data.scale_crop": False})
@@ -63,7 +63,7 @@ def test_max_time_caps_a_budget_at_the_steps_that_fit(monkeypatch, tiny_camvid):
     roomy = budget.calibrate(cfg_for(tiny_camvid, **{"train.budget": "1m", "train.max_time": "10h", **cpu2}),
                              None, None)
     assert roomy.steps == roomy.budget_steps == 240  # the budget decides when it fits
-    assert steps_that_fit("60m", spent=30, wall_per_step=2.0) == 1695 and steps_that_fit("1s", 5, 1.0) == 1
+    assert steps_that_fit(3600, spent=30, wall_per_step=2.0) == 1695 and steps_that_fit(1, 5, 1.0) == 1
     assert cost_key(cfg_for(tiny_camvid, **{"train.max_time": "10m"})) != cost_key(cfg_for(tiny_camvid))
     old = {k: v for k, v in plain.to_dict().items() if k in ("budget", "clock", "seconds_per_step", "threads",
                                                               "steps", "images_per_step", "key")}
@@ -73,11 +73,12 @@ def test_max_time_caps_a_budget_at_the_steps_that_fit(monkeypatch, tiny_camvid):
 def test_short_runs_validate_at_least_ten_times(tiny_camvid):
     cfg = cfg_for(tiny_camvid, **{"train.steps": 409})
     dm, _ = prepare_data(cfg)
-    assert validation_schedule(cfg, dm) == {"val_check_interval": 40, "check_val_every_n_epoch": None}
+    images = len(dm.dataset("train"))
+    assert resolve_plan(cfg, images).val_every == 40
     cfg = cfg_for(tiny_camvid, **{"train.epochs": 200})  # one step per epoch: once per epoch is plenty
-    assert validation_schedule(cfg, dm) == {}
+    assert resolve_plan(cfg, images).val_every is None
     cfg = cfg_for(tiny_camvid, **{"train.budget": "1m", "train.budget_clock": "wall"})
-    assert validation_schedule(cfg, dm) == {}
+    assert resolve_plan(cfg, images).val_every is None
 
 
 def test_same_seed_pairs_initial_weights_and_data_order(tiny_camvid):

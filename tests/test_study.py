@@ -33,7 +33,7 @@ def test_builtin_studies_load_and_validate():
     assert [r.name for r in quick.runs] == ["cnn", "cnn+cosine", "transformer"]
     assert {r.group for r in quick.runs} == {"quick"} and [r.baseline for r in quick.runs] == [True, False, False]
     # equal work: one compute budget, converted into steps, for every run
-    assert all(r.config.train.budget == "4m" and r.config.train.budget_clock == "compute" for r in quick.runs)
+    assert all(str(r.config.train.budget) == "4m" and r.config.train.budget_clock == "compute" for r in quick.runs)
     # offline: the CNN uses the ImageNet encoder seglab installs; the transformer is from scratch on purpose
     assert {r.name: (r.config.model.spec, r.config.model.weights) for r in quick.runs} == {
         "cnn": ("fpn:efficientnet-lite0", "imagenet"), "cnn+cosine": ("fpn:efficientnet-lite0", "imagenet"),

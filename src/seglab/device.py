@@ -44,10 +44,11 @@ def resolve_device(name: str | None = "auto", key: str = "device"):
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device("cuda" if name == "gpu" else name)
-    if dev.type == "cuda" and (not torch.cuda.is_available() or (dev.index or 0) >= torch.cuda.device_count()):
-        have = f"{torch.cuda.device_count()} CUDA device(s)" if torch.cuda.is_available() else \
-            "MPS" if torch.backends.mps.is_available() else "only the CPU"
-        raise BadValue(key, name, f"this machine has {have}; use auto or cpu")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        have = "MPS" if torch.backends.mps.is_available() else "only the CPU"
+        raise BadValue(key, name, f"this machine has no CUDA device (it has {have}); use auto or cpu")
+    if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
+        raise BadValue(key, name, f"this machine has {torch.cuda.device_count()} CUDA device(s); use auto or cuda")
     if dev.type == "mps" and not torch.backends.mps.is_available():
         raise BadValue(key, name, "this machine has no MPS device; use auto or cpu")
     return dev

@@ -68,6 +68,7 @@ def train(
     """Train one model; writes runs/<name>/ with config, checkpoints, metrics.csv and test metrics.json."""
     from seglab.config import load_config, parse_override, preset_path
     from seglab.experiment import train as run_train
+    from seglab.training.plan import check_names
     from seglab.runs import RunDir
     from seglab.training.run import load_run_config
 
@@ -84,7 +85,7 @@ def train(
             raise SeglabError("--preset and --config: give one of them (options and --set still override either)")
         config = preset_path(preset)
     try:
-        cfg = load_config(config, {**given, **overrides})  # --set last: it can set anything
+        cfg = check_names(load_config(config, {**given, **overrides}))  # --set last: it can set anything
     except ConfigError as e:
         if e.key in given and e.key not in overrides:  # a value from an option: name it, not the config key
             raise typer.BadParameter(e.problem, param_hint=f"'{CONFIG_OPTIONS[e.key][0]}'") from None

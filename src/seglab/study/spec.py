@@ -27,6 +27,7 @@ import yaml
 
 from seglab.config import RunConfig, from_dict, merge, preset_path, read_yaml
 from seglab.errors import SeglabError, first_line, read_user_text
+from seglab.training.plan import check_names
 
 STUDY_KEYS = ("name", "description", "preset", "repeats", "defaults", "runs")
 RUN_KEYS = ("name", "group", "baseline", "description", "data", "model", "train")
@@ -129,7 +130,7 @@ def load_study(name_or_path: str, data_root: str | None = None, repeats: int | N
         overrides = {k: entry[k] for k in ("data", "model", "train") if k in entry}
         merged = merge(defaults, overrides)
         try:
-            config = from_dict(merged)
+            config = check_names(from_dict(merged))  # every run's names too, before any run trains
         except SeglabError as e:
             raise SeglabError(f"{here}: {e}") from None
         for r in range(repeats):

@@ -24,7 +24,7 @@ from seglab.device import (
     resolve_device,
     resolve_precision,
 )
-from seglab.errors import BadValue
+from seglab.errors import BadValue, SeglabError
 
 log = logging.getLogger("seglab")
 
@@ -115,8 +115,8 @@ def resolve_plan(cfg: RunConfig, train_images: int | None = None) -> RunPlan:
     t = cfg.train
     try:
         device = resolve_device(t.accelerator, "train.accelerator")
-    except BadValue as e:
-        raise ConfigError("train.accelerator", e.problem) from None
+    except BadValue as e:  # about this machine, not the value: "train.accelerator=cuda: this machine has ..."
+        raise SeglabError(f"train.accelerator={t.accelerator}: {e.problem}") from None
     ids = (device.index,) if device.index is not None else None
     processes = (1 if ids else device_count(t.devices, device.type)) * t.nodes
     threads = t.threads if device.type == "cpu" else 0

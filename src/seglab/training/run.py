@@ -149,9 +149,9 @@ def train(cfg: RunConfig, resume: bool = False, calibration: Calibration | None 
         cfg.train.steps = calibration.steps
     if calibration is not None:
         budget_info = calibration.to_dict()
-    module = build_module(cfg, dm, class_weights)
     plan = resolve_plan(cfg, len(dm.dataset("train")))
-    cfg.plan = plan.to_config(budget_info)
+    cfg.plan = plan.to_config(budget_info)  # before the module: its hparams (and the trackers) keep the plan
+    module = build_module(cfg, dm, class_weights)
     if lead:
         _record_start(run, cfg, dm, module, plan, budget_info, wall_budget)
 
