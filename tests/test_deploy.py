@@ -217,3 +217,56 @@ def test_broken_openvino_files_are_one_line_errors(capsys, run, tmp_path):
     assert_one_line_error(run_cli(capsys, "predict", tmp_path / "none.xml", image, "--out", tmp_path / "p"),
                           "none.xml: no such OpenVINO file")
     assert not (tmp_path / "p").exists()
+
+
+def _packages(module: str) -> set[str]:
+    """The packages above ``module``: seglab.inference.export.onnx -> seglab, seglab.inference, ...export."""
+    return {module.rsplit(".", i)[0] for i in range(1, module.count(".") + 1)}
+
+
+def _inference_imports() -> dict[str, set[str]]:
+    """Module -> the seglab.inference modules it imports (at the top or inside functions). Importing
+    ``export.onnx`` from outside ``export/`` runs ``export/__init__`` first, so that counts as imported too;
+    the package's own __init__ is a facade nothing inside imports, so it is left out."""
+    import ast
+    from pathlib import Path
+
+    import seglab.inference
+
+    root = Path(seglab.inference.__file__).parent
+    names = {".".join(("seglab.inference", *p.relative_to(root).with_suffix("").parts)).removesuffix(".__init__")
+             for p in root.rglob("*.py")}
+    graph = {}
+    for name in names - {"seglab.inference"}:
+        path = root.joinpath(*name.split(".")[2:])
+        file = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+        targets = set()
+        for node in ast.walk(ast.parse(file.read_text())):
+            if isinstance(node, ast.Import):
+                targets |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                targets |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in names else node.module
+                            for a in node.names}
+        packages = {p for t in targets for p in _packages(t) if p not in _packages(name)}
+        graph[name] = {t for t in targets | packages if t in names and t not in ("seglab.inference", name)}
+    return graph
+
+
+def test_inference_modules_import_no_cycle():
+    """Writers, quantization and the predictor once imported each other in a ring (export -> quantize ->
+    predictor -> export): each now depends only on what is below it."""
+    graph = _inference_imports()
+    assert {"seglab.inference.pipeline", "seglab.inference.quantize", "seglab.inference.export.onnx"} <= set(graph)
+    done, path = set(), []
+
+    def visit(module: str) -> None:
+        assert module not in path, " -> ".join([*path[path.index(module):], module])
+        if module not in done:
+            path.append(module)
+            for target in sorted(graph[module]):
+                visit(target)
+            path.pop()
+            done.add(module)
+
+    for module in sorted(graph):
+        visit(module)

@@ -11,7 +11,6 @@ from seglab.data.classes import ClassSet, default_colors
 from seglab.device import resolve_precision
 from seglab.errors import SeglabError
 from seglab.inference import Predictor, TorchBackend, load
-from seglab.inference.backends import predict_precision
 from seglab.inference.resize import ResizeToScale
 from seglab.inference.tiling import NativeTiles
 
@@ -110,8 +109,8 @@ def test_amp_flags_override_the_runs_precision(tmp_path):
 
 
 def test_precision_resolves_as_training_does():
-    assert predict_precision("auto", None, "cpu") == resolve_precision("auto", "cpu")
-    assert predict_precision("bf16-mixed", False, "cpu") == "32"
-    assert predict_precision("16-mixed", None, "cpu") == "bf16-mixed"  # CPUs autocast in bf16 only
-    assert predict_precision("32", True, "cpu") == "bf16-mixed"
-    assert predict_precision("32", None, "cpu") == "32"
+    assert resolve_precision("auto", "cpu", None) == resolve_precision("auto", "cpu")
+    assert resolve_precision("bf16-mixed", "cpu", False) == "32"
+    assert resolve_precision("16-mixed", "cpu", None) == "bf16-mixed"  # CPUs autocast in bf16 only
+    assert resolve_precision("32", "cpu", True) == "bf16-mixed"
+    assert resolve_precision("32", "cpu", None) == "32"

@@ -18,13 +18,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import typer
 
 from seglab.cli.options import Threads, Tta, size_option
 
 app = typer.Typer()
-EXPORT_FORMATS = ("onnx", "openvino", "pretrained")
 
 
 @app.command()
@@ -74,9 +72,6 @@ def predict(
         raise typer.Exit(1)
 
 
-MIN_OPSET, MAX_OPSET = 7, 23  # what torch.onnx's TorchScript exporter (torch 2.14) accepts
-
-
 @app.command()
 def export(
     target: Annotated[Path, typer.Argument(help="Run folder, .ckpt or save_pretrained folder.")],
@@ -98,39 +93,21 @@ def export(
     check: Annotated[int, typer.Option(min=1, help="Validation images the export is checked on.")] = 20,
 ):
     """Export a trained model to ONNX or OpenVINO (checked against PyTorch on real images) or a pretrained folder."""
-    from seglab.inference.export import save_pretrained
-    from seglab.inference.predictor import load
-
-    if fmt not in EXPORT_FORMATS:
-        raise typer.BadParameter(f"{fmt!r}: choose one of {', '.join(EXPORT_FORMATS)}", param_hint="'--format'")
-    if not MIN_OPSET <= opset <= MAX_OPSET:
-        raise typer.BadParameter(f"{opset}: this torch exports ONNX opsets {MIN_OPSET} to {MAX_OPSET}",
-                                 param_hint="'--opset'")
-    if fmt == "pretrained":
-        if int8:
-            raise typer.BadParameter("--int8 quantizes ONNX or OpenVINO exports; a pretrained folder keeps the "
-                                     "trained weights", param_hint="'--int8'")
-        predictor = load(target, device="cpu", amp=False)
-        model, base = predictor.backend.model, target if target.is_dir() else target.parent
-        folder = save_pretrained(model, predictor.classes, out or base / "pretrained", predictor.input_size)
-        check_with = load(folder, device="cpu", amp=False).predict_batch  # reloaded from the folder alone
-        image = np.random.default_rng(0).integers(0, 256, (96, 128, 3), dtype=np.uint8)
-        agree = float((check_with([image])[0] == predictor.predict(image)).mean())
-        typer.echo(f"wrote {folder} ({', '.join(sorted(p.name for p in folder.iterdir()))}); reloaded from it: "
-                   f"{100 * agree:.2f}% of pixels agree. Load with seglab.load('{folder}')")
-        return
-    from seglab.inference.shipping import MIN_AGREEMENT, export_model
+    from seglab.inference.pipeline import export_model
 
     done = export_model(target, fmt, out, int8=int8, dynamic=dynamic, size=size, opset=opset, data=data,
                         calibration_images=calibration, check_images=check)
-    files = [done.path, done.path.with_suffix(".bin")] if fmt == "openvino" else [done.path]  # IR: graph + weights
-    megabytes = sum(f.stat().st_size for f in files) / 1e6
-    typer.echo(f"wrote {done.path} ({fmt} {done.precision}, {megabytes:.1f} MB, {done.shape})")
     c = done.check
+    if fmt == "pretrained":
+        typer.echo(f"wrote {done.path} ({', '.join(f.name for f in done.files)}); reloaded from it: "
+                   f"{100 * c.pixel_agreement:.2f}% of pixels agree. Load with seglab.load('{done.path}')")
+        return
+    megabytes = sum(f.stat().st_size for f in done.files) / 1e6
+    typer.echo(f"wrote {done.path} ({fmt} {done.precision}, {megabytes:.1f} MB, {done.shape})")
     miou = (f"; mIoU {c.miou_pytorch:.4f} (PyTorch fp32) -> {c.miou_export:.4f} "
             f"({100 * (c.miou_export - c.miou_pytorch):+.2f} points)") if c.miou_pytorch is not None else ""
     typer.echo(f"checked on {c.images}: {100 * c.pixel_agreement:.2f}% of pixels as PyTorch fp32{miou}")
     if not done.agrees:
-        typer.echo(f"warning: the export labels fewer than {100 * MIN_AGREEMENT[done.precision]:.1f}% of pixels "
-                   "as PyTorch does", err=True)
+        typer.echo(f"warning: the export labels fewer than {100 * c.required:.1f}% of pixels as PyTorch does",
+                   err=True)
         raise typer.Exit(1)

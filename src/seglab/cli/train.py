@@ -68,8 +68,8 @@ def train(
     """Train one model; writes runs/<name>/ with config, checkpoints, metrics.csv and test metrics.json."""
     from seglab.config import load_config, parse_override, preset_path
     from seglab.experiment import train as run_train
-    from seglab.training.plan import check_names
     from seglab.runs import RunDir
+    from seglab.training.plan import check_names
     from seglab.training.run import load_run_config
 
     if resume is not None:

@@ -1,10 +1,10 @@
-"""Predict label masks for images of any size, with a PyTorch model or an ONNX Runtime session.
+"""Predict label masks for images of any size, with a PyTorch model, ONNX Runtime or OpenVINO.
 
 A Predictor takes one of two strategies, chosen by ``input_size``: ``ResizeToScale`` (inference/resize.py)
 resizes every image to the scale the model was trained at and upsamples the result, as evaluation scores
 it; ``NativeTiles`` (inference/tiling.py) predicts at each image's own resolution, padded and, when large,
-tiled. ``load`` builds one from a run, checkpoint, pretrained folder or ONNX file, with the run's scale,
-test-time augmentation and precision.
+tiled. ``load`` builds one from a run, checkpoint, pretrained folder, ONNX or OpenVINO file, with the run's
+scale, test-time augmentation and precision.
 """
 
 from __future__ import annotations
@@ -17,11 +17,13 @@ import numpy as np
 from PIL import Image
 
 from seglab.constants import SIZE_DIVISOR
-from seglab.data.classes import ClassSet, default_colors
+from seglab.data.classes import ClassSet
 from seglab.errors import BadValue, SeglabError
 from seglab.imageio import to_rgb
 from seglab.inference.backends import BACKENDS, Backend, OnnxBackend, OpenVinoBackend, TorchBackend
+from seglab.inference.backends.pretrained import load_pretrained
 from seglab.inference.forward import Forward, check_tta
+from seglab.inference.metadata import KEY, stored_classes
 from seglab.inference.resize import ResizeToScale
 from seglab.inference.tiling import NativeTiles
 from seglab.sizes import check_model_size
@@ -122,7 +124,7 @@ def load(target: str | Path, device: str | None = "auto", amp: bool | None = Non
 
     ``input_size``: None uses the scale the model was trained at (stored with it); "native" or (H, W) override.
     ``tta``: None uses the run's test-time augmentation (none for exported files); or none, flip, flip+scales.
-    ``amp``: None predicts in the run's ``train.precision`` as training resolves it on this device (``auto``
+    ``amp``: None predicts in the precision the run trained in (its plan), as training resolves it on this device (``auto``
     for pretrained folders and OpenVINO; ONNX Runtime runs what the file holds); True or False override.
     ``backend``: auto (PyTorch for trained models, the file's own runtime for exports) or a key of BACKENDS;
     a trained model asked to run on onnxruntime or openvino is exported to ONNX first (fp32, any size).
@@ -149,11 +151,9 @@ def load(target: str | Path, device: str | None = "auto", amp: bool | None = Non
         on_openvino = suffix == ".xml" or backend == "openvino"
         runs = OpenVinoBackend(path, device, amp, threads=threads) if on_openvino \
             else OnnxBackend(path, device, threads=threads)
-        meta = json.loads(runs.metadata.get("seglab", "{}"))
-        return Predictor(runs, _stored_classes(runs, path), input_size=size(meta.get("input_size")), **options)
+        classes, meta = stored_classes(runs.metadata, runs.num_classes, path), json.loads(runs.metadata.get(KEY, "{}"))
+        return Predictor(runs, classes, input_size=size(meta.get("input_size")), **options)
     if path.is_dir() and (path / "seglab.json").is_file():
-        from seglab.inference.export import load_pretrained
-
         model, classes = load_pretrained(path)
         stored, precision = json.loads((path / "seglab.json").read_text()).get("input_size"), "auto"
     else:
@@ -161,7 +161,9 @@ def load(target: str | Path, device: str | None = "auto", amp: bool | None = Non
 
         trained = read_trained(path)
         model, classes, stored = trained.build(), trained.classes, trained.config.data.eval_input_size()
-        options["tta"], precision = tta or trained.config.data.tta, trained.config.train.precision
+        # the precision the run's plan resolved (runs older than the plan: its train.precision, resolved here)
+        cfg = trained.config
+        options["tta"], precision = tta or cfg.data.tta, cfg.plan.precision or cfg.train.precision
     runs = _trained_backend(model, classes, backend, device, amp, precision, threads)
     return Predictor(runs, classes, input_size=size(stored), **options)
 
@@ -172,7 +174,7 @@ def _trained_backend(model, classes: ClassSet, backend: str, device, amp, precis
         return TorchBackend(model, device, amp, precision=precision, compile=backend == "torch-compile")
     import tempfile
 
-    from seglab.inference.export import export_onnx
+    from seglab.inference.export.onnx import export_onnx
 
     with tempfile.TemporaryDirectory(prefix="seglab-export-") as tmp:
         onnx_path = export_onnx(model.float(), classes, Path(tmp) / "model.onnx", dynamic=True)
@@ -180,13 +182,3 @@ def _trained_backend(model, classes: ClassSet, backend: str, device, amp, precis
             return OnnxBackend(onnx_path.read_bytes(), device, threads=threads)
         return OpenVinoBackend(onnx_path, device, amp, precision=precision, threads=threads)
 
-
-def _stored_classes(backend: OnnxBackend | OpenVinoBackend, path: Path) -> ClassSet:
-    """Classes stored in the export's metadata; numbered classes for files made elsewhere."""
-    if "seglab" in backend.metadata:
-        meta = json.loads(backend.metadata["seglab"])
-        return ClassSet.from_fields(meta)
-    if backend.num_classes is None:
-        raise SeglabError(f"{path}: no seglab metadata and no fixed class count in its output shape")
-    n = backend.num_classes
-    return ClassSet(tuple(f"class{i}" for i in range(n)), tuple(default_colors(n)))

@@ -1,5 +1,6 @@
-"""INT8 models by post-training static quantization, calibrated on training images exactly as the predictor
-feeds them to the model (same padding or resizing), so activation ranges are those seen in use.
+"""The INT8 step of an export (inference/pipeline.py): post-training static quantization, calibrated on
+training images exactly as the predictor feeds them to the model (same padding or resizing), so activation
+ranges are those seen in use. It sits between writing the fp32 ONNX file and writing the final format.
 
 ONNX Runtime: QDQ format, per-channel int8 weights and uint8 activations (the VNNI path on x86 CPUs).
 OpenVINO: NNCF's post-training quantization, mixed preset (symmetric weights, asymmetric activations: the
@@ -17,7 +18,11 @@ import torch
 
 from seglab.data.classes import ClassSet
 from seglab.inference.backends import TorchBackend
-from seglab.inference.export import ONNX_INPUT, set_onnx_metadata
+from seglab.inference.export.onnx import set_onnx_metadata
+from seglab.inference.metadata import ONNX_INPUT
+from seglab.inference.predictor import Predictor
+
+CALIBRATION_IMAGES = 100  # training images to calibrate INT8 on (NNCF defaults to 300; each costs a forward)
 
 
 class _Recorder:
@@ -37,13 +42,24 @@ class _Recorder:
 def calibration_inputs(model: torch.nn.Module, classes: ClassSet, input_size: tuple[int, int] | None,
                        images: list[np.ndarray], fixed_size: tuple[int, int] | None = None) -> list[np.ndarray]:
     """(1, 3, H, W) float32 model inputs (0..255) of ``images`` as a batch-1 Predictor prepares them."""
-    from seglab.inference.predictor import Predictor
-
     recorder = _Recorder(TorchBackend(model, "cpu", amp=False), fixed_size)
     predictor = Predictor(recorder, classes, batch_size=1, input_size=input_size, tta="none")
     for image in images:
         predictor.predict(image)
     return recorder.inputs
+
+
+def calibration_set(reference: Predictor, source, count: int = CALIBRATION_IMAGES,
+                    fixed_size: tuple[int, int] | None = None) -> list[np.ndarray]:
+    """Model inputs of ``count`` training images of ``source`` (a fixed random choice), prepared as
+    ``reference`` prepares them; ``fixed_size``: the input size of a static export."""
+    from seglab.data.dataset import SegmentationDataset
+
+    train = SegmentationDataset(source.split("train"), source.lut, reference.num_classes,
+                                color_table=source.color_table, cache=False)
+    picks = np.random.default_rng(0).permutation(len(train))[:count]
+    return calibration_inputs(reference.backend.model, reference.classes, reference.input_size,
+                              [train.decoded(int(i))[0] for i in picks], fixed_size)
 
 
 def quantize_onnx(fp32_path: Path, out_path: Path, inputs: list[np.ndarray], metadata: str) -> Path:
@@ -67,6 +83,7 @@ def quantize_onnx(fp32_path: Path, out_path: Path, inputs: list[np.ndarray], met
             x = next(self.items, None)
             return None if x is None else {ONNX_INPUT: x}
 
+    Path(out_path).parent.mkdir(parents=True, exist_ok=True)
     stride = max(d for d in range(1, 9) if len(inputs) % d == 0)  # ORT needs chunks that divide the count
     root = logging.getLogger()
     level = root.level
