@@ -19,6 +19,7 @@ from seglab.data.datamodule import SegDataModule
 from seglab.data.open import open_data
 from seglab.errors import BadValue
 from seglab.metrics import ConfusionMatrix
+from seglab.naming import safe_name
 from seglab.runs import read_trained, write_json
 from seglab.scoring import check_classes, check_split, score_split
 from seglab.training.module import SegModule
@@ -50,7 +51,7 @@ def evaluate(target: str | Path, split: str = "test", data_root: str | None = No
         variant += "~" + ("x".join(map(str, eval_size)) if isinstance(eval_size, tuple) else str(eval_size))
     if tta and tta != cfg.data.tta:
         cfg.data.tta = tta
-        variant += "~tta-" + tta.replace(":", "=")  # flip+scales:1,1.5 -> a name Windows can store too
+        variant += "~tta-" + safe_name(tta, colon="=", keep=",")  # flip+scales:1,1.5 -> flip+scales=1,1.5
     try:
         validate(cfg)  # the settings given here go through the config's own checks
         check_names(cfg)
@@ -89,7 +90,7 @@ def evaluate(target: str | Path, split: str = "test", data_root: str | None = No
                    data={"root": str(dm.source.root), "fingerprint": fingerprint, "trained_on": trained_on},
                    seconds=round(time.monotonic() - t0, 2))
     # Scores on other data than the run trained on go to their own files: the run's results stay as they are.
-    tag = (f"@{dm.source.root.name}-{fingerprint[:8]}" if other else "") + variant
+    tag = (f"@{safe_name(dm.source.root.name)}-{fingerprint[:8]}" if other else "") + variant
     if run is None:  # a checkpoint outside a run folder: metrics beside it
         out = ckpt.with_name("metrics.json" if split == "test" else f"metrics_{split}.json")
         write_json(out, metrics)

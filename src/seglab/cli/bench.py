@@ -15,11 +15,20 @@ from typing import Annotated
 
 import typer
 
-from seglab.cli.options import Batch, Data, JsonOut, Model, RequiredData, Threads, duration, size_option
+from seglab.cli.options import (
+    Batch,
+    Calibration,
+    Data,
+    JsonOut,
+    Model,
+    RequiredData,
+    RunData,
+    Threads,
+    TrainSize,
+    duration,
+)
 
 app = typer.Typer(no_args_is_help=True, help="Measure training and inference speed on this machine.")
-
-TrainSize = Annotated[str, size_option("Training crop HxW, multiples of 32.")]
 
 
 @app.command("train")
@@ -28,9 +37,9 @@ def train(
     preset: Annotated[str | None, typer.Option(help="Bench a built-in recipe's own model, size, batch, loss and "
                                                     "optimizer, and its variants (not with --model/--size/--batch)."
                                                )] = None,
-    model: Annotated[str | None, typer.Option("--model", help="Model spec [default: unet:resnet18].")] = None,
-    size: Annotated[str | None, size_option("Training crop HxW, multiples of 32 [default: 256x256].")] = None,
-    batch: Annotated[int | None, typer.Option("--batch", min=1, help="Batch size [default: 4].")] = None,
+    model: Model = None,
+    size: TrainSize = None,
+    batch: Batch = None,
     steps: Annotated[int, typer.Option(min=1, help="Timed training steps per path.")] = 12,
     warmup: Annotated[int, typer.Option(min=0, help="Untimed steps per path before timing.")] = 2,
     rounds: Annotated[int, typer.Option(min=1, help="Turns the paths take, so load changes hit all; the matmul "
@@ -77,15 +86,15 @@ def train(
 def infer(
     data: RequiredData,
     checkpoint: Annotated[list[str] | None, typer.Option(help="Run folder or .ckpt of a trained model; repeat "
-                                                              "for several models.")] = None,
-    model: Annotated[str, typer.Option(help="Model spec with random weights, when no --checkpoint is "
-                                            "given.")] = "unet:resnet18",
+                                                              "for several models (without it: --model, with "
+                                                              "random weights).")] = None,
+    model: Model = "unet:resnet18",
     variants: Annotated[str | None, typer.Option(help="Comma-separated backend/precision rows, e.g. "
                                                       "openvino/int8,onnxruntime/fp32 (default: all).")] = None,
     frames: Annotated[int | None, typer.Option(min=1, help="Test images to time and score (default: the "
                                                            "whole test split).")] = None,
     warmup: Annotated[int, typer.Option(min=0, help="First test images not timed (they are scored).")] = 3,
-    calibration: Annotated[int, typer.Option(min=1, help="Training images INT8 rows calibrate on.")] = 100,
+    calibration: Calibration = 100,
     threads: Threads = None,
     out: JsonOut = None,
 ):
@@ -122,9 +131,9 @@ def quality(
 @app.command("tta")
 def tta(
     target: Annotated[str, typer.Argument(help="Run folder or checkpoint file.")],
-    data: Data = None,
+    data: RunData = None,
     split: Annotated[str, typer.Option(help="Split to choose on: val, or any but test.")] = "val",
-    batch: Annotated[int | None, typer.Option("--batch", min=1, help="Batch size for evaluation.")] = None,
+    batch: Batch = None,
     out: JsonOut = None,
 ):
     """Score test-time augmentations (none, flip, ranges of scales) on val, to choose one without test data."""

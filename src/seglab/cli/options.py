@@ -28,14 +28,20 @@ def size_option(help: str, native: bool = False, name: str = "--size"):
                         metavar="HxW|native" if native else "HxW", help=help)
 
 
-# Options several commands share. Sizes are annotated str: typer reads the text, the parser returns (H, W).
-Data = Annotated[str | None, typer.Option("--data", help="Dataset folder (default: $SEGLAB_DATA or "
-                                                         "~/.cache/seglab/camvid, downloaded).")]
+# Options several commands share, each declared once here. Sizes are annotated str: typer reads the text, the
+# parser returns (H, W). Where the default differs by command (a batch of 4 or 8), the command gives it.
+Data = Annotated[str | None, typer.Option("--data", help="Dataset folder (default: the config's data.root, else "
+                                                         "$SEGLAB_DATA or ~/.cache/seglab/camvid, downloaded).")]
 RequiredData = Annotated[str, typer.Option("--data", help="Dataset folder.")]
+RunData = Annotated[str | None, typer.Option("--data", help="Dataset folder (default: the one the run trained "
+                                                            "on; for a study's report, its best run's).")]
 JsonOut = Annotated[Path | None, typer.Option("--out", help="Write the JSON report here.")]
 Threads = Annotated[int | None, typer.Option(min=1, help="torch threads (default: torch's).")]
-Model = Annotated[str, typer.Option("--model", help="Model spec, e.g. unet:resnet18 (see seglab models).")]
-Batch = Annotated[int, typer.Option("--batch", min=1, help="Batch size.")]
+Model = Annotated[str | None, typer.Option("--model", help="Model spec, e.g. unet:resnet18 (see seglab models).")]
+Batch = Annotated[int | None, typer.Option("--batch", min=1, help="Batch size: images (or tiles of large images) per "
+                                                           "forward pass.")]
+TrainSize = Annotated[str | None, size_option("Training crop HxW, multiples of 32.")]
+Calibration = Annotated[int, typer.Option("--calibration", min=1, help="INT8: training images to calibrate on.")]
 Tta = Annotated[str | None, typer.Option(help="Test-time augmentation (default: the run's setting): none, flip, "
                                               "flip+scales (0.75x, 1x, 1.25x, each mirrored too), or scales of "
                                               "one's own such as flip+scales:0.75,1,1.5,2.")]

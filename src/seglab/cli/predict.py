@@ -20,7 +20,7 @@ from typing import Annotated
 
 import typer
 
-from seglab.cli.options import Threads, Tta, size_option
+from seglab.cli.options import Batch, Calibration, Threads, Tta, size_option
 
 app = typer.Typer()
 
@@ -35,7 +35,7 @@ def predict(
     legend: Annotated[bool, typer.Option(help="Also write legend.png: class colours and names.")] = False,
     fmt: Annotated[str, typer.Option("--format", help="png: index mask with the class palette; "
                                                       "npy: (C, H, W) float32 probabilities.")] = "png",
-    batch: Annotated[int, typer.Option(min=1, help="Images (or tiles) per forward pass.")] = 4,
+    batch: Batch = 4,
     tile: Annotated[int, typer.Option(help="Largest tile side; bigger images are tiled (bounds memory).")] = 1024,
     overlap: Annotated[int, typer.Option(help="Pixels neighbouring tiles share (multiple of 32).")] = 128,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
@@ -89,7 +89,7 @@ def export(
     opset: Annotated[int, typer.Option(help="ONNX opset.")] = 17,
     data: Annotated[Path | None, typer.Option(help="Dataset to calibrate and check on (default: the run's "
                                                    "own).")] = None,
-    calibration: Annotated[int, typer.Option(min=1, help="--int8: training images to calibrate on.")] = 100,
+    calibration: Calibration = 100,
     check: Annotated[int, typer.Option(min=1, help="Validation images the export is checked on.")] = 20,
 ):
     """Export a trained model to ONNX or OpenVINO (checked against PyTorch on real images) or a pretrained folder."""

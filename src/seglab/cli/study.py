@@ -12,6 +12,8 @@ from typing import Annotated
 
 import typer
 
+from seglab.cli.options import Data, RunData
+
 app = typer.Typer()
 
 
@@ -19,8 +21,7 @@ app = typer.Typer()
 def study(
     study_name: Annotated[str, typer.Argument(metavar="[STUDY]", help="Built-in study (quick, camvid-cpu, seed000, "
                                                                       "seed001, precision) or a study YAML.")] = "quick",
-    data: Annotated[str | None, typer.Option(help="Dataset folder for every run (default: each run's config, "
-                                                  "else $SEGLAB_DATA or ~/.cache/seglab/camvid).")] = None,
+    data: Data = None,
     out: Annotated[str, typer.Option(help="Folder that holds study folders.")] = "runs/studies",
     only: Annotated[str | None, typer.Option(help="Comma-separated run names to train now.")] = None,
     repeats: Annotated[int | None, typer.Option(min=1, help="Seeds per configuration (overrides the study file's "
@@ -60,8 +61,7 @@ def study(
 @app.command("report")
 def report_command(
     study_dir: Annotated[Path, typer.Argument(help="Study folder, e.g. runs/studies/quick.")],
-    data: Annotated[str | None, typer.Option(help="Dataset folder for the example images (default: the one "
-                                                  "the best run trained on).")] = None,
+    data: RunData = None,
 ):
     """(Re)build report.md and a self-contained report.html from a study's finished runs; trains nothing."""
     from seglab.study.report import build_report

@@ -18,7 +18,7 @@ from typing import Annotated
 
 import typer
 
-from seglab.cli.options import Data, Tta, size_option, with_choices
+from seglab.cli.options import Batch, RunData, Tta, size_option, with_choices
 from seglab.config import ConfigError, config_fields
 from seglab.config.loading import coerce
 from seglab.errors import SeglabError
@@ -103,8 +103,8 @@ app.command(cls=with_choices(**{_param_name(option): key for key, (option, _, _)
 def evaluate(
     target: Annotated[Path, typer.Argument(help="Run folder or checkpoint file.")],
     split: Annotated[str, typer.Option(help="train, val or test.")] = "test",
-    data: Data = None,
-    batch: Annotated[int | None, typer.Option(min=1, help="Batch size for evaluation.")] = None,
+    data: RunData = None,
+    batch: Batch = None,
     eval_size: Annotated[str | None, size_option("Model input size (default: the run's setting, normally its "
                                                  "training size).", native=True, name="--eval-size")] = None,
     tta: Tta = None,

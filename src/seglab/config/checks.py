@@ -7,6 +7,7 @@ import re
 
 from seglab.config.schema import RunConfig
 from seglab.errors import SeglabError
+from seglab.naming import name_problem
 from seglab.sizes import MAX_SCALE, check_model_size
 
 
@@ -80,5 +81,5 @@ def validate(cfg: RunConfig) -> None:
     if "test" in cfg.data.trains_on():
         raise ConfigError("data.train_splits", "includes test, the split every run is scored on; a model that "
                                                "saw it scores nothing worth reporting")
-    if cfg.name is not None and (not re.fullmatch(r"[\w.+-]+", cfg.name) or set(cfg.name) == {"."}):
-        raise ConfigError("name", f"{cfg.name!r} may only hold letters, digits, '.', '_', '+', '-'")
+    if cfg.name is not None and name_problem(cfg.name):
+        raise ConfigError("name", f"{cfg.name!r} {name_problem(cfg.name)}")

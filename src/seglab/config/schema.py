@@ -15,6 +15,7 @@ from pathlib import Path
 
 from seglab.config.durations import Duration
 from seglab.errors import BadValue
+from seglab.naming import safe_name
 
 
 def setting(default, help: str, cli: str | None = None, metavar: str | None = None) -> Field:
@@ -168,7 +169,7 @@ class RunConfig:
             return self.name
         h, w = self.data.size
         length = self.train.budget or (f"{self.train.steps}steps" if self.train.steps else f"{self.train.epochs}ep")
-        return f"{self.model.spec.replace(':', '-')}_{h}x{w}_bs{self.data.batch_size}_{length}"
+        return safe_name(f"{self.model.spec}_{h}x{w}_bs{self.data.batch_size}_{length}")
 
 
 def config_fields(cls=RunConfig, prefix: str = ""):

@@ -18,7 +18,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -27,6 +26,7 @@ import yaml
 
 from seglab.config import RunConfig, from_dict, merge, preset_path, read_yaml
 from seglab.errors import SeglabError, first_line, read_user_text
+from seglab.naming import name_problem
 from seglab.training.plan import check_names
 
 STUDY_KEYS = ("name", "description", "preset", "repeats", "defaults", "runs")
@@ -81,8 +81,8 @@ def load_study(name_or_path: str, data_root: str | None = None, repeats: int | N
     where = str(path)
     _check_keys(raw, STUDY_KEYS, where)
     name = str(raw.get("name") or path.stem)
-    if not re.fullmatch(r"[\w.+-]+", name) or set(name) == {"."}:
-        raise SeglabError(f"{where}: study name {name!r} may only hold letters, digits, '.', '_', '+', '-'")
+    if name_problem(name):
+        raise SeglabError(f"{where}: study name {name!r} {name_problem(name)}")
     if repeats is not None:
         where_repeats = "--repeats"
     else:
@@ -113,8 +113,8 @@ def load_study(name_or_path: str, data_root: str | None = None, repeats: int | N
             raise SeglabError(f"{where}: run #{i + 1} needs a 'name'")
         cname = str(entry["name"])
         here = f"{where}: run '{cname}'"
-        if not re.fullmatch(r"[\w.+-]+", cname) or set(cname) == {"."}:  # it names a folder: stay inside
-            raise SeglabError(f"{here}: a run name may only hold letters, digits, '.', '_', '+', '-'")
+        if name_problem(cname):  # it names a folder: stay inside
+            raise SeglabError(f"{here}: a run name {name_problem(cname)}")
         if cname in seen:
             raise SeglabError(f"{where}: two runs are named '{cname}'; run names must be unique")
         seen.add(cname)
