@@ -418,7 +418,7 @@ def test_default_precision_follows_training(run):
 def test_banded_upsampling_equals_interpolate():
     """Training-scale prediction upsamples in row bands (bounded memory for huge images) with the very
     numbers F.interpolate would give for the whole image."""
-    from seglab.inference.resize import upsample_rows
+    from seglab.scoring import upsample_rows
 
     z = torch.randn(5, 12, 17)
     whole = torch.nn.functional.interpolate(z[None], size=(100, 131), mode="bilinear", align_corners=False)[0]

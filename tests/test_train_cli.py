@@ -32,6 +32,9 @@ def test_train_writes_a_complete_run_folder(capsys, tiny_camvid, tmp_path):
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["model"]["spec"] == "scratch:simplesegnet" and config["data"]["size"] == [64, 96]
     assert Path(config["data"]["root"]).is_absolute()  # the saved config names the data actually used
+    plan = config["plan"]  # resolved once, saved: resume, evaluate and predict read it back
+    assert plan["accelerator"] == "cpu" and plan["precision"] in ("32", "bf16-mixed") and plan["processes"] == 1
+    assert json.loads((run / "run.json").read_text())["precision"] == plan["precision"]
     assert (run / "checkpoints" / "best.ckpt").is_file() and (run / "checkpoints" / "last.ckpt").is_file()
     rows = epochs_csv(run)
     assert [float(r["epoch"]) for r in rows] == [1, 2]

@@ -12,7 +12,7 @@ score through here, so a number in one place means what it means in another:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -41,6 +41,18 @@ def to_label_size(scores: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if tuple(scores.shape[-2:]) == tuple(size):
         return scores
     return F.interpolate(scores.float(), size=tuple(size), mode="bilinear", align_corners=False)
+
+
+def upsample_rows(logits: torch.Tensor, H: int, W: int, rows: int) -> Iterator[tuple[int, torch.Tensor]]:
+    """``to_label_size`` for one (C, h, w) image, ``rows`` output rows at a time, so a huge image never holds
+    C x H x W floats at once (prediction at the training scale). grid_sample with these coordinates samples
+    exactly where ``F.interpolate(mode="bilinear", align_corners=False)`` does (border clamping included)."""
+    xs = (torch.arange(W, dtype=torch.float32) + 0.5) * 2 / W - 1  # output pixel centres in [-1, 1]
+    for y0 in range(0, H, rows):
+        ys = (torch.arange(y0, min(y0 + rows, H), dtype=torch.float32) + 0.5) * 2 / H - 1
+        grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)[None]  # (1, rows, W, 2) as (x, y)
+        yield y0, F.grid_sample(logits[None], grid, mode="bilinear", padding_mode="border",
+                                align_corners=False)[0]
 
 
 def confusions(pred: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray, num_classes: int) -> np.ndarray:

@@ -8,14 +8,11 @@ upsampled to the image's own size, in row bands so a huge image never holds C x 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from seglab.data.transforms import resize_image
 from seglab.inference.forward import Forward, labels, to_batch
+from seglab.scoring import upsample_rows
 
 
 class ResizeToScale:
@@ -42,15 +39,3 @@ class ResizeToScale:
                         result[y0:y0 + band.shape[1]] = labels(band)
                 out.append(result)
         return out
-
-
-def upsample_rows(logits: torch.Tensor, H: int, W: int, rows: int) -> Iterator[tuple[int, torch.Tensor]]:
-    """Bilinear upsampling of (C, h, w) logits to (C, H, W), ``rows`` output rows at a time. grid_sample
-    with these coordinates samples exactly where ``F.interpolate(mode="bilinear", align_corners=False)``
-    does (border clamping included)."""
-    xs = (torch.arange(W, dtype=torch.float32) + 0.5) * 2 / W - 1  # output pixel centres in [-1, 1]
-    for y0 in range(0, H, rows):
-        ys = (torch.arange(y0, min(y0 + rows, H), dtype=torch.float32) + 0.5) * 2 / H - 1
-        grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)[None]  # (1, rows, W, 2) as (x, y)
-        yield y0, F.grid_sample(logits[None], grid, mode="bilinear", padding_mode="border",
-                                align_corners=False)[0]

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from seglab.metrics import ConfusionMatrix
+from seglab.scoring import confusions
 
 
 def smooth_random_images(count: int, size: tuple[int, int], seed: int = 0) -> list[np.ndarray]:
@@ -52,8 +53,7 @@ def compare(predictors: dict, pairs: Iterable[tuple[np.ndarray, np.ndarray | Non
         for name in names:
             same[name] += int((labels[name] == labels[reference]).sum())
             if mask is not None:
-                confusion[name].update(torch.from_numpy(mask[None].astype(np.int64)),
-                                       torch.from_numpy(labels[name][None].astype(np.int64)))
+                confusion[name].merge(torch.from_numpy(confusions(labels[name][None], mask[None], num_classes)[0]))
         labelled = labelled or mask is not None
     results = {}
     for name in names:

@@ -16,6 +16,7 @@ from matplotlib.patches import Patch
 
 from seglab.constants import IGNORE_INDEX
 from seglab.errors import SeglabError
+from seglab.scoring import check_classes, check_split, confusions
 from seglab.study.compare import ConfigRow, RunRecord
 
 DPI = 100
@@ -168,8 +169,8 @@ def predict_examples(run: RunRecord, data_root: str | None, k: int = 4) -> tuple
     if not root or not Path(root).is_dir():
         raise SeglabError(f"data folder {root or '(none recorded)'} not found; pass --data PATH")
     source = open_source(Path(root), data.layout, data.remap, data.classes_file)
-    if list(source.classes.names) != names:
-        raise SeglabError(f"{root}: its classes differ from the {len(names)} the model was trained on")
+    check_classes(source, names)
+    check_split(source, "test")
     samples = source.split("test")
     idx = example_indices(len(samples), k)
     ds = SegmentationDataset([samples[i] for i in idx], source.lut, len(names),
@@ -207,8 +208,8 @@ def qualitative_grid(examples: list, class_names: list[str], colors: list, title
     fig = Figure(figsize=(4 * cell, len(examples) * (cell * h / w + 0.35) + 1.2), layout="constrained")
     axes = np.atleast_2d(fig.subplots(len(examples), 4))
     for row, (name, image, truth, pred) in zip(axes, examples):
-        scored = truth != IGNORE_INDEX
-        acc = (truth[scored] == pred[scored]).mean() * 100 if scored.any() else float("nan")
+        mat = confusions(pred[None], truth[None], len(class_names))[0]  # scored as evaluate scores it
+        acc = 100 * np.trace(mat) / mat.sum() if mat.sum() else float("nan")
         panels = [(image, name), (colorize(truth, colors), "ground truth"),
                   (colorize(pred, colors), "prediction"), (error_map(truth, pred), f"errors: {acc:.1f}% correct")]
         for ax, (img, label) in zip(row, panels):
