@@ -71,7 +71,7 @@ def evaluate(target: str | Path, split: str = "test", data_root: str | None = No
     plan = plan_for(cfg)
     if plan.accelerator == "cpu" and isinstance(plan.threads, int) and plan.threads > 0:
         torch.set_num_threads(plan.threads)
-    device = torch.device(plan.accelerator)
+    device = torch.device(plan.device)
     module = SegModule.from_trained(trained).to(device)
     t0 = time.monotonic()
     batches = dm.test_dataloader()

@@ -67,7 +67,7 @@ def run_tta_bench(target: str | Path, split: str, data_root: str | None, batch_s
         log.warning("%s: the model trained on %s, so its scores there are optimistic and may favour other "
                     "views than unseen images would", target, split)
     plan = plan_for(cfg)
-    device = torch.device(plan.accelerator)
+    device = torch.device(plan.device)
     module = SegModule.from_trained(trained).to(device)
     dm = SegDataModule(source, cfg.data, eval_batch_size=batch_size)
     dm.test_split = split

@@ -82,6 +82,11 @@ class RunPlan:
         return autocast_dtype(self.precision)
 
     @property
+    def device(self) -> str:
+        """The torch device name of a one-process plan: cpu, cuda, cuda:N or mps."""
+        return f"{self.accelerator}:{self.device_ids[0]}" if self.device_ids else self.accelerator
+
+    @property
     def devices(self):
         """What Lightning's ``devices`` takes for this plan."""
         return list(self.device_ids) if self.device_ids is not None else None
@@ -139,14 +144,16 @@ def validation_interval(cfg: RunConfig, per_epoch: int) -> int | None:
 
 
 def plan_for(cfg: RunConfig, device: str | None = None) -> RunPlan:
-    """The plan a trained model is scored or served with: the one saved with it, where this machine has its
-    device (and ``device``, if given, names the same type); otherwise resolved here for ``device``, with the
-    run's precision setting."""
+    """The plan a trained model is scored or served with, in one process: the one saved with it where this
+    machine has its device; otherwise (or for another ``device``) resolved here, in the precision the run
+    trained in where the device type is the same, else in the run's precision setting."""
     saved = cfg.plan
     if saved.accelerator and device is None:
+        plan = RunPlan(saved.accelerator, saved.precision, 1, saved.threads or 0,
+                       tuple(saved.device_ids) if saved.device_ids else None)
         try:
-            resolve_device(saved.accelerator if not saved.device_ids else f"{saved.accelerator}:{saved.device_ids[0]}")
-            return RunPlan(saved.accelerator, saved.precision, 1, saved.threads or 0)
+            resolve_device(plan.device)
+            return plan
         except BadValue:
             log.info("the run trained on %s, which this machine lacks; scoring it here instead", saved.accelerator)
     dev = resolve_device(device or "auto")
