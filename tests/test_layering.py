@@ -77,8 +77,8 @@ def imports() -> list[tuple[str, str, str, int]]:
                 else:
                     targets = [node.module or ""]
                 # `from seglab import sizes` imports the module seglab.sizes, not the front door
-                targets = [f"{t}.{a.name}" if _is_module(f"{t}.{a.name}") else t
-                           for t in targets for a in node.names]
+                targets = list(dict.fromkeys(f"{t}.{a.name}" if _is_module(f"{t}.{a.name}") else t
+                                             for t in targets for a in node.names))
             elif isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]
             found += [(module, t, str(path.relative_to(PACKAGE.parent)), node.lineno)
