@@ -254,9 +254,11 @@ def test_data_check_reports_bad_benchmark_files(capsys, tmp_path):
     cs = make_cityscapes(tmp_path / "c")
     next((cs / "gtFine" / "train").rglob("*_labelIds.png")).unlink()
     write_gray(next((cs / "gtFine" / "val").rglob("*_labelIds.png")), stripes([7, 40]))  # 40: no such labelId
+    write_image(cs / "leftImg8bit" / "val" / "zurich" / "frankfurt_000000_000019_leftImg8bit.png", 7)
     r = run_cli(capsys, "data", "check", cs)
     assert r.code == 1 and "no label file (expected gtFine/train/aachen/" in r.out
     assert "label value 40 outside the valid range" in r.out
+    assert "val/zurich/frankfurt_000000_000019_leftImg8bit.png: same name as leftImg8bit/val/frankfurt/" in r.out
 
 
 # --- bad input -------------------------------------------------------------------------------------------
