@@ -77,7 +77,7 @@ def test_missing_or_unknown_root_is_one_line_error(tmp_path):
     with pytest.raises(SeglabError, match="unknown data layout.*trainannot.*--data"):
         open_source(tmp_path / "empty")
     with pytest.raises(SeglabError, match="choose auto, camvid, camvid32, folder"):
-        open_source(tmp_path / "empty", layout="voc")
+        open_source(tmp_path / "empty", layout="coco-panoptic")
 
 
 def test_camvid_void_becomes_ignore_index(tiny_camvid):

@@ -60,15 +60,20 @@ def check_source(src: DataSource) -> dict:
     for name, samples in src.splits.items():
         if not samples:
             problems.append(f"{src.root / name}: split has no image/label pairs")
-        splits[name] = _check_split(src, samples, lookup, problems)
+        aliased = name == "test" and samples is src.splits.get("val") and "val" in splits
+        splits[name] = splits["val"] if aliased else _check_split(src, samples, lookup, problems)  # read once
     missing = [s for s in SPLITS if not src.splits.get(s)]
     if missing:
         where = ("images/{train,val,test}/ and masks/{train,val,test}/" if src.layout == "folder"
                  else "its split folders")
         problems.append(f"{src.root}: no {' or '.join(missing)} split; seglab trains on train, chooses on val and "
                         f"scores on test: put each split in {where}")
+    warnings = value_warnings(src, splits)
+    if src.splits.get("test") and src.splits["test"] is src.splits.get("val"):
+        warnings.append(f"no labelled test split (the {src.layout} test labels are not public): test is the val "
+                        "split, so a run's test scores are val scores, as the published results are")
     return {"root": str(src.root), "layout": src.layout, "classes": list(src.classes.names),
-            "splits": splits, "problems": problems, "warnings": value_warnings(src, splits)}
+            "splits": splits, "problems": problems, "warnings": warnings}
 
 
 def value_warnings(src: DataSource, splits: dict) -> list[str]:

