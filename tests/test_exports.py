@@ -255,6 +255,11 @@ def test_split_is_deterministic_kept_in_a_manifest_and_reused(tmp_path, capsys):
         {k: [s.image.name for s in v] for k, v in first.splits.items()}
     with pytest.raises(Exception, match="made with fractions"):
         split_source(open_source(flat), [0.8, 0.1, 0.1], 5)
+    from seglab.config.schema import DataConfig
+    from seglab.data.open import open_data
+    run_source = open_data(DataConfig(root=str(flat), split="0.6,0.2,0.2", split_seed=5))  # what training opens
+    assert {k: len(v) for k, v in run_source.splits.items()} == {"train": 3, "val": 1, "test": 1}
+    assert run_source.split_manifest["counts"] == {"train": 3, "val": 1, "test": 1}
 
 
 def _bad_export(root: Path, mutate) -> Path:
@@ -321,9 +326,10 @@ def test_unreadable_exports_are_one_line_errors_and_write_nothing(tmp_path, caps
 @pytest.mark.slow
 def test_training_on_an_imported_export(tmp_path, capsys):
     roboflow(tmp_path / "rf", ["poly", "rle"])
-    assert run_cli(capsys, "data", "import", "coco", tmp_path / "rf", tmp_path / "ds").code == 0
+    assert run_cli(capsys, "data", "import", "coco", tmp_path / "rf", tmp_path / "ds", "--split", "0.6,0.2,0.2").code == 0
     r = run_cli(capsys, "train", "--model", "scratch:simplesegnet", "--size", "64x96", "--batch", "2",
                 "--data", tmp_path / "ds", "--steps", "2", "--out", tmp_path / "runs", "--name", "r")
     assert r.code == 0, r.err[-3000:]
     info = json.loads((tmp_path / "runs" / "r" / "run.json").read_text())
-    assert info["num_classes"] == 3 and info["split_manifest"] is None
+    assert info["num_classes"] == 3 and info["split_manifest"]["seed"] == 0
+    assert info["split_manifest"]["file"] == str(tmp_path / "ds" / "splits.json")

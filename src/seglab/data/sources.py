@@ -228,16 +228,10 @@ def _read_splits(root, layout, classes, lut, table, dirs) -> DataSource:
     return DataSource(root, layout, splits, classes, lut, table, problems)
 
 
-def _export_layout(fmt: str):
-    """An annotation tool's export read as a layout (data/exports/, imported only when used)."""
-    def read(root: Path, classes_file: Path | None = None) -> DataSource:
-        from seglab.data.exports import open_export
-        return open_export(root, fmt, classes_file)
-    return read
-
-
-LAYOUTS = {"camvid": read_camvid, "camvid32": read_camvid32, "folder": read_folder,
-           **{fmt: _export_layout(fmt) for fmt in ("coco", "cvat-mask", "labelstudio")}}
+LAYOUTS = {"camvid": read_camvid, "camvid32": read_camvid32, "folder": read_folder}
+# detectors of layouts read by other modules, which register them with their readers in LAYOUTS: the
+# annotation-tool exports (data/exports/, registered when seglab.data is imported)
+DETECTORS: list = []
 
 
 def detect_layout(root: Path) -> str | None:
@@ -247,8 +241,7 @@ def detect_layout(root: Path) -> str | None:
         return "camvid32"
     if (root / "images").is_dir() and (root / "masks").is_dir():
         return "folder"
-    from seglab.data.exports import detect_export
-    return detect_export(root)
+    return next((name for detect in DETECTORS if (name := detect(root))), None)
 
 
 def open_source(root: str | Path, layout: str = "auto", remap: str | dict | None = None,

@@ -11,7 +11,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from seglab.errors import SeglabError
+from seglab.errors import SeglabError, read_user_text
 
 MANIFEST = "splits.json"
 SPLIT_NAMES = ("train", "val", "test")
@@ -57,9 +57,10 @@ def write_manifest(folder: Path, splits: dict[str, list[str]], fractions: list[f
 
 
 def read_manifest(path: Path) -> dict:
-    from seglab.data.exports.common import load_json
-
-    body = load_json(path)
+    try:
+        body = json.loads(read_user_text(path))
+    except json.JSONDecodeError as err:
+        body = f"line {err.lineno}"
     if not isinstance(body, dict) or not isinstance(body.get("splits"), dict) \
             or not all(isinstance(v, list) for v in body["splits"].values()) \
             or set(body["splits"]) - set(SPLIT_NAMES):

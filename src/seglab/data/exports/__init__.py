@@ -9,6 +9,7 @@ from pathlib import Path
 
 from seglab.data.exports.common import Export, Item
 from seglab.data.exports.importer import ImportReport, import_export, rasterised_source
+from seglab.data.sources import DETECTORS, LAYOUTS
 from seglab.errors import SeglabError
 
 FORMATS = ("coco", "cvat-mask", "labelstudio")
@@ -59,6 +60,15 @@ def open_export(root: Path, fmt: str, classes_file: Path | None = None):
                           "from the export); import it with `seglab data import` to edit classes.yaml")
     return rasterised_source(read_export(fmt, root))
 
+
+def _layout(fmt: str):
+    def read(root: Path, classes_file: Path | None = None):
+        return open_export(root, fmt, classes_file)
+    return read
+
+
+LAYOUTS.update({fmt: _layout(fmt) for fmt in FORMATS})
+DETECTORS.append(detect_export)
 
 __all__ = ["CROWD", "FORMATS", "Export", "ImportReport", "Item", "detect_export", "import_export", "open_export",
            "read_export"]
