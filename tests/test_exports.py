@@ -192,8 +192,8 @@ def test_labelstudio_rle_encoder_and_decoder_agree():
     assert np.array_equal(decode_rle(encode_rle(values)), values)
 
 
-def test_labelstudio_brush_and_polygon_results(tmp_path):
-    root = tmp_path / "ls"
+def labelstudio(root: Path) -> dict[str, np.ndarray]:
+    """Two tasks, each a brush (the disc) and a polygon (the ellipse), the first annotation cancelled."""
     tasks, truth = [], {}
     for i in range(2):
         truth[f"img{i}"] = m = label_map(i)
@@ -208,17 +208,41 @@ def test_labelstudio_brush_and_polygon_results(tmp_path):
              "value": {"points": points, "polygonlabels": ["ellipse"]}},
             {"id": "c", "type": "choices", "value": {"choices": ["ok"]}},
         ]
-        tasks.append({"id": i + 1, "data": {"image": f"/data/upload/1/{'0a1b2c3d'}-img{i}.png"},
+        tasks.append({"id": i + 1, "data": {"image": f"/data/upload/1/0a1b2c3d-img{i}.png"},
                       "annotations": [{"was_cancelled": True, "result": []}, {"result": result}]})
     (root / "export.json").write_text(json.dumps(tasks))
-    assert open_source(root).layout == "labelstudio"
-    report = import_export(read_export("labelstudio", root / "export.json"), tmp_path / "ds")
+    return truth
+
+
+def test_labelstudio_brush_and_polygon_results(tmp_path):
+    truth = labelstudio(tmp_path / "ls")
+    assert open_source(tmp_path / "ls").layout == "labelstudio"
+    report = import_export(read_export("labelstudio", tmp_path / "ls" / "export.json"), tmp_path / "ds")
     assert report.counts == {"": 2} and not report.skipped  # no subsets: an unsplit folder
     got = read_masks(tmp_path / "ds")
     for k, want in truth.items():
         assert np.array_equal(got[k] == 1, want == 1)  # the brush layer exactly
         assert (got[k] == want).mean() >= 0.99  # the polygon within its border
     assert yaml.safe_load((tmp_path / "ds" / "classes.yaml").read_text())["names"] == ["background", "disc", "ellipse"]
+
+
+def test_labelstudio_and_cvat_bad_items_are_skipped_with_their_reason(tmp_path, capsys):
+    labelstudio(tmp_path / "ls")
+    tasks = json.loads((tmp_path / "ls" / "export.json").read_text())
+    tasks[0]["annotations"][1]["result"][0]["value"]["rle"] = encode_rle(np.zeros((H - 1, W, 4), np.uint8))
+    (tmp_path / "ls" / "export.json").write_text(json.dumps(tasks))
+    r = run_cli(capsys, "data", "import", "labelstudio", tmp_path / "ls", tmp_path / "ds")
+    assert r.code == 1 and "export.json: task 1, result b: brush RLE holds 76160 values" in r.err, r.err
+    assert r.err.count("skipped: ") == 1 and "imported 1 images (unsplit)" in r.out and "skipped 1" in r.out
+    root = tmp_path / "cvat"
+    (root / "SegmentationClass").mkdir(parents=True)
+    (root / "labelmap.txt").write_text("background:0,0,0::\ncar:250,50,83::\n")
+    write_image(root / "JPEGImages" / "a.jpg", 0)
+    Image.fromarray(np.full((H, W, 3), 7, np.uint8)).save(root / "SegmentationClass" / "a.png")
+    r = run_cli(capsys, "data", "import", "cvat-mask", root, tmp_path / "ds2")
+    assert r.code == 2 and "a.png: colour (7, 7, 7) is not in labelmap.txt" in r.err, r.err  # nothing left
+    r = run_cli(capsys, "train", "--data", root, "--steps", "1")  # read directly: the same line, refused
+    assert r.code == 2 and "colour (7, 7, 7) is not in labelmap.txt" in r.err and "Traceback" not in r.err
 
 
 def test_split_is_deterministic_kept_in_a_manifest_and_reused(tmp_path, capsys):

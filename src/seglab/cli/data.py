@@ -1,7 +1,7 @@
 """``seglab data check``: what a dataset folder holds, and everything wrong with it; ``seglab data import``:
 an annotation tool's export turned into a folder dataset.
 
-Exit code 0: no problems (warnings may be printed); 1: problems listed; 2: the dataset cannot be read.
+``check`` exit code 0: no problems (warnings may be printed); 1: problems listed; 2: the dataset cannot be read.
 """
 
 from __future__ import annotations

@@ -65,7 +65,7 @@ def _renderer(mask_path: Path, image: Path, colors: list[tuple[int, int, int]]):
             idx = np.minimum(np.searchsorted(keys[order], packed), len(keys) - 1)
             known = keys[order][idx] == packed
             if not known.all():
-                bad = packed[~known][0]
+                bad = int(packed[~known][0])
                 raise SeglabError(f"{mask_path}: colour {(bad >> 16, (bad >> 8) & 255, bad & 255)} is not in "
                                   "labelmap.txt")
             out = order[idx].astype(np.uint8)
