@@ -31,6 +31,10 @@ class DataConfig:
     remap: str | dict | None = setting(None, "Built-in class remap (e.g. camvid6), or {keep: [...], rest: "
                                              "background|void}.", cli="--remap")
     classes_file: str | None = setting(None, "Folder layout: classes.yaml with names, colours, ignore_index.")
+    split: list[float] | str | None = setting(
+        None, "Data without split folders: train,val,test fractions (e.g. 0.8,0.1,0.1), a split made once by "
+              "data.split_seed and kept in splits.json beside the data (reused when present).")
+    split_seed: int = setting(0, "Seed of data.split.")
     size: tuple[int, int] = setting((256, 320), "Training crop HxW, multiples of 32 (e.g. 192x256).",
                                     cli="--size", metavar="HxW")
     eval_size: tuple[int, int] | str | None = setting(

@@ -31,6 +31,7 @@ class DataSource:
     lut: np.ndarray  # (256,) int16: raw label -> class index | IGNORE_INDEX | INVALID
     color_table: dict[tuple[int, int, int], int] | None = None  # RGB -> raw label for colour masks
     problems: list[str] = field(default_factory=list)  # "file: what is wrong", for warnings
+    split_manifest: dict | None = None  # the splits.json the splits came from (data.splits.manifest_record)
 
     def fingerprint(self, split: str | None = None) -> str:
         """16 hex digits over the files' relative paths and sizes (one split, or all): the same data gives the

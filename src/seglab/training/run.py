@@ -208,6 +208,7 @@ def _record_start(run: RunDir, cfg: RunConfig, dm: SegDataModule, module: SegMod
                    processes=plan.processes, num_classes=classes.num_classes, class_names=list(classes.names),
                    environment=environment(), train_images=len(dm.dataset("train")),
                    batch_size=cfg.data.batch_size, data_fingerprint=dm.source.fingerprint(),
+                   split_manifest=dm.source.split_manifest,
                    steps_planned=None if wall_budget else (cfg.train.steps or cfg.train.epochs * batches_per_epoch(
                        len(dm.dataset("train")), cfg.data.batch_size, plan.processes)),
                    budget=budget_info)
