@@ -42,7 +42,7 @@ def write_pairs(folder: Path, n: int, size: tuple[int, int], seed: int = 0) -> l
     samples = []
     for i in range(n):
         base = np.stack([xx / w * 200, yy / h * 200, (xx + yy) / (h + w) * 255], axis=-1) + rng.uniform(0, 55, 3)
-        image = np.clip(base + rng.normal(0, 6, (h, w, 3)), 0, 255).astype(np.uint8)
+        image = np.clip(base + rng.normal(0, 2, (h, w, 3)), 0, 255).astype(np.uint8)
         blocks = rng.integers(0, NUM_CLASSES + 1, (max(1, h // 64), max(1, w // 64)), dtype=np.uint8)
         mask = cv2.resize(blocks, (w, h), interpolation=cv2.INTER_NEAREST)
         mask[mask == NUM_CLASSES] = IGNORE_INDEX
@@ -104,6 +104,7 @@ def run_data_bench(size: tuple[int, int] = (1024, 2048), crop: tuple[int, int] =
     machine = machine_info()
     with tempfile.TemporaryDirectory(prefix="seglab-bench-data-") as folder:
         samples = write_pairs(Path(folder), images, size)
+        file_mb = sum(s.image.stat().st_size for s in samples) / len(samples) / 1e6
         rows = [{"mode": "cached", "workers": 0, "images_per_s": loading_rate(samples, crop, batch, 0, True)}]
         rows += [{"mode": f"streamed, {w} workers", "workers": w,
                   "images_per_s": loading_rate(samples, crop, batch, w, False)} for w in range(max_workers + 1)]
@@ -118,7 +119,8 @@ def run_data_bench(size: tuple[int, int] = (1024, 2048), crop: tuple[int, int] =
     report = {
         "benchmark": "data",
         "setup": {"image_size": list(size), "crop": list(crop), "images": images, "batch": batch,
-                  "max_workers": max_workers, "file_format": "png"},
+                  "max_workers": max_workers, "file_format": "png",
+                  "image_file_mb": round(file_mb, 2)},
         "decoded_gb_per_image": round(size[0] * size[1] * BYTES_PER_PIXEL / GB, 6),
         "loading": [{**r, "images_per_s": round(r["images_per_s"], 3)} for r in rows],
         "step": {"seconds": round(step_s, 4), "batch": batch, "images_per_s": round(need, 3), "measured": measured,
