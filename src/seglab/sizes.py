@@ -1,4 +1,5 @@
-"""Image sizes: reading "HxW", and the one rule that model inputs are multiples of ``SIZE_DIVISOR``.
+"""Image sizes: reading "HxW", and the one rule that model inputs are multiples of ``SIZE_DIVISOR``; memory
+sizes ("4GB", "50%") for ``data.memory_budget``.
 
 Functions here raise ``ValueError`` about the value alone ("250x320: must be multiples of 32"); the caller
 knows where the value came from and adds that (the CLI its option, config loading its key).
@@ -61,3 +62,24 @@ def model_size(value, allow_native: bool = False) -> Size | str:
         raise ValueError(f"{value!r}: expected HxW, e.g. 192x256" + (", or native" if allow_native else "")) \
             from None
     return check_model_size(size)
+
+
+MEMORY_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+                "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+
+def parse_memory(value) -> tuple[int | None, float | None]:
+    """'4GB' -> (4e9 bytes, None); '50%' -> (None, 0.5), a share of the memory available when it is used.
+    Units are decimal (GB = 10^9 bytes) or binary (GiB = 2^30), case-insensitive."""
+    text = str(value).strip().upper().replace(" ", "")
+    share = re.fullmatch(r"(\d+\.?\d*|\.\d+)%", text)
+    if share:
+        fraction = float(share.group(1)) / 100
+        if not 0 < fraction <= 1:
+            raise ValueError(f"{value!r}: a share of the available memory is above 0% and at most 100%")
+        return None, fraction
+    size = re.fullmatch(r"(\d+\.?\d*|\.\d+)([KMGT]I?B|B)", text)
+    if not size or float(size.group(1)) <= 0:
+        raise ValueError(f"{value!r}: expected a size like 4GB or 512MiB, or a share of the available "
+                         "memory like 50%")
+    return int(float(size.group(1)) * MEMORY_UNITS[size.group(2)]), None

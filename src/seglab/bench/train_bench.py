@@ -86,7 +86,7 @@ class SeglabPath:
         """What the report lists of each path's setup."""
         cfg = self.cfg
         return {"precision": self.precision, "channels_last": cfg.train.channels_last, "workers": cfg.data.workers,
-                "cache": cfg.data.cache, "threads": self.observed_threads, "thread_tuning": self.tuner is not None}
+                "cache": self.datamodule.policy.cache, "threads": self.observed_threads, "thread_tuning": self.tuner is not None}
 
     @property
     def settle_steps(self) -> int:

@@ -7,6 +7,7 @@
     seglab bench budget --data ../shared/camvid --model fpn:efficientnet-lite0 --budget 4m --out budget.json
     seglab bench quality --data ../shared/camvid --preset camvid-cpu-60m --out benchmarks/quality.json
     seglab bench tta runs/<run> --data ../shared/camvid --split val --out tta.json
+    seglab bench data --out benchmarks/data.json
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from seglab.cli.options import (
     Threads,
     TrainSize,
     duration,
+    size_option,
 )
 
 app = typer.Typer(no_args_is_help=True, help="Measure training and inference speed on this machine.")
@@ -157,3 +159,23 @@ def budget(
     from seglab.bench.budget_bench import run_budget_bench
 
     run_budget_bench(data, model, size, batch, budget, rounds=rounds, out=out)
+
+
+@app.command("data")
+def data(
+    size: Annotated[str, size_option("Synthetic image size HxW (Cityscapes: 1024x2048).")] = "1024x2048",
+    crop: Annotated[str, size_option("Training crop HxW the images are transformed to.", name="--crop")] = "512x1024",
+    images: Annotated[int, typer.Option(min=1, help="Synthetic image/mask pairs to write and load.")] = 24,
+    batch: Batch = 2,
+    max_workers: Annotated[int, typer.Option(min=0, help="Stream with 0, 1, ... up to this many DataLoader "
+                                                         "workers.")] = 2,
+    step_s: Annotated[float | None, typer.Option(min=0.001, help="Seconds of one training step "
+                                                 "(default: measure --model at the crop).")] = None,
+    model: Annotated[str, typer.Option(help="Model whose training step is measured.")] = "fpn:efficientnet-lite0",
+    out: JsonOut = None,
+):
+    """Images/s of cached and streamed loading (0, 1, 2.. workers) against a training step: the workers
+    streaming needs when the decoded images do not fit in memory."""
+    from seglab.bench.data_bench import run_data_bench
+
+    run_data_bench(size, crop, images, batch, max_workers, step_s, model, out)

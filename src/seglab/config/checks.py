@@ -8,7 +8,7 @@ import re
 from seglab.config.schema import RunConfig
 from seglab.errors import SeglabError
 from seglab.naming import name_problem
-from seglab.sizes import MAX_SCALE, check_model_size
+from seglab.sizes import MAX_SCALE, check_model_size, parse_memory
 
 
 class ConfigError(SeglabError):
@@ -37,6 +37,13 @@ def validate(cfg: RunConfig) -> None:
     if isinstance(cfg.data.eval_size, str) and cfg.data.eval_size != "native":
         raise ConfigError("data.eval_size", f"bad value {cfg.data.eval_size!r}; use native, HxW, or leave it "
                                             "empty for the training size")
+    if isinstance(cfg.data.cache, str) and cfg.data.cache != "auto":
+        raise ConfigError("data.cache", f"bad value {cfg.data.cache!r}; use true, false or auto")
+    if cfg.data.memory_budget is not None:
+        try:
+            parse_memory(cfg.data.memory_budget)
+        except ValueError as e:
+            raise ConfigError("data.memory_budget", str(e)) from None
     for key in ("size", "eval_size"):
         size = getattr(cfg.data, key)
         if isinstance(size, tuple):

@@ -42,9 +42,15 @@ class DataConfig:
               "padding unscored); default: the training size. Labels are always scored at native resolution: "
               "logits are upsampled to them, labels never resized.", cli="--eval-size", metavar="HxW|native")
     batch_size: int = setting(8, "Batch size.", cli="--batch")
-    workers: int = setting(0, "DataLoader worker processes (images are decoded once into memory, so 0 is "
-                              "usually fastest).", cli="--workers")
-    cache: bool = setting(True, "Keep decoded images in memory: each PNG is read once per run, not per epoch.")
+    workers: int = setting(0, "DataLoader worker processes; 0: none while images are cached in memory (usually "
+                              "fastest), and when they stream one per usable core but one (at least 1, at "
+                              "most 8).", cli="--workers")
+    cache: bool | str = setting("auto", "Keep decoded images in memory, each file read once per run, not per "
+                                        "epoch: true, false, or auto: only when they fit data.memory_budget "
+                                        "(else they are decoded in DataLoader workers every epoch).")
+    memory_budget: str | None = setting(None, "What data.cache: auto may fill with decoded images: a size like "
+                                              "4GB, or a share of the memory available at the start like 50%; "
+                                              "default: 50%.")
     scale_crop: bool = setting(True, "Random scale (data.scale_range) then crop, instead of a plain resize.")
     scale_range: list[float] = setting((0.5, 2.0), "Lowest and highest random scale of the training crops' "
                                                    "images, e.g. 1,2: thin classes gain from enlarged views.")

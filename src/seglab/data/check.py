@@ -13,6 +13,7 @@ import numpy as np
 
 from seglab.constants import IGNORE_INDEX
 from seglab.data.dataset import color_lookup, invalid_label_message, read_pair
+from seglab.data.memory import BYTES_PER_PIXEL, default_verdict
 from seglab.data.sources import SPLITS, DataSource
 from seglab.errors import SeglabError
 
@@ -109,7 +110,8 @@ def format_check(report: dict, max_problems: int = 50) -> str:
     for name, s in splits.items():
         sizes = ", ".join(f"{h}x{w} ({n})" for (h, w), n in s["sizes"].most_common())
         lines.append(f"{name:<8}{s['pairs']:>7}  {sizes or '-'}")
-    lines.append("")
+    pixels = sum(h * w * n for s in splits.values() for (h, w), n in s["sizes"].items())
+    lines += [default_verdict(pixels * BYTES_PER_PIXEL), ""]
     for name, s in splits.items():
         total = max(sum(s["raw_values"].values()), 1)
         values = ", ".join(f"{v}={100 * c / total:.1f}%" for v, c in s["raw_values"].items())

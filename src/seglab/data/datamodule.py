@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import lightning as L
 import torch
 import torch.nn.functional as F
@@ -10,8 +12,11 @@ from torch.utils.data import DataLoader, Sampler
 from seglab.config.schema import DataConfig
 from seglab.constants import IGNORE_INDEX
 from seglab.data.dataset import SegmentationDataset
+from seglab.data.memory import CachePolicy, choose_policy, header_size
 from seglab.data.sources import DataSource
 from seglab.data.transforms import EvalPreset, TrainPreset
+
+log = logging.getLogger("seglab")
 
 
 def _pad_to_largest(tensors: list[torch.Tensor], value: int) -> torch.Tensor:
@@ -26,6 +31,12 @@ def pad_collate(batch):
     Padded mask pixels are IGNORE_INDEX, so padding is never learned from or scored."""
     images, masks = zip(*batch)
     return _pad_to_largest(list(images), 0), _pad_to_largest(list(masks), IGNORE_INDEX)
+
+
+def train_preset(cfg: DataConfig, size: tuple[int, int], seed: int) -> TrainPreset:
+    """The training transform ``cfg`` describes, at crop ``size``."""
+    return TrainPreset(size, scale_crop=cfg.scale_crop, hflip=cfg.hflip, color_jitter=cfg.color_jitter,
+                       scale_range=tuple(cfg.scale_range), seed=seed)
 
 
 class EpochSampler(Sampler):
@@ -79,22 +90,33 @@ class SegDataModule(L.LightningDataModule):
         self.datasets: dict[str, SegmentationDataset] = {}
         self.test_split = "test"  # the split `trainer.test` scores; evaluate may point it at "val"
         self.train_sampler: EpochSampler | None = None
+        self._policy: CachePolicy | None = None
+
+    @property
+    def policy(self) -> CachePolicy:
+        """Cache or stream, decided once over every split the run caches (its training splits, val and
+        test), from the files' headers, before anything is decoded."""
+        if self._policy is None:
+            names = dict.fromkeys([*self.train_splits, "val", self.test_split])
+            samples = [s for name in names for s in self.source.splits.get(name, [])]
+            self._policy = choose_policy(self.cfg, samples)
+            log.info(self._policy.describe())
+        return self._policy
 
     def dataset(self, split: str) -> SegmentationDataset:
         """The split's dataset, built and decoded once (errors surface here, in the main process)."""
         if split not in self.datasets:
             c = self.cfg
             if split == "train":
-                transform = TrainPreset(tuple(c.size), scale_crop=c.scale_crop, hflip=c.hflip,
-                                        color_jitter=c.color_jitter, scale_range=tuple(c.scale_range),
-                                        seed=self.seed)
+                transform = train_preset(c, tuple(c.size), self.seed)
             else:
                 transform = EvalPreset(c.eval_input_size())
             samples = [s for name in self.train_splits for s in self.source.split(name)] if split == "train" \
                 else self.source.split(split)
             ds = SegmentationDataset(samples, self.source.lut, self.source.classes.num_classes,
-                                     transform=transform, color_table=self.source.color_table, cache=c.cache)
-            if c.cache:
+                                     transform=transform, color_table=self.source.color_table,
+                                     cache=self.policy.cache)
+            if self.policy.cache:
                 ds.preload(progress=True)
             self.datasets[split] = ds
         return self.datasets[split]
@@ -115,7 +137,7 @@ class SegDataModule(L.LightningDataModule):
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
     def _loader(self, split: str, shuffle: bool, batch_size: int) -> DataLoader:
-        workers = self.cfg.workers
+        workers = self.policy.workers
         # The shuffle order depends on the seed alone (not on how much random state building the model used),
         # so configurations of a study that share a seed see the same batches: their difference is paired.
         # The loader's own generator also keeps its start-up draw off the global random state (dropout's).
@@ -139,10 +161,7 @@ class SegDataModule(L.LightningDataModule):
         would be padded to the largest and misalign, so such splits go one image at a time."""
         if self.cfg.eval_size == "native":
             return self.eval_batch_size  # images and labels padded alike: any sizes batch together
-        if not self.cfg.cache:
-            return 1  # label sizes unknown without decoding every file again
-        ds = self.dataset(split)
-        sizes = {ds.decoded(i)[1].shape for i in range(len(ds))}
+        sizes = {header_size(s.mask or s.image) for s in self.dataset(split).samples}  # no decoding
         return self.eval_batch_size if len(sizes) == 1 else 1
 
     def val_dataloader(self):

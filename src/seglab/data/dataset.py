@@ -122,6 +122,7 @@ class SegmentationDataset(torch.utils.data.Dataset):
 
     With ``cache=True`` each file is decoded once per run and kept as uint8 arrays (CamVid: about 0.5 GB);
     call ``preload()`` in the main process so DataLoader workers share the cache and errors surface early.
+    Whether a run caches is decided by ``data.memory.choose_policy`` (data.cache, data.memory_budget).
     Transforms run after the cache, so random augmentation still differs every epoch.
     """
 

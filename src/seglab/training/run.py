@@ -211,7 +211,7 @@ def _record_start(run: RunDir, cfg: RunConfig, dm: SegDataModule, module: SegMod
                    split_manifest=dm.source.split_manifest,
                    steps_planned=None if wall_budget else (cfg.train.steps or cfg.train.epochs * batches_per_epoch(
                        len(dm.dataset("train")), cfg.data.batch_size, plan.processes)),
-                   budget=budget_info)
+                   budget=budget_info, data_cache=dm.policy.record())
 
 
 def lead_steps(run: RunDir, cfg: RunConfig, timeout_s: float = 3600.0) -> int:
