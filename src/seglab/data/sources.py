@@ -172,7 +172,7 @@ def detect_layout(root: Path) -> str | None:
         return "camvid32"
     if (root / "images").is_dir() and (root / "masks").is_dir():
         return "folder"
-    return detect_benchmark(root) or detect_export(root)
+    return detect_export(root) or detect_benchmark(root)  # an export first: CVAT's looks like VOC but for labelmap.txt
 
 
 def open_source(root: str | Path, layout: str = "auto", remap: str | dict | None = None,
