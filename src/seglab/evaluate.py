@@ -9,7 +9,6 @@ import logging
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from rich.console import Console
 from rich.table import Table
@@ -69,8 +68,8 @@ def evaluate(target: str | Path, split: str = "test", data_root: str | None = No
     dm.setup("test")
 
     plan = plan_for(cfg)
-    if plan.accelerator == "cpu" and isinstance(plan.threads, int) and plan.threads > 0:
-        torch.set_num_threads(plan.threads)
+    if plan.fixed_threads:
+        torch.set_num_threads(plan.fixed_threads)
     device = torch.device(plan.device)
     module = SegModule.from_trained(trained).to(device)
     t0 = time.monotonic()
@@ -78,7 +77,7 @@ def evaluate(target: str | Path, split: str = "test", data_root: str | None = No
     per_image = score_split(module, batches if quiet else _progress(batches, split), len(trained.classes.names),
                             [cfg.data.tta], device, plan.autocast_dtype)[cfg.data.tta]
     cm = ConfusionMatrix(len(trained.classes.names), list(trained.classes.names))
-    cm.mat = torch.from_numpy(per_image.sum(0) if len(per_image) else np.zeros(cm.mat.shape, np.int64))
+    cm.mat = torch.from_numpy(per_image.sum(0))  # (C, C) zeros for a split of no image
     metrics = cm.compute()
     images = [s.image.name for s in dm.source.split(split)]
     fingerprint = dm.source.fingerprint()

@@ -82,6 +82,14 @@ class RunPlan:
         return autocast_dtype(self.precision)
 
     @property
+    def fixed_threads(self) -> int | None:
+        """The CPU thread count to set, where the plan fixes one (0 keeps torch's default; auto is measured
+        while training, by ThreadTuner)."""
+        if self.accelerator == "cpu" and isinstance(self.threads, int) and self.threads > 0:
+            return self.threads
+        return None
+
+    @property
     def device(self) -> str:
         """The torch device name of a one-process plan: cpu, cuda, cuda:N or mps."""
         return f"{self.accelerator}:{self.device_ids[0]}" if self.device_ids else self.accelerator

@@ -52,8 +52,8 @@ def make_trainer(plan: RunPlan, **kwargs) -> L.Trainer:
         kwargs["callbacks"] = [*kwargs.get("callbacks", []), progress_callback()]
     if plan.accelerator == "cpu" and plan.threads == "auto":
         kwargs["callbacks"] = [*kwargs.get("callbacks", []), ThreadTuner()]
-    elif plan.accelerator == "cpu" and plan.threads:
-        torch.set_num_threads(int(plan.threads))
+    elif plan.fixed_threads:
+        torch.set_num_threads(plan.fixed_threads)
     kwargs.setdefault("plugins", [AtomicCheckpointIO()])
     if plan.device_ids and "devices" not in kwargs:
         kwargs["devices"] = plan.devices
