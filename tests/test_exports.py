@@ -232,8 +232,14 @@ def test_labelstudio_and_cvat_bad_items_are_skipped_with_their_reason(tmp_path, 
     tasks[0]["annotations"][1]["result"][0]["value"]["rle"] = encode_rle(np.zeros((H - 1, W, 4), np.uint8))
     (tmp_path / "ls" / "export.json").write_text(json.dumps(tasks))
     r = run_cli(capsys, "data", "import", "labelstudio", tmp_path / "ls", tmp_path / "ds")
-    assert r.code == 1 and "export.json: task 1, result b: brush RLE holds 76160 values" in r.err, r.err
+    assert r.code == 1 and "export.json: task 1, result b: cannot decode the brush RLE of a 160x120 image (it " \
+        "holds 76160 values, the image's RGBA layer needs 76800)" in r.err, r.err
     assert r.err.count("skipped: ") == 1 and "imported 1 images (unsplit)" in r.out and "skipped 1" in r.out
+    # a header claiming 4 billion values is refused from the header, before anything is allocated
+    huge = bytes(encode_rle(np.zeros((H, W, 4), np.uint8)))
+    huge = b"\xff\xff\xff\xff" + huge[4:]
+    with pytest.raises(ValueError, match="holds 4294967295 values"):
+        decode_rle(list(huge), expected=H * W * 4)
     root = tmp_path / "cvat"
     (root / "SegmentationClass").mkdir(parents=True)
     (root / "labelmap.txt").write_text("background:0,0,0::\ncar:250,50,83::\n")
@@ -299,6 +305,20 @@ def _rle_wrong_size(data, root):
     data["annotations"][0]["segmentation"]["size"] = [H + 1, W]
 
 
+def _rle_short(data, root):
+    """A compressed RLE covering fewer pixels than its image: pycocotools would fill the rest with whatever
+    its buffer held."""
+    data["annotations"][0]["segmentation"]["counts"] = "0"
+
+
+def _rle_truncated(data, root):
+    data["annotations"][0]["segmentation"]["counts"] = "P"  # a continuation bit and nothing after it
+
+
+def _width_text(data, root):
+    data["images"][0]["width"] = "160"
+
+
 def _polygon_outside(data, root):
     data["annotations"][0]["segmentation"] = [[-10.0, -10.0, 50.0, 5.0, 30.0, 60.0]]
 
@@ -308,8 +328,12 @@ def _polygon_outside(data, root):
     (lambda d, r: (r / "train" / "train1.jpg").unlink(), 1, ["train1.jpg is listed but not found"]),
     (lambda d, r: (r / "valid" / "valid0.jpg").rename(r / "valid" / "train0.jpg"), 1, ["same name as"]),
     (_rle_wrong_size, 1, ["RLE of size 160x121", "for an image of 160x120"]),
+    (_rle_short, 1, ["cannot decode the RLE", "cover 0 pixels, the image has 19200"]),
+    (_rle_truncated, 1, ["cannot decode the RLE", "ends inside a run length"]),
+    (_width_text, 1, ["width and height positive whole numbers"]),
     (_polygon_outside, 0, ["warning:", "outside the 160x120 image; clipped"]),
-], ids=["unknown-category", "missing-image", "same-name", "rle-size", "polygon-outside"])
+], ids=["unknown-category", "missing-image", "same-name", "rle-size", "rle-short", "rle-truncated", "width-text",
+        "polygon-outside"])
 def test_bad_items_are_reported_one_line_each_and_skipped(tmp_path, capsys, mutate, code, fragments):
     root = _bad_export(tmp_path / "rf", mutate)
     if "same name as" in fragments:  # the renamed file is also listed under its new name

@@ -1,5 +1,5 @@
 """Larger than memory: data.cache auto caches what fits data.memory_budget and streams the rest, decided from
-the files' headers; streamed batches equal cached ones; seglab bench data at a tiny size."""
+the files' headers; streamed batches equal cached ones; seglab bench data and bench scale at a tiny size."""
 
 from __future__ import annotations
 
@@ -53,6 +53,17 @@ def test_auto_streams_a_dataset_that_does_not_fit(tiny_camvid):
     assert dm.policy.workers == stream_workers() and dm.policy.workers >= (1 if sys.platform == "linux" else 0)
     assert dm.dataset("train")._cache is None  # nothing decoded, nothing kept
     assert dm.train_dataloader().num_workers == dm.policy.workers
+
+
+def test_a_test_split_that_is_val_is_decoded_and_counted_once(tiny_camvid):
+    """The benchmarks score val as test (the same list): one dataset, one cache, counted once by the policy."""
+    source = open_source(tiny_camvid)
+    source.splits["test"] = source.splits["val"]
+    cfg = load_config(overrides={"data.size": "64x96", "data.batch_size": 2, "data.memory_budget": "1MB"})
+    dm = SegDataModule(source, cfg.data, seed=3)
+    train, val = len(source.splits["train"]), len(source.splits["val"])
+    assert dm.policy.decoded_bytes == (train + val) * PAIR_BYTES
+    assert dm.dataset("test") is dm.dataset("val") and dm.dataset("val")._cache[0] is not None
 
 
 def test_streaming_keeps_a_worker_count_that_was_set(tiny_camvid):
@@ -188,6 +199,35 @@ def test_bench_data_at_a_tiny_size(capsys, tmp_path):
     need = report["streaming_workers_needed"]
     assert need is None or 0 <= need <= 1
     assert report["decoded_gb_per_image"] == round(64 * 128 * 4 / 1e9, 6)
+
+
+@pytest.mark.slow
+def test_bench_scale_trains_a_synthetic_cityscapes_and_samples_memory(capsys, tmp_path):
+    out = tmp_path / "scale.json"
+    result = run_cli(capsys, "bench", "scale", "--images", "6", "--val-images", "2", "--size", "64x128",
+                     "--distinct", "2", "--crop", "32x64", "--batch", "2", "--eval-size", "64x128",
+                     "--set", "data.memory_budget=10kB", "--out", out)
+    assert result.code == 0, result.err
+    report = json.loads(out.read_text())
+    assert report["setup"]["train_images"] == 6 and report["setup"]["extra_arguments"] == [
+        "--set", "data.memory_budget=10kB"]
+    assert report["decoded_gb_if_cached"] == round(8 * 64 * 128 * 4 / 1e9, 2)
+    policy = report["policy"]  # val is scored as test (the same list): counted once
+    assert policy["cache"] is False and policy["workers"] >= 1
+    assert policy["decoded_gb"] == round(8 * 64 * 128 * 4 / 1e9, 3)
+    assert report["training"]["steps"] == 3 and report["training"]["test_images_scored"] == 2
+    mem = report["memory"]
+    assert mem["samples"] >= 1 and mem["peak_process_tree_rss_gb"] > 0
+    assert mem["peak_used_gb"] >= mem["used_at_start_gb"]
+    assert mem["swapped"] is (mem["peak_swap_used_gb"] > mem["swap_used_at_start_gb"])
+
+
+@pytest.mark.slow
+def test_bench_scale_reports_a_failed_run_in_one_line(capsys, tmp_path):
+    result = run_cli(capsys, "bench", "scale", "--images", "2", "--val-images", "1", "--size", "64x128",
+                     "--distinct", "1", "--crop", "32x64", "--set", "train.lr=-1", "--out", tmp_path / "s.json")
+    assert result.code == 2 and "seglab train on the synthetic Cityscapes failed (exit 2)" in result.err
+    assert "train.lr" in result.err and not (tmp_path / "s.json").exists()
 
 
 @pytest.mark.slow

@@ -128,10 +128,7 @@ def run_data_bench(size: tuple[int, int] = (1024, 2048), crop: tuple[int, int] =
         "streaming_workers_needed": enough[0] if enough else None,
         "machine": machine, "command": command_line(),
     }
-    finish(report, out)
-    if show:
-        _print(report)
-    return report
+    return finish(report, out, _print if show else None)
 
 
 def _print(report: dict) -> None:

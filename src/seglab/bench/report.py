@@ -39,12 +39,15 @@ def command_line() -> str | None:
     return " ".join(["seglab", *map(shlex.quote, sys.argv[1:])]) if sys.argv[1:2] == ["bench"] else None
 
 
-def finish(report: dict, out: Path | None) -> dict:
-    """Stamp the end-of-run load and write ``out`` (if given); returns the report."""
+def finish(report: dict, out: Path | None, show=None) -> dict:
+    """Stamp the end-of-run load, write ``out`` (if given) and hand the report to ``show`` (a benchmark's
+    printer, if given); returns the report."""
     report["machine"]["load_average_end"] = _load()
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         write_json(Path(out), report)
+    if show is not None:
+        show(report)
     return report
 
 

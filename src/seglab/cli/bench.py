@@ -8,6 +8,7 @@
     seglab bench quality --data ../shared/camvid --preset camvid-cpu-60m --out benchmarks/quality.json
     seglab bench tta runs/<run> --data ../shared/camvid --split val --out tta.json
     seglab bench data --out benchmarks/data.json
+    seglab bench scale --out benchmarks/scale.json
 """
 
 from __future__ import annotations
@@ -179,3 +180,29 @@ def data(
     from seglab.bench.data_bench import run_data_bench
 
     run_data_bench(size, crop, images, batch, max_workers, step_s, model, out)
+
+
+@app.command("scale")
+def scale(
+    images: Annotated[int, typer.Option(min=1, help="Synthetic training images (Cityscapes: 2975).")] = 2975,
+    val_images: Annotated[int, typer.Option(min=1, help="Synthetic validation images (Cityscapes: 500).")] = 500,
+    size: Annotated[str, size_option("Synthetic image size HxW (Cityscapes: 1024x2048).")] = "1024x2048",
+    distinct: Annotated[int, typer.Option(min=1, help="Distinct pairs written; the rest are hard links.")] = 8,
+    model: Annotated[str, typer.Option(help="Model trained (small: the epoch is bound by decoding).")] =
+        "scratch:simplesegnet",
+    crop: Annotated[str, size_option("Training crop HxW.", name="--crop")] = "128x256",
+    batch: Batch = 8,
+    eval_size: Annotated[str, size_option("Model input size at validation and test (labels are scored at "
+                                          "native size).", name="--eval-size")] = "256x512",
+    epochs: Annotated[int, typer.Option(min=1, help="Epochs to train.")] = 1,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="A config key for the run, e.g. --set "
+                                                   "data.memory_budget=4GB (default: every data key's default)."
+                                                   )] = None,
+    out: JsonOut = None,
+):
+    """Train on a synthetic Cityscapes-sized dataset (29 GB decoded) with the default memory policy, sampling
+    the machine's memory and swap: whether a dataset larger than memory trains without swapping."""
+    from seglab.bench.scale_bench import run_scale_bench
+
+    extra = [a for kv in set_ or [] for a in ("--set", kv)]
+    run_scale_bench(images, val_images, size, distinct, model, crop, batch, eval_size, epochs, extra, out=out)

@@ -98,13 +98,22 @@ class SegDataModule(L.LightningDataModule):
         test), from the files' headers, before anything is decoded."""
         if self._policy is None:
             names = dict.fromkeys([*self.train_splits, "val", self.test_split])
-            samples = [s for name in names for s in self.source.splits.get(name, [])]
+            lists: list[list] = []  # a split that is another's list (test = val) shares its dataset: once
+            for name in names:
+                if not any(self.source.splits.get(name, []) is seen for seen in lists):
+                    lists.append(self.source.splits.get(name, []))
+            samples = [s for split in lists for s in split]
             self._policy = choose_policy(self.cfg, samples)
             log.info(self._policy.describe())
         return self._policy
 
     def dataset(self, split: str) -> SegmentationDataset:
         """The split's dataset, built and decoded once (errors surface here, in the main process)."""
+        if split not in self.datasets and split != "train":  # test that is val's list (benchmarks): val's dataset
+            same = [ds for name, ds in self.datasets.items()
+                    if name != "train" and self.source.splits.get(name) is self.source.splits.get(split)]
+            if same:
+                self.datasets[split] = same[0]
         if split not in self.datasets:
             c = self.cfg
             if split == "train":

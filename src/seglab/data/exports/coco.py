@@ -66,6 +66,33 @@ def _categories(files: dict[Path, dict]) -> tuple[list[int], list[str]]:
     return ids, [cats[i] for i in ids]
 
 
+def rle_counts(counts: bytes) -> list[int]:
+    """The run lengths of a compressed COCO RLE string, decoded as pycocotools' ``rleFrString`` does (5 bits
+    a character from '0', a continuation bit, a sign bit, runs from the third on relative to the one two
+    before). pycocotools itself leaves the pixels an RLE too short for its image uninitialised, so the
+    lengths are checked here first. Raises ValueError on a truncated string."""
+    runs: list[int] = []
+    p = 0
+    while p < len(counts):
+        x, k, more = 0, 0, True
+        while more:
+            if p >= len(counts):
+                raise ValueError("the string ends inside a run length")
+            c = counts[p] - 48
+            if not 0 <= c < 64:
+                raise ValueError(f"character {chr(counts[p])!r} is not an RLE character")
+            x |= (c & 0x1F) << (5 * k)
+            more = bool(c & 0x20)
+            p += 1
+            k += 1
+            if not more and c & 0x10:
+                x |= -1 << (5 * k)
+        if len(runs) > 2:
+            x += runs[-2]
+        runs.append(x)
+    return runs
+
+
 def _segmentation(seg, height: int, width: int, where: str, warnings: list[str]) -> np.ndarray:
     from pycocotools import mask as cocomask
 
@@ -73,20 +100,28 @@ def _segmentation(seg, height: int, width: int, where: str, warnings: list[str])
         return polygon_mask(seg, height, width, where, warnings)
     if not isinstance(seg, dict) or "counts" not in seg or "size" not in seg:
         raise SeglabError(f"{where}: segmentation is neither polygons nor an RLE with size and counts")
-    if list(seg["size"]) != [height, width]:
-        raise SeglabError(f"{where}: RLE of size {seg['size'][1]}x{seg['size'][0]} (WxH) for an image of "
-                          f"{width}x{height}")
+    size = seg["size"]
+    if not isinstance(size, list) or len(size) != 2:
+        raise SeglabError(f"{where}: RLE size {size!r} is not [height, width]")
+    if size != [height, width]:
+        raise SeglabError(f"{where}: RLE of size {size[1]}x{size[0]} (WxH) for an image of {width}x{height}")
     counts = seg["counts"]
     try:
-        if isinstance(counts, list):  # uncompressed: must cover exactly the image's pixels
-            if sum(counts) != height * width:
-                raise SeglabError(f"{where}: RLE counts add up to {sum(counts)} pixels, the image has "
-                                  f"{height * width}")
-            rle = cocomask.frPyObjects(seg, height, width)
+        if isinstance(counts, list):  # uncompressed
+            if not all(isinstance(c, int) and not isinstance(c, bool) for c in counts):
+                raise TypeError("counts must be integers")
+            runs = counts
+        elif isinstance(counts, (str, bytes)):
+            counts = counts.encode() if isinstance(counts, str) else counts
+            runs = rle_counts(counts)
         else:
-            rle = {"size": [height, width], "counts": counts.encode() if isinstance(counts, str) else counts}
+            raise TypeError("counts must be a list of run lengths or an RLE string")
+        if any(r < 0 for r in runs) or sum(runs) != height * width:
+            raise ValueError(f"run lengths cover {sum(runs)} pixels, the image has {height * width}")
+        rle = cocomask.frPyObjects(seg, height, width) if isinstance(counts, list) else \
+            {"size": [height, width], "counts": counts}
         return cocomask.decode(rle)
-    except (TypeError, ValueError) as err:
+    except (TypeError, ValueError, UnicodeEncodeError) as err:
         raise SeglabError(f"{where}: cannot decode the RLE ({err})") from None
 
 
@@ -131,11 +166,18 @@ def read_coco(root: Path, crowd: str = "void") -> Export:
         split = split_from_name(path.stem if path.parent == root / "annotations" else path.parent.name)
         by_image: dict = {}
         for a in data.get("annotations", []):
-            by_image.setdefault(a.get("image_id") if isinstance(a, dict) else None, []).append(a)
+            key = a.get("image_id") if isinstance(a, dict) else None
+            by_image.setdefault(key if isinstance(key, (int, str)) else None, []).append(a)
         dirs = _image_dirs(root, path)
         for image in data["images"]:
             if not isinstance(image, dict) or not {"id", "file_name", "width", "height"} <= image.keys():
                 problems.append(f"{path}: image entry without id, file_name, width and height: {image!r:.80}")
+                continue
+            if not isinstance(image["id"], (int, str)) or not all(
+                    isinstance(image[k], int) and not isinstance(image[k], bool) and image[k] > 0
+                    for k in ("width", "height")):
+                problems.append(f"{path}: image {image.get('file_name')!r}: id must be a number or text and "
+                                "width and height positive whole numbers")
                 continue
             rel = Path(str(image["file_name"]))
             found = next((d / rel for d in dirs if (d / rel).is_file()), None) or \

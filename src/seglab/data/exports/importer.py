@@ -38,15 +38,20 @@ class ImportReport:
                 f"skipped {len(self.skipped)}")
 
 
-def _render(items: list[Item], skipped: list[str]) -> list[tuple[Item, object]]:
-    """Each item with its mask; one that cannot be rendered is skipped with its reason."""
-    out = []
+def _render_to(items: list[Item], folder: Path, skipped: list[str]) -> list[Item]:
+    """Render each item's mask into ``folder/<name>.png`` as it goes (one mask in memory at a time, however
+    large the export); the items rendered, in order. One that cannot be rendered is skipped with its
+    reason."""
+    done = []
     for it in items:
         try:
-            out.append((it, it.render()))
+            mask = it.render()
         except SeglabError as err:
             skipped.append(f"{err}; skipped")
-    return out
+            continue
+        Image.fromarray(mask).save(folder / f"{it.name}.png")
+        done.append(it)
+    return done
 
 
 def _assign_splits(items: list[Item], split, seed: int) -> tuple[dict[str, str], list[float] | None]:
@@ -74,25 +79,27 @@ def import_export(export: Export, dst: str | Path, split=None, seed: int = 0) ->
     if split is not None:
         parse_fractions(split)  # a bad --split fails before any work
     skipped = list(export.problems)
-    rendered = _render(export.items, skipped)
-    if not rendered:
-        raise SeglabError(f"{export.root}: nothing to import ({len(skipped)} items skipped"
-                          f"{': ' + skipped[0] if skipped else ''})")
-    where, fractions = _assign_splits([it for it, _ in rendered], split, seed)
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.importing-", dir=dst.parent))
     try:
+        (tmp / "rendered").mkdir()
+        rendered = _render_to(export.items, tmp / "rendered", skipped)
+        if not rendered:
+            raise SeglabError(f"{export.root}: nothing to import ({len(skipped)} items skipped"
+                              f"{': ' + skipped[0] if skipped else ''})")
+        where, fractions = _assign_splits(rendered, split, seed)
         counts: dict[str, int] = {}
-        for it, mask in rendered:
+        for it in rendered:
             sub = where[it.name]
             (tmp / "images" / sub).mkdir(parents=True, exist_ok=True)
             (tmp / "masks" / sub).mkdir(parents=True, exist_ok=True)
             shutil.copyfile(it.image, tmp / "images" / sub / f"{it.name}{it.image.suffix.lower()}")
-            Image.fromarray(mask).save(tmp / "masks" / sub / f"{it.name}.png")
+            os.replace(tmp / "rendered" / f"{it.name}.png", tmp / "masks" / sub / f"{it.name}.png")
             counts[sub] = counts.get(sub, 0) + 1
+        (tmp / "rendered").rmdir()
         (tmp / "classes.yaml").write_text(yaml.safe_dump(_classes_yaml(export), sort_keys=False), encoding="utf-8")
         if fractions is not None:
-            lists = {s: sorted(f"images/{s}/{it.name}{it.image.suffix.lower()}" for it, _ in rendered
+            lists = {s: sorted(f"images/{s}/{it.name}{it.image.suffix.lower()}" for it in rendered
                                if where[it.name] == s) for s in ("train", "val", "test")}
             write_manifest(tmp, lists, fractions, seed)
         if dst.exists():
@@ -109,14 +116,12 @@ def rasterised_source(export: Export) -> DataSource:
     long as the process (the dataset reads masks from files). Items that cannot be rendered are problems,
     which ``open_data`` refuses and ``seglab data check`` lists."""
     problems = list(export.problems)
-    rendered = _render(export.items, problems)
     tmp = Path(tempfile.mkdtemp(prefix="seglab-export-"))
     atexit.register(shutil.rmtree, tmp, True)
+    rendered = _render_to(export.items, tmp, problems)
     splits: dict[str, list[Sample]] = {}
-    for it, mask in rendered:
-        path = tmp / f"{it.name}.png"
-        Image.fromarray(mask).save(path)
-        splits.setdefault(it.split or "train", []).append(Sample(it.image, path))
+    for it in rendered:
+        splits.setdefault(it.split or "train", []).append(Sample(it.image, tmp / f"{it.name}.png"))
     if not rendered and not problems:
         raise SeglabError(f"{export.root}: the {export.format} export holds no images")
     colors = export.colors or default_colors(len(export.names))

@@ -33,8 +33,10 @@ from seglab.imageio import IMAGE_EXTENSIONS
 UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}-")  # Label Studio renames uploads to "<8 hex>-<original name>"
 
 
-def decode_rle(data: list[int] | bytes) -> np.ndarray:
-    """Label Studio brush RLE -> the flat values it encodes (H*W*4 for an RGBA layer).
+def decode_rle(data: list[int] | bytes, expected: int | None = None) -> np.ndarray:
+    """Label Studio brush RLE -> the flat values it encodes (H*W*4 for an RGBA layer); ``expected``: the
+    number of values it must hold, checked from its header before anything is allocated (a corrupt header
+    could otherwise ask for gigabytes).
 
     The stream (thi-ng rle-pack): 32 bits count, 5 bits word size - 1, four 4-bit run-length widths - 1,
     then chunks of: 1 flag bit, 2 bits choosing a width, (run length - 1) in that width, and for a repeat
@@ -50,6 +52,8 @@ def decode_rle(data: list[int] | bytes) -> np.ndarray:
         return int(bits[pos - n:pos], 2)
 
     num, word = read(32), read(5) + 1
+    if expected is not None and num != expected:
+        raise ValueError(f"it holds {num} values, the image's RGBA layer needs {expected}")
     sizes = [read(4) + 1 for _ in range(4)]
     out = np.zeros(num, np.uint8 if word <= 8 else np.uint32)
     i = 0
@@ -67,12 +71,16 @@ def decode_rle(data: list[int] | bytes) -> np.ndarray:
 
 def _brush(value: dict, h: int, w: int, where: str) -> np.ndarray:
     try:
-        flat = decode_rle(value["rle"])
+        flat = decode_rle(value["rle"], expected=h * w * 4)
     except (KeyError, TypeError, ValueError) as err:
-        raise SeglabError(f"{where}: cannot decode the brush RLE ({err})") from None
-    if flat.size != h * w * 4:
-        raise SeglabError(f"{where}: brush RLE holds {flat.size} values, a {w}x{h} RGBA layer needs {h * w * 4}")
+        raise SeglabError(f"{where}: cannot decode the brush RLE of a {w}x{h} image ({err})") from None
     return flat.reshape(h, w, 4)[..., 3] >= 128
+
+
+def _value(result: dict) -> dict:
+    """A result's ``value`` object ({} where it is missing or not an object: its label check then fails)."""
+    value = result.get("value")
+    return value if isinstance(value, dict) else {}
 
 
 def _label(value: dict, kind: str, where: str) -> str:
@@ -102,13 +110,16 @@ def _renderer(path: Path, task_id, results: list[dict], labels: dict[str, int], 
             elif size != (h, w):
                 raise SeglabError(f"{where}: annotated as {w}x{h}, another result of the task as "
                                   f"{size[1]}x{size[0]}")
-            value, kind = r.get("value") or {}, r["type"]
+            value, kind = _value(r), r["type"]
             if kind == "brushlabels":
                 mask = _brush(value, h, w, where)
             else:
                 pts = value.get("points")
-                if not isinstance(pts, list) or not all(isinstance(p, list) and len(p) == 2 for p in pts):
-                    raise SeglabError(f"{where}: polygon points must be [[x%, y%], ...]")
+                if not isinstance(pts, list) or not all(
+                        isinstance(p, list) and len(p) == 2 and all(isinstance(v, (int, float)) and
+                                                                    not isinstance(v, bool) for v in p)
+                        for p in pts):
+                    raise SeglabError(f"{where}: polygon points must be [[x%, y%], ...] numbers")
                 poly = [v * s / 100 for x, y in pts for v, s in ((x, w), (y, h))]
                 mask = polygon_mask([poly], h, w, where, warnings)
             shapes.append(Shape(mask, labels[_label(value, kind, where)], order))
@@ -148,12 +159,13 @@ def read_labelstudio(src: Path) -> Export:
     names = set()
     for t in tasks:
         for r in _results(t):
-            names.add(_label(r.get("value") or {}, r["type"], f"{path}: task {t.get('id')}"))
+            names.add(_label(_value(r), r["type"], f"{path}: task {t.get('id')}"))
     names.discard("background")
     labels = {n: i + 1 for i, n in enumerate(sorted(names))} | {"background": 0}
     images, items, problems, warnings = _find_images(path.parent), [], [], []
     for t in tasks:
-        ref = (t.get("data") or {}).get("image")
+        data = t.get("data")
+        ref = data.get("image") if isinstance(data, dict) else None
         if not isinstance(ref, str):
             problems.append(f"{path}: task {t.get('id')} has no data.image; skipped")
             continue
