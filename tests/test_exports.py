@@ -186,6 +186,15 @@ def encode_rle(values: np.ndarray, word: int = 8, sizes=(3, 6, 9, 12)) -> list[i
     return [int(stream[p:p + 8], 2) for p in range(0, len(stream), 8)]
 
 
+def test_a_label_map_saved_with_a_byte_order_mark_and_crlf_reads(tmp_path):
+    """Windows editors start UTF-8 files with a byte-order mark: CVAT's header comment must still be one."""
+    from seglab.data.exports.cvat import read_labelmap
+
+    path = tmp_path / "labelmap.txt"
+    path.write_bytes("\ufeff# label:color_rgb:parts:actions\r\nbackground:0,0,0::\r\ncar:250,50,83::\r\n".encode())
+    assert read_labelmap(path) == (["background", "car"], [(0, 0, 0), (250, 50, 83)])
+
+
 def test_labelstudio_rle_encoder_and_decoder_agree():
     values = np.random.default_rng(0).integers(0, 3, 500).astype(np.uint8).repeat(
         np.random.default_rng(1).integers(1, 9, 500))

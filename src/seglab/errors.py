@@ -34,11 +34,12 @@ def first_line(err: BaseException, limit: int = 300) -> str:
 
 
 def read_user_text(path) -> str:
-    """A config, study or classes file the user wrote, as UTF-8 text; anything else is one clear line."""
+    """A config, study, classes or annotation file the user wrote, as UTF-8 text (a byte-order mark, which
+    Windows editors put first, dropped); anything else is one clear line."""
     from pathlib import Path
 
     try:
-        return Path(path).read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as e:
         raise SeglabError(f"{path}: not UTF-8 text (undecodable byte at position {e.start}); save it as UTF-8") from None
     except OSError as e:
