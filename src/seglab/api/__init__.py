@@ -16,7 +16,7 @@ its name (``model``, ``epochs``, ``size``, ``batch``, ``lr``, ...; ``data`` is `
 whole config sections as dicts (``data={...}``, ``model={...}``, ``train={...}``); and any config key as
 ``set={"train.weight_decay": 1e-4}`` or ``set=["train.weight_decay=1e-4"]`` (exactly ``--set``). Options
 override the file, ``set`` overrides everything. Errors raise ``seglab.errors.SeglabError`` (a bad value:
-``ConfigError``, whose text is the line ``seglab train`` prints after ``error:``); in IPython and Jupyter
+ConfigError``, whose text is the line ``seglab train`` prints after ``error:``); in IPython and Jupyter
 they show as that one line (``%tb`` shows the traceback).
 
 **Interrupting** a cell (or Ctrl-C) raises ``seglab.errors.Interrupted`` and leaves the run folder resumable:

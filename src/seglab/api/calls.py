@@ -101,7 +101,7 @@ def train(config: str | Path | None = None, *, preset: str | None = None, resume
         The run folder as a ``Run``.
 
     Raises:
-        seglab.errors.ConfigError: a bad key or value, with the text ``seglab train`` prints.
+        seglab.config.ConfigError: a bad key or value, with the text ``seglab train`` prints.
         seglab.errors.Interrupted: the cell was interrupted; ``train(resume=...)`` continues the run.
     """
     from seglab import experiment
