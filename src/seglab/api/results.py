@@ -258,6 +258,11 @@ class Study:
         return out
 
     @property
+    def best(self) -> Run:
+        """The finished run with the best validation mIoU (the report's confusion matrix and examples)."""
+        return Run(self.results().best_run().run_dir.path)
+
+    @property
     def failed(self) -> list[tuple[str, str]]:
         """(run name, error) of every run the study records as failed."""
         return [(name, r.get("error") or "no error recorded") for name, r in self._dir.index_runs().items()
