@@ -19,6 +19,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "src" / "seglab"
 # Top to bottom. A unit imports only units of lower rows; units in one row do not import each other.
 LAYERS = [
     ["seglab"],  # the front door (seglab/__init__.py): seglab.load and, lazily, the calls below it
+    ["api"],  # the Python API: train, evaluate, study and the Run / Study objects they return
     ["cli"],
     ["bench"],
     ["study"],
@@ -38,7 +39,7 @@ ROW = {unit: i for i, row in enumerate(LAYERS) for unit in row}
 
 # Modules that must import without torch (and its seconds of start-up): the front door and the CLI, whose
 # commands import the floors below lazily, inside the command, so `seglab --help` answers at once.
-TORCH_FREE = ["seglab", "seglab.cli", "seglab.cli.train", "seglab.cli.predict", "seglab.cli.study",
+TORCH_FREE = ["seglab", "seglab.api", "seglab.cli", "seglab.cli.train", "seglab.cli.predict", "seglab.cli.study",
               "seglab.cli.data", "seglab.cli.bench", "seglab.config", "seglab.device", "seglab.errors"]
 
 

@@ -36,20 +36,13 @@ def study(
     timeout_min: Annotated[int, typer.Option(min=1, help="Minutes a run's job may take (local, slurm).")] = 24 * 60,
 ):
     """Train every run of a study not yet finished (resumable), then write the comparison report."""
-    from seglab.study.executors import EXECUTORS, ClusterOptions
-    from seglab.study.runner import run_study
-    from seglab.study.spec import load_study
+    from seglab.study.runner import run_named_study
 
-    if executor not in EXECUTORS:
-        raise typer.BadParameter(f"{executor!r}: choose one of {', '.join(EXECUTORS)}", param_hint="'--executor'")
-    spec = load_study(study_name, data_root=data, repeats=repeats)
-    cluster = ClusterOptions(executor, jobs=jobs, partition=partition, timeout_min=timeout_min)
-    folder = run_study(spec, out=out, only=only.split(",") if only else None, cluster=cluster)
-    if report:
-        from seglab.study.report import build_report
-
-        md, html = build_report(folder.path, data_root=data)
-        typer.echo(f"report: {html}\n        {md}")
+    folder, paths = run_named_study(study_name, data=data, out=out, only=only.split(",") if only else None,
+                                    repeats=repeats, report=report, executor=executor, jobs=jobs,
+                                    partition=partition, timeout_min=timeout_min)
+    if paths:
+        typer.echo(f"report: {paths[1]}\n        {paths[0]}")
     failed = folder.failed()
     if failed:  # the report is written and names them; the exit code tells scripts and CI
         typer.echo(f"error: {len(failed)} run{'s' if len(failed) > 1 else ''} failed: "

@@ -20,8 +20,7 @@ import typer
 
 from seglab.cli.options import Batch, RunData, Tta, size_option, with_choices
 from seglab.config import ConfigError, config_fields
-from seglab.config.loading import coerce
-from seglab.errors import SeglabError
+from seglab.config.loading import coerce, parse_override
 
 app = typer.Typer()
 
@@ -66,26 +65,18 @@ def train(
     **options,
 ):
     """Train one model; writes runs/<name>/ with config, checkpoints, metrics.csv and test metrics.json."""
-    from seglab.config import load_config, parse_override, preset_path
+    from seglab.experiment import build_config
+    from seglab.experiment import resume as resume_run
     from seglab.experiment import train as run_train
-    from seglab.runs import RunDir
-    from seglab.training.plan import check_names
-    from seglab.training.run import load_run_config
 
     if resume is not None:
-        cfg = load_run_config(RunDir(resume))
-        cfg.name, cfg.out_dir = resume.name, str(resume.parent)
-        run_train(cfg, resume=True)
+        resume_run(resume)
         return
     given = {key: options[_param_name(option)] for key, (option, _, _) in CONFIG_OPTIONS.items()
              if options.get(_param_name(option)) is not None}
     overrides = dict(parse_override(s) for s in set_ or [])
-    if preset is not None:
-        if config is not None:
-            raise SeglabError("--preset and --config: give one of them (options and --set still override either)")
-        config = preset_path(preset)
     try:
-        cfg = check_names(load_config(config, {**given, **overrides}))  # --set last: it can set anything
+        cfg = build_config(config, preset, given, overrides)
     except ConfigError as e:
         if e.key in given and e.key not in overrides:  # a value from an option: name it, not the config key
             raise typer.BadParameter(e.problem, param_hint=f"'{CONFIG_OPTIONS[e.key][0]}'") from None

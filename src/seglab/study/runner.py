@@ -107,6 +107,27 @@ def run_study(study: Study, out: str | Path = "runs/studies", only: list[str] | 
     return folder
 
 
+def run_named_study(name: str, data: str | None = None, out: str | Path = "runs/studies", only: list[str] | None = None,
+                    repeats: int | None = None, report: bool = True, executor: str = "here", jobs: int | None = None,
+                    partition: str | None = None, timeout_min: int = 24 * 60) -> tuple[StudyFolder, tuple | None]:
+    """What ``seglab study`` and ``seglab.study`` do: load the study (built-in name or YAML), train what is not
+    finished on ``executor``, and build its report when ``report``; failed runs stay in the folder's record.
+    Returns the folder and the report's (report.md, report.html), or None without a report."""
+    from seglab.study.executors import EXECUTORS
+    from seglab.study.spec import load_study
+
+    if executor not in EXECUTORS:
+        raise BadValue("executor", executor, f"choose one of {', '.join(EXECUTORS)}")
+    spec = load_study(name, data_root=data, repeats=repeats)
+    cluster = ClusterOptions(executor, jobs=jobs, partition=partition, timeout_min=timeout_min)
+    folder = run_study(spec, out=out, only=only, cluster=cluster)
+    if report:
+        from seglab.study.report import build_report
+
+        return folder, build_report(folder.path, data_root=data)
+    return folder, None
+
+
 def _run_as_jobs(folder: StudyFolder, study: Study, todo: list[StudyRun], statuses: dict, calibrations: dict,
                  cluster: ClusterOptions) -> None:
     """The runs as submitit jobs (study/executors.py); their statuses are recorded here as each job ends."""

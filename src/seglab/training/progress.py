@@ -19,6 +19,8 @@ nobody can read until the run ends, so training prints plain lines instead: one 
     ...
     done  epoch 1/1  step 40/40  6.4 img/s  loss 1.619  val mIoU 10.9%  in 36s
 
+In a Jupyter notebook the cell's output redraws the bar as a terminal does, so a notebook gets the bar.
+
 Both go to stdout, where Lightning draws its bars, so stdout alone decides which one a run gets; the lines
 are flushed one by one and sit beside the scores ``seglab train`` prints there, while log messages and errors
 stay on stderr. Validation and evaluation print no lines of their own.
@@ -44,8 +46,19 @@ PROGRESS_SECONDS = "SEGLAB_PROGRESS_SECONDS"  # seconds between plain progress l
 
 
 def plain_output() -> bool:
-    """Plain lines unless stdout, where the bar would be drawn, is a terminal."""
-    return not _is_tty(sys.stdout)
+    """Plain lines unless stdout, where the bar would be drawn, is a terminal or a Jupyter cell's output."""
+    return not (_is_tty(sys.stdout) or in_notebook())
+
+
+def in_notebook() -> bool:
+    """True in a Jupyter kernel (IPython's ZMQ shell): its cell output redraws a bar in place, as a terminal
+    does (a widget where ipywidgets is installed, which Lightning's tqdm then uses)."""
+    ipython = sys.modules.get("IPython")
+    try:
+        shell = ipython.get_ipython() if ipython is not None else None
+    except Exception:  # noqa: BLE001 - an IPython too odd to ask: not a notebook
+        return False
+    return shell is not None and hasattr(shell, "kernel")
 
 
 def progress_callback() -> ProgressBar:
