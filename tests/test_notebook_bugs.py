@@ -153,26 +153,27 @@ def test_reported_files_are_not_studies_and_ship_with_the_package():
 # --- the report section, from a fabricated study ---------------------------------------------------------
 
 
-def make_seed000_study(root: Path, data: Path) -> Path:
-    """A finished seed000 study with one run (an untrained SimpleSegNet on camvid6) and fake test metrics."""
-    classes = open_source(data, remap="camvid6").classes
-    cfg = RunConfig(name="simplesegnet", model=ModelConfig(spec="scratch:simplesegnet", weights="none"),
-                    data=DataConfig(root=str(data), size=(64, 64), remap="camvid6"), train=TrainConfig(epochs=1))
+def make_seed_study(root: Path, data: Path, study: str = "seed000", run: str = "simplesegnet",
+                    remap: str | None = "camvid6") -> Path:
+    """A finished seed study with one run (an untrained SimpleSegNet) and fake test metrics."""
+    classes = open_source(data, remap=remap).classes
+    cfg = RunConfig(name=run, model=ModelConfig(spec="scratch:simplesegnet", weights="none"),
+                    data=DataConfig(root=str(data), size=(64, 64), remap=remap), train=TrainConfig(epochs=1))
     metrics = {"miou": 0.2, "mean_dice": 0.3, "pixel_accuracy": 0.5, "split": "test", "class_names": list(classes.names),
-               "per_class_iou": [0.2] * 6}
-    info = {"status": "finished", "name": "simplesegnet", "model": "scratch:simplesegnet", "epochs": 1.0, "steps": 2,
+               "per_class_iou": [0.2] * classes.num_classes}
+    info = {"status": "finished", "name": run, "model": "scratch:simplesegnet", "epochs": 1.0, "steps": 2,
             "best_val_miou": 0.21, "class_names": list(classes.names)}
-    make_run(root / "runs" / "simplesegnet", cfg.to_dict(), names=classes.names, colors=classes.colors, info=info,
+    make_run(root / "runs" / run, cfg.to_dict(), names=classes.names, colors=classes.colors, info=info,
              metrics=metrics)
-    (root / "study.json").write_text(json.dumps({"name": "seed000", "description": "", "runs": [
-        {"name": "simplesegnet", "group": "simplesegnet", "baseline": True, "config_name": "simplesegnet", "seed": 0,
-         "status": "finished", "error": None, "dir": "runs/simplesegnet"}]}))
+    (root / "study.json").write_text(json.dumps({"name": study, "description": "", "runs": [
+        {"name": run, "group": run, "baseline": True, "config_name": run, "seed": 0,
+         "status": "finished", "error": None, "dir": f"runs/{run}"}]}))
     return root
 
 
 def test_report_section_sets_the_notebook_beside_seglab(tmp_path, monkeypatch):
     data = make_camvid(tmp_path / "camvid", n_per_split=5, size=(48, 64))
-    study = make_seed000_study(tmp_path / "seed000", data)
+    study = make_seed_study(tmp_path / "seed000", data)
     md, page = build_report(study)
     text = md.read_text()
     assert f"## {notebook_report.TITLE}" in text
@@ -210,7 +211,21 @@ def test_the_steps_add_up_to_the_whole_difference():
 
 def test_a_run_that_cannot_be_measured_becomes_a_note(tmp_path):
     data = make_camvid(tmp_path / "camvid", n_per_split=2, size=(32, 32))
-    study = make_seed000_study(tmp_path / "seed000", data)
+    study = make_seed_study(tmp_path / "seed000", data)
     (study / "runs" / "simplesegnet" / "checkpoints" / "best.ckpt").unlink()
     text = build_report(study)[0].read_text()
     assert "> Not re-measured, simplesegnet: simplesegnet has no checkpoint." in text
+
+
+def test_seed001_steps_without_void_match_seglabs_score_at_the_notebooks_size(tmp_path):
+    data = make_camvid(tmp_path / "camvid", n_per_split=3, size=(48, 64))
+    study = make_seed_study(tmp_path / "seed001", data, "seed001", "scratch-unet", remap=None)
+    text = build_report(study)[0].read_text()
+    assert "| scratch-unet | mIoU | 0.2291 (line 1507) |" in text
+    assert "| scratch-unet | pixel accuracy | 0.6649 (line 1507) |" in text
+    assert "Scoring void as a class" in text
+    steps = json.loads((study / "report_files" / notebook_report.CACHE).read_text())["scratch-unet"]["values"]
+    for fig in ("miou", "pixel_accuracy"):  # an 11-class model predicts no class 11-31: once void is dropped,
+        s = steps[fig]                      # torchmetrics' 32-class score is seglab's 11-class score
+        assert s["void"] == pytest.approx(s["classes"], abs=1e-9)
+        assert s["correct"] == {"miou": 0.2, "pixel_accuracy": 0.5}[fig]
