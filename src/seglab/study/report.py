@@ -17,7 +17,7 @@ from pathlib import Path
 from seglab.config import format_seconds
 from seglab.errors import SeglabError, first_line
 from seglab.runs import write_text
-from seglab.study import figures
+from seglab.study import figures, notebook_report
 from seglab.study.compare import ALPHA, IMAGE_TEST, SEED_TEST, StudyResults, load_results
 from seglab.study.conclusions import NOISE, TEST_NAMES, conclusions, fmt_stat
 from seglab.study.report_html import render_html, slug
@@ -82,6 +82,7 @@ def assemble(res: StudyResults, files: Path, data_root: str | None) -> list[tupl
             f"by a test that covers training noise. The best configuration is picked by validation mIoU, never "
             f"by test.")]),
         ("Conclusions", ["\n".join(f"- {line}" for line in conclusions(res))]),
+        *notebook_report.section(res, files, data_root),  # only a study that ships its notebook's figures
         ("Training curves", [figure(
             figures.training_curves(res.rows, files / "curves.png"), "training curves",
             "no run has a metrics.csv yet")]),

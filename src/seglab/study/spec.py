@@ -52,9 +52,13 @@ class Study:
     runs: list[StudyRun]
 
 
+REPORTED = ".reported.yaml"  # beside a study: its notebook's own figures (study/notebook_report.py), not a study
+
+
 def builtin_studies() -> dict[str, Path]:
     folder = resources.files("seglab") / "studies"
-    return {Path(str(p)).stem: Path(str(p)) for p in folder.iterdir() if str(p).endswith(".yaml")}
+    return {Path(str(p)).stem: Path(str(p)) for p in folder.iterdir()
+            if str(p).endswith(".yaml") and not str(p).endswith(REPORTED)}
 
 
 def resolve_study_file(name_or_path: str) -> Path:
