@@ -149,7 +149,7 @@ def test_decoder_width_narrows_the_decoder_and_travels_with_the_spec(tmp_path):
     ("unet:resnet18:20", "multiple of 16"),
     ("unet:resnet18:wide", "multiple of 16"),
     ("linknet:resnet18:64", "not a setting of linknet"),
-    ("scratch:unet:64", "not a setting of scratch"),
+    ("scratch:unet:12", "multiple of 8"),
     ("fpn:resnet18:64:1", "malformed"),
 ])
 def test_bad_decoder_widths(spec, fragment):

@@ -42,11 +42,13 @@ def test_builtin_studies_load_and_validate():
     assert len(load_study("quick", repeats=3).runs) == 9
     seed000 = load_study("seed000", data_root="/data/camvid")
     assert all(r.config.data.remap == "camvid6" and r.config.data.root == "/data/camvid" for r in seed000.runs)
-    seed001 = load_study("seed001")
+    seed001 = load_study("seed001-fair")  # the faithful seed000 / seed001: tests/test_seed_studies.py
     specs = {r.config.model.spec for r in seed001.runs}
     assert {"unet:resnet34", "unet:mit_b0", "scratch:unet", "scratch:vit"} == specs
     assert {r.name for r in seed001.runs} >= {"unet-r34+aug", "unet-r34+adamw-cosine", "unet-r34+dice-ce",
                                               "unet-r34+all", "scratch-vit+all"}
+    assert {r.config.model.spec for r in load_study("seed001").runs} == {
+        "unet:resnet34", "unet:mit_b0", "scratch:unet:64", "scratch:vit:384"}
 
 
 def test_repeats_make_one_run_per_seed(tmp_path):

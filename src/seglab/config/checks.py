@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from seglab.config.schema import RunConfig
+from seglab.config.schema import RunConfig, factor_range
 from seglab.errors import SeglabError
 from seglab.naming import name_problem
 from seglab.sizes import MAX_SCALE, check_model_size, parse_memory
@@ -34,6 +34,14 @@ def validate(cfg: RunConfig) -> None:
     if len(scales) != 2 or not 0 < scales[0] <= scales[1] <= MAX_SCALE:
         raise ConfigError("data.scale_range", f"bad value {scales!r}; give the lowest and highest scale, "
                                               f"0 < lowest <= highest <= {MAX_SCALE:g}, e.g. 0.5,2")
+    if not 0 <= cfg.data.rotate <= 180:
+        raise ConfigError("data.rotate", f"bad value {cfg.data.rotate:g}; degrees from 0 (off) to 180, e.g. 10")
+    for key in ("brightness", "contrast"):
+        value = getattr(cfg.data, key)
+        span = factor_range(value)
+        if span is not None and (len(span) != 2 or not 0 <= span[0] <= span[1]):
+            raise ConfigError(f"data.{key}", f"bad value {value!r}; give a factor range low,high with "
+                                             "0 <= low <= high (e.g. 0.8,1.2), or one number b <= 1 for 1-b,1+b")
     if isinstance(cfg.data.eval_size, str) and cfg.data.eval_size != "native":
         raise ConfigError("data.eval_size", f"bad value {cfg.data.eval_size!r}; use native, HxW, or leave it "
                                             "empty for the training size")
@@ -73,6 +81,9 @@ def validate(cfg: RunConfig) -> None:
                                            "or device indices like 0,1")
     if (isinstance(t.threads, str) and t.threads != "auto") or (isinstance(t.threads, int) and t.threads < 0):
         raise ConfigError("train.threads", f"bad value {t.threads!r}; use 0 (all cores), a count, or auto")
+    if t.scheduler_interval == "epoch" and t.budget is not None and t.budget_clock == "wall":
+        raise ConfigError("train.scheduler_interval", "epoch needs a run of known length (epochs, steps or a "
+                                                      "compute budget), not train.budget_clock: wall")
     if not 0 <= t.warmup < 1:
         raise ConfigError("train.warmup", f"a fraction of the run in [0, 1), got {t.warmup}")
     if isinstance(t.class_weights, str) and t.class_weights != "median-frequency":

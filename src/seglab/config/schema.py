@@ -54,8 +54,20 @@ class DataConfig:
     scale_crop: bool = setting(True, "Random scale (data.scale_range) then crop, instead of a plain resize.")
     scale_range: list[float] = setting((0.5, 2.0), "Lowest and highest random scale of the training crops' "
                                                    "images, e.g. 1,2: thin classes gain from enlarged views.")
-    hflip: bool = setting(True, "Random horizontal flips.")
-    color_jitter: bool = setting(False, "Brightness/contrast/saturation/hue jitter.")
+    hflip: bool = setting(True, "Random horizontal flips (half the training images).")
+    vflip: bool = setting(False, "Random vertical flips (half the training images), image and mask together.")
+    rotate: float = setting(0.0, "Random rotation of every training image and its mask by an angle drawn "
+                                 "uniformly from -rotate..+rotate degrees; 0: off. Corners the rotation uncovers "
+                                 "are black in the image and void in the mask (never learned from).")
+    brightness: list[float] | float | None = setting(
+        None, "Random brightness of every training image (never the mask): pixels times a factor drawn "
+              "uniformly from [low, high], e.g. 0.8,1.2; a single number b means [1-b, 1+b]; empty: off.")
+    contrast: list[float] | float | None = setting(
+        None, "Random contrast of every training image (never the mask), applied after data.brightness: the "
+              "image blended with its mean grey by a factor drawn from [low, high], e.g. 0.8,1.2; a single "
+              "number c means [1-c, 1+c]; empty: off.")
+    color_jitter: bool = setting(False, "Brightness/contrast/saturation/hue jitter (0.25, 0.25, 0.25, 0.02, "
+                                        "on 80% of the images), after the keys above.")
     train_splits: str = setting("train", "Splits the model trains on, joined by +: train+val for a final test "
                                          "number (validation still runs on val, its curve then optimistic, and "
                                          "the run's last weights are scored, not the best on val).")
@@ -117,6 +129,10 @@ class TrainConfig:
     momentum: float = setting(0.9, "SGD momentum.")
     scheduler: str = setting("none", "Learning-rate schedule; cosine and poly span the whole run exactly once.",
                              cli="--scheduler")
+    scheduler_interval: str = setting(
+        "step", "How often the schedule moves the learning rate: step (every optimizer step, a smooth curve) or "
+                "epoch (once per epoch, held through it: epoch e of E trains at the schedule's value at e/E, as "
+                "torch's CosineAnnealingLR(T_max=epochs) stepped after each epoch). Not with a wall-clock budget.")
     warmup: float = setting(0.0, "Fraction of the run with linear warm-up.")
     early_stop: int = setting(0, "Stop after this many epochs without a better val mIoU; 0: off.",
                               cli="--early-stop")
@@ -195,6 +211,16 @@ def config_fields(cls=RunConfig, prefix: str = ""):
 def split_names(train_splits: str) -> list[str]:
     """The one reading of ``data.train_splits``: "train+val" -> ["train", "val"]."""
     return str(train_splits).split("+")
+
+
+def factor_range(value: list[float] | float | None) -> tuple[float, float] | None:
+    """The one reading of ``data.brightness`` / ``data.contrast``: [0.8, 1.2] -> (0.8, 1.2); 0.2 -> (0.8, 1.2);
+    None -> None (off). The range is checked by config.checks."""
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        return tuple(float(v) for v in value) if len(value) == 2 else tuple(value)
+    return 1 - float(value), 1 + float(value)
 
 
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"

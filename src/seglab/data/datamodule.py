@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Sampler
 
-from seglab.config.schema import DataConfig
+from seglab.config.schema import DataConfig, factor_range
 from seglab.constants import IGNORE_INDEX
 from seglab.data.dataset import SegmentationDataset
 from seglab.data.memory import CachePolicy, choose_policy, header_size
@@ -36,7 +36,8 @@ def pad_collate(batch):
 def train_preset(cfg: DataConfig, size: tuple[int, int], seed: int) -> TrainPreset:
     """The training transform ``cfg`` describes, at crop ``size``."""
     return TrainPreset(size, scale_crop=cfg.scale_crop, hflip=cfg.hflip, color_jitter=cfg.color_jitter,
-                       scale_range=tuple(cfg.scale_range), seed=seed)
+                       scale_range=tuple(cfg.scale_range), seed=seed, vflip=cfg.vflip, rotate=cfg.rotate,
+                       brightness=factor_range(cfg.brightness), contrast=factor_range(cfg.contrast))
 
 
 class EpochSampler(Sampler):

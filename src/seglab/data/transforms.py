@@ -30,10 +30,19 @@ class _Preset:
 
 
 class TrainPreset(_Preset):
-    """Resize to ``size`` (H, W), then random scale + pad + crop back to ``size``, flip and colour jitter."""
+    """Resize to ``size`` (H, W), then random scale + pad + crop back to ``size``, flips, rotation, brightness,
+    contrast and colour jitter, in that order (each off unless asked for but the horizontal flip).
+
+    ``rotate``: the largest angle in degrees (drawn from -rotate..+rotate for every image; 0: off); the
+    uncovered corners are black in the image and IGNORE_INDEX in the mask. ``brightness`` / ``contrast``:
+    factor ranges (low, high) as torchvision's adjust_brightness / adjust_contrast take them (pixels times the
+    factor; the image blended with its mean grey), drawn for every image, images only; None: off.
+    """
 
     def __init__(self, size: tuple[int, int], scale_crop: bool = True, hflip: bool = True,
-                 color_jitter: bool = True, scale_range: tuple[float, float] = (0.5, 2.0), seed: int | None = None):
+                 color_jitter: bool = True, scale_range: tuple[float, float] = (0.5, 2.0), seed: int | None = None,
+                 vflip: bool = False, rotate: float = 0.0, brightness: tuple[float, float] | None = None,
+                 contrast: tuple[float, float] | None = None):
         h, w = size
         ops = [A.Resize(h, w, **_RESIZE)]
         if scale_crop:
@@ -43,6 +52,19 @@ class TrainPreset(_Preset):
                     A.RandomCrop(h, w)]
         if hflip:
             ops.append(A.HorizontalFlip(p=0.5))
+        if vflip:
+            ops.append(A.VerticalFlip(p=0.5))
+        if rotate:
+            ops.append(A.Rotate(limit=(-rotate, rotate), interpolation=cv2.INTER_LINEAR,
+                                mask_interpolation=cv2.INTER_NEAREST, p=1.0, **_PAD))
+        # One ColorJitter per property, so brightness always comes before contrast (one ColorJitter with both
+        # would shuffle their order); saturation and hue stay put (a factor of exactly 1).
+        if brightness is not None:
+            ops.append(A.ColorJitter(brightness=tuple(brightness), contrast=(1, 1), saturation=(1, 1), hue=(0, 0),
+                                     p=1.0))
+        if contrast is not None:
+            ops.append(A.ColorJitter(brightness=(1, 1), contrast=tuple(contrast), saturation=(1, 1), hue=(0, 0),
+                                     p=1.0))
         if color_jitter:
             ops.append(A.ColorJitter(brightness=0.25, contrast=0.25, saturation=0.25, hue=0.02, p=0.8))
         # albumentations keeps its own RNG, untouched by global seeds: seed it so runs repeat

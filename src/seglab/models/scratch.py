@@ -56,7 +56,7 @@ def double_conv(in_channels: int, out_channels: int) -> nn.Sequential:
 class UNet(nn.Module):
     """Ronneberger-style U-Net: `depth` pooled levels, a bottleneck, and mirrored up levels with skips.
 
-    The notebook used base=64 (31 M parameters); base=32 (7.8 M) keeps CPU runs practical.
+    The notebook used base=64 (31 M parameters, ``scratch:unet:64``); base=32 (7.8 M) keeps CPU runs practical.
     Inputs must be divisible by 2**depth (16 for the default).
 
     Args:
@@ -182,3 +182,23 @@ class ViTSegmenter(nn.Module):
 
 # Spec name -> class, for "scratch:<name>" (read by spec.parse_spec and builder.build_model).
 SCRATCH_MODELS = {"simplesegnet": SimpleSegNet, "unet": UNet, "vit": ViTSegmenter}
+
+# The size W of "scratch:<name>:W": (what it sets, its step, smallest, largest, default). The ViT's heads follow
+# its width at 64 channels per head (ViT-Ti 192/3, ViT-S 384/6), so one number names each notebook's model:
+# scratch:unet:64 is the second notebook's U-Net (64..512, bottleneck 1024, 31 M parameters) and scratch:vit:384
+# its segmenter (embedding 384, 6 heads, 4 blocks, patch 16, 7.5 M).
+SCRATCH_WIDTH = {
+    "simplesegnet": ("width", 8, 8, 512, 32),
+    "unet": ("base", 8, 8, 256, 32),
+    "vit": ("embed_dim", 64, 64, 1024, 192),
+}
+HEAD_DIM = 64
+
+
+def scratch_kwargs(name: str, width: int | None) -> dict:
+    """Constructor arguments of SCRATCH_MODELS[name] for the size W (checked by spec.parse_spec); {} for None."""
+    if width is None:
+        return {}
+    if name == "vit":
+        return {"embed_dim": width, "num_heads": width // HEAD_DIM}
+    return {SCRATCH_WIDTH[name][0]: width}

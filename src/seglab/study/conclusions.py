@@ -18,7 +18,7 @@ from seglab.study.compare import (
     Stat,
     StudyResults,
 )
-from seglab.study.fairness import short_runs, weights_substituted, work_mismatches
+from seglab.study.fairness import protocol_differences, short_runs, weights_substituted, work_mismatches
 
 TEST_NAMES = {SEED_TEST: "paired t-test across training seeds", IMAGE_TEST: "paired bootstrap over test images"}
 NOISE = {SEED_TEST: "training seeds", IMAGE_TEST: "test images only"}  # what a verdict's interval covers
@@ -174,6 +174,11 @@ def problems(res: StudyResults) -> list[str]:
         lines.append(f"Unequal work: **{r.name}** trained on {r.work():,.0f} images and **{b.name}** on "
                      f"{b.work():,.0f}, {100 * off:+.0f}% off the ratio their budgets intended; their comparison "
                      f"mixes the idea with the amount of training.")
+    for name, base, diffs in protocol_differences(res):
+        lines.append(f"Confounded: **{name}** differs from its baseline **{base}** in more than its idea ("
+                     + ", ".join(f"{label} {mine} vs {theirs}" for label, mine, theirs in diffs)
+                     + "), as the study file sets them; its change mixes the idea with how much and at what size "
+                       "it trained, so it is not the idea's alone.")
     for r, share in short_runs(res):
         lines.append(f"Run **{r.name}** stopped early, after {100 * share:.0f}% of its planned training "
                      f"({r.info.get('steps')} of {r.info.get('steps_planned')} steps).")

@@ -40,10 +40,11 @@ def choices() -> dict[str, tuple[str, ...]]:
     from seglab.training.loggers import LOGGERS
     from seglab.training.losses import LOSSES
     from seglab.training.optimizers import OPTIMIZERS
-    from seglab.training.schedule import BUDGET_CLOCKS, SCHEDULES
+    from seglab.training.schedule import BUDGET_CLOCKS, SCHEDULER_INTERVALS, SCHEDULES
 
     return {"data.layout": ("auto", *LAYOUTS), "train.loss": tuple(LOSSES),
             "train.optimizer": tuple(OPTIMIZERS), "train.scheduler": tuple(SCHEDULES),
+            "train.scheduler_interval": SCHEDULER_INTERVALS,
             "train.budget_clock": tuple(BUDGET_CLOCKS), "train.precision": ("auto", *PRECISION_NAMES),
             "train.strategy": ("auto", *STRATEGIES), "train.loggers": tuple(LOGGERS)}
 

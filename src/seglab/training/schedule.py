@@ -16,6 +16,10 @@ import lightning as L
 # whatever the load) or wall (ScheduleCallback stops when the wall-clock time is spent).
 BUDGET_CLOCKS = ("compute", "wall")
 
+# How often the learning rate moves: every optimizer step (a smooth curve), or once per epoch, held for the
+# epoch, as torch's CosineAnnealingLR(T_max=epochs) stepped after each epoch does (the notebooks' way).
+SCHEDULER_INTERVALS = ("step", "epoch")
+
 # Multiplier of the base learning rate at q in [0, 1], the progress after warm-up.
 SCHEDULES = {
     "none": lambda q: 1.0,
@@ -33,14 +37,16 @@ def lr_factor(schedule: str, progress: float, warmup: float = 0.0) -> float:
 
 
 class ScheduleCallback(L.Callback):
-    """Sets the learning rate before every optimiser step and ends training when the run is complete:
+    """Sets the learning rate before every optimiser step (``interval="epoch"``: the value at the start of the
+    epoch, held through it) and ends training when the run is complete:
     after ``steps`` optimizer steps, or when a wall-clock budget is spent. Stopping through
     ``trainer.should_stop`` (not only max_steps) makes Lightning validate once more at the very end, so the
     final weights are always scored. Elapsed time is saved in checkpoints so a resumed run keeps its budget."""
 
     def __init__(self, schedule: str = "none", warmup: float = 0.0, budget_s: float | None = None,
-                 steps: int | None = None):
+                 steps: int | None = None, interval: str = "step"):
         self.schedule, self.warmup, self.budget_s, self.steps = schedule, warmup, budget_s, steps
+        self.per_epoch = interval == "epoch"  # config.checks refuses it with a wall-clock budget
         self.elapsed_before = 0.0  # seconds spent in earlier (interrupted) sessions of this run
         self._t0 = None
         self.base_lrs: list[float] | None = None
@@ -52,6 +58,8 @@ class ScheduleCallback(L.Callback):
         if self.budget_s:
             return self.elapsed() / self.budget_s
         total = max(trainer.estimated_stepping_batches, 1)
+        if self.per_epoch:  # the progress at the start of this epoch: epoch e of E trains at factor(e / E)
+            return trainer.current_epoch * trainer.num_training_batches / total
         return trainer.global_step / total
 
     def on_train_start(self, trainer, pl_module):
