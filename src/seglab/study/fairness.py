@@ -1,6 +1,7 @@
 """Whether a study's comparisons are fair: runs compared with each other trained on the work their budgets
 meant them to (a budget in seconds buys fewer steps on a busier machine), finished it, started from the
-weights they asked for, and were meant to train alike (same size, batch and length) beside their idea. Each is a warning in the report, beside numbers that would otherwise look sound.
+weights they asked for, and were meant to train alike (same size, batch and length) beside their idea. Each is
+a warning in the report, beside numbers that would otherwise look sound.
 """
 
 from __future__ import annotations
