@@ -12,7 +12,9 @@ score through here, so a number in one place means what it means in another:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -20,6 +22,8 @@ import torch.nn.functional as F
 
 from seglab.errors import BadValue, SeglabError
 from seglab.metrics import per_image_confusion
+from seglab.metrics.boundary import DEFAULT_FRACTION, boundary_counts, boundary_width
+from seglab.metrics.calibration import DEFAULT_BINS, histogram, sample_pixels
 from seglab.models.tta import CUSTOM_SCALES, tta_logits, tta_scales
 
 
@@ -65,6 +69,103 @@ def confusions(pred: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarra
     return per_image_confusion(target.long(), pred.long(), num_classes).numpy()
 
 
+@dataclass
+class Extras:
+    """What an evaluation measures besides the confusion matrices, per image (``seglab.metrics``): boundary band
+    counts, calibration histograms (at T = 1 and, with a ``temperature``, after it), the run's loss, and
+    optionally a sample of at most ``sample_pixels`` labelled pixels' logits per image to fit a temperature on;
+    ``measure=False`` takes the sample alone (a temperature fit needs nothing else).
+
+    ``loss``: the run's criterion, called on each image as (1, C, H, W) logits at the labels' size; a plain
+    ``nn.CrossEntropyLoss`` (seglab's "ce", weighted or not) is computed from the probabilities already at hand
+    instead: the same number, without another pass over C x H x W values."""
+
+    boundary_fraction: float = DEFAULT_FRACTION
+    bins: int = DEFAULT_BINS
+    temperature: float | None = None
+    loss: torch.nn.Module | None = None
+    sample_pixels: int | None = None
+    measure: bool = True
+
+
+def _per_image_ce(scores: torch.Tensor, probs: torch.Tensor, conf: torch.Tensor, pred: torch.Tensor,
+                  labels: torch.Tensor, ce: torch.nn.CrossEntropyLoss) -> np.ndarray:
+    """(B,) weighted cross-entropy per image, as ``ce`` (mean over labelled pixels, weighted by class) computes
+    it: -log p_y = logit_pred - logit_y - log(conf), exact (conf >= 1/C never underflows)."""
+    n = scores.shape[1]
+    t = labels.long()
+    keep = (t >= 0) & (t < n)
+    ty = t.clamp(0, n - 1).unsqueeze(1)
+    nll = (scores.gather(1, pred.unsqueeze(1)) - scores.gather(1, ty)).squeeze(1) - conf.log()
+    w = ce.weight.to(nll)[ty.squeeze(1)] if ce.weight is not None else torch.ones_like(nll)
+    w = torch.where(keep, w, torch.zeros_like(w))
+    num, den = (w * nll).flatten(1).sum(1), w.flatten(1).sum(1)
+    return torch.where(den > 0, num / den.clamp_min(1e-30), torch.full_like(num, float("nan"))).double().numpy()
+
+
+def _per_image_loss(scores: torch.Tensor, labels: torch.Tensor, loss: torch.nn.Module) -> np.ndarray:
+    """(B,) the run's loss on each image alone; nan for an image with no labelled pixel."""
+    out = []
+    for s, t in zip(scores, labels):
+        labelled = ((t >= 0) & (t < scores.shape[1])).any()
+        out.append(float(loss(s[None], t[None].long())) if labelled else float("nan"))
+    return np.asarray(out, np.float64)
+
+
+def measure_batch(scores: torch.Tensor, labels: torch.Tensor, num_classes: int,
+                  extras: Extras | None = None) -> dict[str, np.ndarray]:
+    """One batch's per-image arrays from its (B, C, h, w) logits (or log-probabilities) and (B, H, W) labels:
+    ``matrices`` always; with ``extras`` also ``boundary``, ``calibration``, ``calibration_t``, ``loss`` and the
+    pixel sample (``sample_logits``, ``sample_labels``) and ``boundary_width`` (d of each image, in pixels). The logits are upsampled to the labels first (the one
+    rule, ``to_label_size``)."""
+    scores = to_label_size(scores.float(), labels.shape[-2:]).cpu()
+    labels = labels.cpu()
+    if extras is None:
+        return {"matrices": confusions(scores.argmax(1), labels, num_classes)}
+    if not extras.measure:
+        return _sample(scores, labels, extras)
+    probs = scores.softmax(1)
+    conf, pred = probs.max(1)  # max() is a third of argmax()'s cost on CPU, and gives the confidence too
+    out = {"matrices": confusions(pred, labels, num_classes),
+           "boundary": boundary_counts(pred.numpy(), labels.numpy(), num_classes, fraction=extras.boundary_fraction),
+           "calibration": histogram(conf, pred, labels, num_classes, extras.bins),
+           "boundary_width": np.full(len(labels), boundary_width(*labels.shape[-2:], extras.boundary_fraction))}
+    if extras.temperature is not None:
+        conf_t = (scores / extras.temperature).softmax(1).max(1).values
+        out["calibration_t"] = histogram(conf_t, pred, labels, num_classes, extras.bins)
+    if isinstance(extras.loss, torch.nn.CrossEntropyLoss):
+        out["loss"] = _per_image_ce(scores, probs, conf, pred, labels, extras.loss)
+    elif extras.loss is not None:
+        out["loss"] = _per_image_loss(scores, labels, extras.loss)
+    return {**out, **_sample(scores, labels, extras)}
+
+
+def _sample(scores: torch.Tensor, labels: torch.Tensor, extras: Extras) -> dict[str, np.ndarray]:
+    if not extras.sample_pixels:
+        return {}
+    stride = max(1, math.ceil(math.sqrt(labels.shape[-2] * labels.shape[-1] / extras.sample_pixels)))
+    logits, target = sample_pixels(scores, labels, stride)
+    return {"sample_logits": logits.numpy(), "sample_labels": target.numpy()}
+
+
+def measure_split(forward: Callable[[torch.Tensor], torch.Tensor], batches: Iterable, num_classes: int,
+                  mode: str = "none", device=None, autocast: torch.dtype | None = None,
+                  extras: Extras | None = None) -> dict[str, np.ndarray]:
+    """Every per-image array of ``forward`` over ``batches`` of (images, labels) with test-time augmentation
+    ``mode``: (N, C, C) ``matrices``, and with ``extras`` the arrays ``measure_batch`` lists, concatenated."""
+    device = torch.device(device or "cpu")
+    parts: dict[str, list[np.ndarray]] = {}
+    for images, labels in batches:
+        with torch.no_grad(), torch.autocast(device.type, dtype=autocast or torch.float32,
+                                             enabled=autocast is not None):
+            scores = tta_logits(forward, images.to(device), mode)
+        for key, value in measure_batch(scores, labels, num_classes, extras).items():
+            parts.setdefault(key, []).append(value)
+    out = {k: np.concatenate(v) for k, v in parts.items()}
+    out.setdefault("matrices", np.zeros((0, num_classes, num_classes), np.int64))  # a split of no image
+    return out
+
+
 @torch.no_grad()
 def score_split(forward: Callable[[torch.Tensor], torch.Tensor], batches: Iterable, num_classes: int,
                 modes: list[str] | tuple[str, ...] = ("none",), device=None,
@@ -76,21 +177,19 @@ def score_split(forward: Callable[[torch.Tensor], torch.Tensor], batches: Iterab
     runs once per batch and every mode is scored from those shared probabilities, so all candidates together
     cost what the widest one costs (``seglab bench tta``).
     """
-    device = torch.device(device or "cpu")
     modes = list(modes)
+    if len(modes) == 1:
+        return {modes[0]: measure_split(forward, batches, num_classes, modes[0], device, autocast)["matrices"]}
+    device = torch.device(device or "cpu")
     mats: dict[str, list[np.ndarray]] = {m: [] for m in modes}
-    shared = sorted({s for m in modes if m != "none" for s in tta_scales(m)}) if len(modes) > 1 else []
+    shared = sorted({s for m in modes if m != "none" for s in tta_scales(m)})
     for images, labels in batches:
         images = images.to(device)
-        size = labels.shape[-2:]
         with torch.autocast(device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
-            if len(modes) == 1:
-                scores = {modes[0]: tta_logits(forward, images, modes[0]).float()}
-            else:
-                pairs = {s: tta_logits(forward, images, f"{CUSTOM_SCALES}{s:g}").exp() for s in shared}
-                scores = {m: forward(images).float() if m == "none" else
-                          torch.stack([pairs[s] for s in tta_scales(m)]).sum(0) for m in modes}
+            pairs = {s: tta_logits(forward, images, f"{CUSTOM_SCALES}{s:g}").exp() for s in shared}
+            scores = {m: forward(images).float() if m == "none" else
+                      torch.stack([pairs[s] for s in tta_scales(m)]).sum(0) for m in modes}
         for mode, s in scores.items():
-            mats[mode].append(confusions(to_label_size(s, size).argmax(1).cpu(), labels.cpu(), num_classes))
+            mats[mode].append(measure_batch(s, labels, num_classes)["matrices"])
     empty = np.zeros((0, num_classes, num_classes), np.int64)
     return {m: np.concatenate(v) if v else empty for m, v in mats.items()}

@@ -99,5 +99,11 @@ def validate(cfg: RunConfig) -> None:
     if "test" in cfg.data.trains_on():
         raise ConfigError("data.train_splits", "includes test, the split every run is scored on; a model that "
                                                "saw it scores nothing worth reporting")
+    if not 0 < cfg.eval.boundary_fraction <= 0.5:
+        raise ConfigError("eval.boundary_fraction", f"bad value {cfg.eval.boundary_fraction!r}; a fraction of the "
+                                                    "image diagonal in (0, 0.5], e.g. 0.02")
+    if not 1 <= cfg.eval.calibration_bins <= 1000:
+        raise ConfigError("eval.calibration_bins", f"bad value {cfg.eval.calibration_bins!r}; a count of bins "
+                                                   "from 1 to 1000, e.g. 15")
     if cfg.name is not None and name_problem(cfg.name):
         raise ConfigError("name", f"{cfg.name!r} {name_problem(cfg.name)}")

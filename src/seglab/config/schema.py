@@ -1,4 +1,4 @@
-"""What a run is: three dataclasses (data, model, train) in one ``RunConfig``, each field with its help text,
+"""What a run is: four dataclasses (data, model, train, eval) in one ``RunConfig``, each field with its help text,
 and the plan it was resolved into (written by seglab, not set by hand).
 
 The fields are the one description of every setting: YAML files and ``--set`` address them by dotted key
@@ -159,6 +159,17 @@ class TrainConfig:
 
 
 @dataclass
+class EvalConfig:
+    """How a finished model is scored beyond the confusion matrix (seglab.metrics): set per run, recorded with
+    every figure it shapes."""
+
+    boundary_fraction: float = setting(0.02, "Boundary IoU's band width d as a fraction of the image diagonal "
+                                             "(at least 1 pixel; 0.02 as in Cheng et al.'s reference code).")
+    calibration_bins: int = setting(15, "Equal-width confidence bins of the expected calibration error.")
+    temperature: bool = setting(True, "Fit a temperature on val (never test) and report the calibrated ECE.")
+
+
+@dataclass
 class PlanConfig:
     """How the run computed, written by ``seglab train`` (training.plan): read back by resume, evaluate, predict
     and the benchmarks. Not a setting: a new run resolves it afresh from the train section and the machine."""
@@ -180,6 +191,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     plan: PlanConfig = field(default_factory=PlanConfig)
 
     def to_dict(self) -> dict:

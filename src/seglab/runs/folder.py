@@ -9,6 +9,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from seglab.config import RunConfig, from_dict, read_yaml, split_names
@@ -107,20 +108,27 @@ class RunDir:
 
     def read_per_image(self, split: str = "test", tag: str = ""):
         """(matrices (n, k, k) int64, image names) of the split, or None when missing or unreadable."""
-        import numpy as np
+        arrays = self.read_per_image_arrays(split, tag)
+        if arrays is None or "matrices" not in arrays or "images" not in arrays:
+            return None
+        return arrays["matrices"].astype(np.int64), [str(x) for x in arrays["images"]]
 
+    def read_per_image_arrays(self, split: str = "test", tag: str = "") -> dict | None:
+        """Every per-image array of the split's evaluation by name (``matrices``, ``boundary``, ``calibration``,
+        ``calibration_t``, ``loss``, ``images``: seglab.metrics.summary reads them), or None when missing or
+        unreadable. Older runs have only ``matrices`` and ``images``. Never unpickles (allow_pickle=False)."""
         try:
-            with np.load(self.per_image(split, tag)) as f:
-                return f["matrices"].astype(np.int64), [str(x) for x in f["images"]]
-        except (OSError, KeyError, ValueError):
+            with np.load(self.per_image(split, tag), allow_pickle=False) as f:
+                return {k: f[k] for k in f.files}
+        except (OSError, KeyError, ValueError, EOFError):
             return None
 
-    def write_per_image(self, matrices, images: list[str], split: str = "test", tag: str = "") -> None:
-        """Atomically, like every writer here."""
-        import numpy as np
-
+    def write_per_image(self, matrices, images: list[str], split: str = "test", tag: str = "",
+                        **arrays) -> None:
+        """The split's per-image arrays (``matrices`` and any others by name), atomically like every writer here."""
+        extra = {k: np.asarray(v) for k, v in arrays.items() if v is not None}
         write_atomically(self.per_image(split, tag), lambda f: np.savez_compressed(
-            f, matrices=np.asarray(matrices, np.int64), images=np.asarray(images, dtype=str)))
+            f, matrices=np.asarray(matrices, np.int64), images=np.asarray(images, dtype=str), **extra))
 
     # -- run.json --------------------------------------------------------------------------------------
 

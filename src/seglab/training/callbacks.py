@@ -15,7 +15,7 @@ from seglab.runs import read_metrics_csv
 
 # One row per validation (several per epoch in short runs, so every curve has enough points to read).
 METRICS_COLUMNS = ["step", "epoch", "images", "train_loss", "val_loss", "val_miou", "val_pixel_accuracy",
-                   "val_mean_dice", "val_mean_class_accuracy", "lr", "seconds"]
+                   "val_mean_dice", "val_mean_class_accuracy", "val_boundary_iou", "lr", "seconds"]
 
 
 def fractional_epoch(trainer) -> float | None:
@@ -139,7 +139,9 @@ class MetricsCSV(L.Callback):
             return
         rows = read_metrics_csv(self.path)
         keep = [r for r in rows if r["step"] is not None and r["step"] <= trainer.global_step]
-        if len(keep) != len(rows):
+        with self.path.open(newline="") as f:
+            header = next(csv.reader(f), [])
+        if len(keep) != len(rows) or header != METRICS_COLUMNS:  # a run begun by an older seglab: its columns
             with self.path.open("w", newline="") as f:
                 w = csv.DictWriter(f, fieldnames=METRICS_COLUMNS)
                 w.writeheader()
@@ -177,6 +179,7 @@ class MetricsCSV(L.Callback):
             "val_pixel_accuracy": get("val/pixel_accuracy"),
             "val_mean_dice": get("val/mean_dice"),
             "val_mean_class_accuracy": get("val/mean_class_accuracy"),
+            "val_boundary_iou": get("val/boundary_iou"),
             "lr": trainer.optimizers[0].param_groups[0]["lr"],
             "seconds": round(time.monotonic() - self._t0, 2),
         }

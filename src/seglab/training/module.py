@@ -3,13 +3,15 @@ is scored by seglab.scoring, outside the training loop)."""
 
 from __future__ import annotations
 
+import math
+
 import lightning as L
 import torch
 
 from seglab.config.schema import RunConfig
 from seglab.data.classes import ClassSet
 from seglab.errors import SeglabError
-from seglab.metrics import ConfusionMatrix
+from seglab.metrics import ConfusionMatrix, boundary_counts, mean_boundary_iou
 from seglab.models import build_model
 from seglab.runs import TrainedModel
 from seglab.scoring import to_label_size
@@ -39,6 +41,7 @@ class SegModule(L.LightningModule):
         if cfg.train.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.cm = {"val": ConfusionMatrix(len(names), names)}
+        self.boundary = {"val": torch.zeros(len(names), 2, dtype=torch.int64)}  # Boundary IoU's band counts
 
     @classmethod
     def from_trained(cls, trained: TrainedModel) -> SegModule:
@@ -66,7 +69,10 @@ class SegModule(L.LightningModule):
             self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, prog_bar=stage == "train",
                      batch_size=images.shape[0], sync_dist=stage != "train")
         if stage in self.cm:
-            self.cm[stage].update(masks.cpu(), logits.argmax(1).cpu())
+            pred = logits.argmax(1).cpu()
+            self.cm[stage].update(masks.cpu(), pred)
+            self.boundary[stage] += torch.from_numpy(boundary_counts(
+                pred.numpy(), masks.cpu().numpy(), logits.shape[1], fraction=self.cfg.eval.boundary_fraction).sum(0))
         return loss
 
     def training_step(self, batch, batch_idx):
@@ -77,21 +83,23 @@ class SegModule(L.LightningModule):
 
     def on_validation_epoch_start(self):
         self.cm["val"].reset()
+        self.boundary["val"].zero_()
 
     def on_validation_epoch_end(self):
         if self.trainer.sanity_checking:
             return
         metrics = self.reduced_metrics("val")
-        for key in ("miou", "pixel_accuracy", "mean_dice", "mean_class_accuracy"):
+        for key in ("miou", "pixel_accuracy", "mean_dice", "mean_class_accuracy", "boundary_iou"):
             self.log(f"val/{key}", metrics[key] if metrics[key] is not None else 0.0, prog_bar=key == "miou")
 
     def reduced_metrics(self, stage: str) -> dict:
-        """Sum the matrix over processes (a no-op on one device), then compute."""
-        cm = self.cm[stage]
-        total = self.trainer.strategy.reduce(cm.mat.to(self.device), reduce_op="sum") \
-            if self.trainer.world_size > 1 else cm.mat
-        cm.mat = total.cpu().long()
-        return cm.compute()
+        """Sum the matrix and the boundary counts over processes (a no-op on one device), then compute."""
+        cm, counts = self.cm[stage], self.boundary[stage]
+        if self.trainer.world_size > 1:
+            cm.mat = self.trainer.strategy.reduce(cm.mat.to(self.device), reduce_op="sum").cpu().long()
+            counts = self.trainer.strategy.reduce(counts.to(self.device), reduce_op="sum").cpu().long()
+        value = float(mean_boundary_iou(counts.numpy()))
+        return {**cm.compute(), "boundary_iou": value if math.isfinite(value) else None}
 
     def configure_optimizers(self):
         return build_optimizer(self.parameters(), self.cfg.train)

@@ -10,8 +10,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from seglab.constants import IGNORE_INDEX
-
 
 class ConfusionMatrix:
     """``mat[t, p]`` counts pixels of true class ``t`` predicted as ``p``; ignored pixels are dropped."""
@@ -107,4 +105,4 @@ def _list(x: torch.Tensor) -> list[float | None]:
     return [None if np.isnan(v) else float(v) for v in x.tolist()]
 
 
-__all__ = ["IGNORE_INDEX", "ConfusionMatrix", "class_iou", "mean_iou", "per_image_confusion"]
+__all__ = ["ConfusionMatrix", "class_iou", "mean_iou", "per_image_confusion"]
