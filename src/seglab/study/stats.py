@@ -16,8 +16,8 @@ import numpy as np
 from scipy import stats
 
 from seglab.metrics import mean_iou
+from seglab.metrics.summary import SPLIT_METRICS, resampled, split_value
 
-BATCH = 200  # resamples evaluated at once: bounds the memory of one bootstrap step
 MAX_EXACT_PAIRS = 20  # the exact sign-flip test enumerates 2**n patterns
 ONE_SEED = "one seed per configuration: no training-noise estimate"
 NO_SPREAD = "identical differences across seeds: no noise estimate"
@@ -50,81 +50,61 @@ class SeedTest:
     reason: str | None
 
 
-miou = mean_iou  # mIoU of each matrix of a stack: the one IoU formula, in metrics.py
+miou = mean_iou  # mIoU of each matrix of a stack: the one IoU formula, in seglab.metrics
 
 
-def _as_arrays(mats) -> list[np.ndarray]:
-    """One (n, k, k) array, or a list of them (one per seed) -> list of float64 (n, k, k) arrays."""
+def _as_arrays(mats, metric: str = "miou") -> list[np.ndarray]:
+    """One (n, ...) per-image array, or a list of them (one per seed) -> list of float64 arrays; confusion
+    matrices (the arrays of mIoU, Dice and pixel accuracy) must be (n, k, k)."""
     arrays = [mats] if isinstance(mats, np.ndarray) else list(mats)
     if not arrays:
-        raise ValueError("no confusion matrices given")
+        raise ValueError("no per-image arrays given")
     out = []
     for a in arrays:
         a = np.asarray(a)
-        if a.ndim != 3 or a.shape[1] != a.shape[2]:
+        if SPLIT_METRICS[metric].key == "matrices" and (a.ndim != 3 or a.shape[1] != a.shape[2]):
             raise ValueError(f"expected per-image matrices of shape (n, k, k), got {a.shape}")
+        if a.ndim < 1:
+            raise ValueError(f"expected per-image arrays of shape (n, ...), got {a.shape}")
         out.append(a.astype(np.float64))
     return out
 
 
-def _split_miou(mats: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """mIoU of the split made of images ``idx`` (shape (..., n), drawn with replacement).
-
-    Summing ``mats[idx]`` over images equals counting how often each image was drawn and taking
-    counts @ mats: same numbers (integer counts, exact in float64), without an (..., n, k, k) copy.
-    """
-    n, k, _ = mats.shape
-    rows = idx.reshape(-1, idx.shape[-1])
-    offsets = n * np.arange(len(rows))[:, None]
-    counts = np.bincount((rows + offsets).ravel(), minlength=n * len(rows)).reshape(len(rows), n)
-    summed = (counts @ mats.reshape(n, k * k)).reshape(*idx.shape[:-1], k, k)
-    return miou(summed)
-
-
-def _bootstrap(n: int, statistic, n_resamples: int, confidence: float, seed: int):
-    """Percentile bootstrap over the image indices 0..n-1 (the statistic maps indices to a number)."""
-
-    def stat(idx, axis=-1):
-        return statistic(np.moveaxis(np.asarray(idx), axis, -1))
-
-    return stats.bootstrap(
-        (np.arange(n),), stat, n_resamples=n_resamples, batch=BATCH, vectorized=True,
-        confidence_level=confidence, method="percentile", random_state=np.random.default_rng(seed),
-    )
-
-
-def bootstrap_miou(mats, n_resamples: int = 9999, confidence: float = 0.95, seed: int = 0) -> Interval:
-    """Split mIoU with a percentile bootstrap interval over test images (test-set noise only)."""
-    (mats,) = _as_arrays(mats)
+def bootstrap_miou(mats, n_resamples: int = 9999, confidence: float = 0.95, seed: int = 0,
+                   metric: str = "miou") -> Interval:
+    """A split's figure (mIoU by default; any of seglab.metrics.SPLIT_METRICS from its summable per-image
+    array) with a percentile bootstrap interval over test images (test-set noise only)."""
+    (mats,) = _as_arrays(mats, metric)
     n = mats.shape[0]
-    res = _bootstrap(n, lambda idx: _split_miou(mats, idx), n_resamples, confidence, seed)
-    estimate = float(miou(mats.sum(0)))
+    res = resampled(n, lambda idx: split_value(mats, metric, idx), n_resamples, confidence, seed)
     low, high = res.confidence_interval
-    return Interval(estimate, float(low), float(high), None, n_resamples,
+    return Interval(float(split_value(mats, metric)), float(low), float(high), None, n_resamples,
                     f"percentile bootstrap over {n} test images")
 
 
 def paired_bootstrap_diff(mats_a, mats_b, n_resamples: int = 9999, confidence: float = 0.95,
-                          seed: int = 0) -> Interval:
-    """mIoU(A) - mIoU(B) on the same test images, the same resampled images for both sides.
+                          seed: int = 0, metric: str = "miou") -> Interval:
+    """metric(A) - metric(B) on the same test images (mIoU by default), the same resampled images for both sides.
 
     Resampling both sides together keeps the image-to-image correlation (hard images are hard for
     both models), which an unpaired interval would ignore. Each side may be a list of per-seed arrays:
-    the statistic is then the difference of the seed-mean mIoUs. The p-value is the two-sided
-    percentile-bootstrap one, consistent with whether the interval excludes 0.
+    the statistic is then the difference of the seed-mean figures. The p-value is the two-sided
+    percentile-bootstrap one, consistent with whether the interval excludes 0. Arrays are the metric's
+    summable per-image arrays (``seglab.metrics.summary.summable``): confusion matrices for mIoU, Dice and
+    pixel accuracy, boundary counts for Boundary IoU.
     """
-    side_a, side_b = _as_arrays(mats_a), _as_arrays(mats_b)
+    side_a, side_b = _as_arrays(mats_a, metric), _as_arrays(mats_b, metric)
     sizes = {a.shape[0] for a in side_a + side_b}
     if len(sizes) != 1:
         raise ValueError(f"both sides must be scored on the same images; got image counts {sorted(sizes)}")
     n = sizes.pop()
 
     def statistic(idx):
-        mean_a = np.mean([_split_miou(a, idx) for a in side_a], axis=0)
-        mean_b = np.mean([_split_miou(b, idx) for b in side_b], axis=0)
+        mean_a = np.mean([split_value(a, metric, idx) for a in side_a], axis=0)
+        mean_b = np.mean([split_value(b, metric, idx) for b in side_b], axis=0)
         return mean_a - mean_b
 
-    res = _bootstrap(n, statistic, n_resamples, confidence, seed)
+    res = resampled(n, statistic, n_resamples, confidence, seed)
     estimate = float(statistic(np.arange(n)))
     dist = res.bootstrap_distribution
     # ties at 0 count on both sides, so identical models (all zeros) get p = 1
