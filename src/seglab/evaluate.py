@@ -20,7 +20,7 @@ from seglab.data.datamodule import SegDataModule
 from seglab.data.open import open_data
 from seglab.errors import BadValue
 from seglab.metrics import ConfusionMatrix
-from seglab.metrics.calibration import fit_temperature, reliability
+from seglab.metrics.calibration import T_HIGH, T_LOW, fit_temperature, reliability
 from seglab.metrics.summary import CONFIDENCE, RESAMPLES, bootstrap_intervals, split_value, summable
 from seglab.naming import safe_name
 from seglab.runs import read_trained, write_json
@@ -166,7 +166,8 @@ def temperature_for(trained, dm: SegDataModule, module: SegModule, variant: str,
                                        torch.from_numpy(sample["sample_labels"]))
     info = {"temperature": round(t, 4), "fitted_on": "val", "images": images, "pixels": len(sample["sample_labels"]),
             "nll_before": round(before, 5), "nll_after": round(after, 5), "checkpoint": trained.checkpoint.name,
-            "data_fingerprint": fingerprint, "key": key}
+            "data_fingerprint": fingerprint, "key": key,
+            "at_bound": not T_LOW * 1.01 < t < T_HIGH / 1.01}
     trained_on = run.read_info().get("data_fingerprint") if run else None
     if run is not None and not variant and trained_on in (None, fingerprint):
         run.write_info(calibration=info)
@@ -208,6 +209,7 @@ def extra_metrics(arrays: dict, cfg, calibration: dict) -> dict:
         "calibration": {"bins": cfg.eval.calibration_bins, "fitted_on": calibration.get("fitted_on"),
                         "why_none": calibration.get("why_none"), "nll_before": calibration.get("nll_before"),
                         "nll_after": calibration.get("nll_after"), "pixels": calibration.get("pixels"),
+                        "at_bound": calibration.get("at_bound"),
                         "reliability": reliability(hist.sum(0)) if hist is not None and len(hist) else None,
                         "reliability_calibrated": reliability(hist_t.sum(0)) if hist_t is not None and len(hist_t)
                         else None},
@@ -277,8 +279,9 @@ def print_metrics(m: dict) -> None:
                       f"of the image diagonal)")
     if m.get("ece") is not None:
         cal = m.get("calibration") or {}
+        bound = ", at the end of its search range" if cal.get("at_bound") else ""
         after = (f" -> {_with_interval(m, 'ece_calibrated')} after temperature {m['temperature']:.3g} (fitted on "
-                 f"{cal.get('fitted_on')})" if m.get("ece_calibrated") is not None else
+                 f"{cal.get('fitted_on')}{bound})" if m.get("ece_calibrated") is not None else
                  f" (no temperature: {cal.get('why_none')})" if cal.get("why_none") else "")
         console.print(f"ECE {_with_interval(m, 'ece')}{after}, {cal.get('bins')} bins")
     if m.get("loss") is not None:

@@ -84,8 +84,11 @@ def nll(logits: torch.Tensor, labels: torch.Tensor, temperature: float) -> float
     return float(torch.nn.functional.cross_entropy(logits.double() / temperature, labels, reduction="mean"))
 
 
-def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, low: float = 0.05,
-                    high: float = 20.0) -> tuple[float, float, float]:
+T_LOW, T_HIGH = 0.05, 20.0  # the search range; a fit at an end says the logits carry almost no information
+
+
+def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, low: float = T_LOW,
+                    high: float = T_HIGH) -> tuple[float, float, float]:
     """The temperature minimising the mean NLL of (P, C) ``logits`` for (P,) ``labels``, searched on log T in
     [low, high] (bounded Brent; the NLL is convex in 1/T); -> (T, NLL at T = 1, NLL at T)."""
     from scipy.optimize import minimize_scalar
