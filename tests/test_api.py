@@ -168,13 +168,16 @@ def test_run_tables_are_dataframes(trained):
     run, _ = trained
     m = run.metrics
     assert list(m.index) == ["test"]
-    assert list(m.columns) == ["miou", "miou_low", "miou_high", "pixel_accuracy", "mean_dice",
-                               "mean_class_accuracy", "fw_iou", "num_images"]
-    assert m.loc["test", "miou_low"] <= m.loc["test", "miou"] <= m.loc["test", "miou_high"]
+    headline = ["miou", "pixel_accuracy", "mean_dice", "boundary_iou", "ece", "ece_calibrated", "loss"]
+    assert list(m.columns) == [c for k in headline for c in (k, f"{k}_low", f"{k}_high")] + [
+        "temperature", "mean_class_accuracy", "fw_iou", "num_images"]
+    for k in headline:  # every headline figure with its interval, as metrics.json holds it
+        assert m.loc["test", f"{k}_low"] <= m.loc["test", k] <= m.loc["test", f"{k}_high"], k
     assert m.loc["test", "num_images"] == 4
     assert m.loc["test", "miou"] == pytest.approx(run.scores("test")["miou"])
     pc = run.per_class
-    assert pc.shape == (11, 3) and list(pc.columns) == ["iou", "dice", "accuracy"] and pc.index[0] == "sky"
+    assert pc.shape == (11, 4) and list(pc.columns) == ["iou", "dice", "accuracy", "boundary_iou"]
+    assert pc.index[0] == "sky"
     curves = run.curves
     assert {"step", "epoch", "train_loss", "val_miou", "lr"} <= set(curves.columns) and len(curves) >= 1
     assert curves["step"].is_monotonic_increasing
@@ -193,7 +196,8 @@ def test_evaluate_returns_metrics_and_adds_the_split_to_the_run(trained):
     run, _ = trained
     val = seglab.evaluate(run, split="val")
     assert isinstance(val, seglab.Metrics) and isinstance(val, dict) and val["split"] == "val"
-    assert list(val.summary.index) == ["val"] and val.per_class.shape == (11, 3)
+    assert list(val.summary.index) == ["val"] and val.per_class.shape == (11, 4)
+    assert val.summary.loc["val", "miou_low"] <= val["miou"] <= val.summary.loc["val", "miou_high"]
     assert val.confusion.shape == (11, 11) and val.confusion.to_numpy().sum() > 0
     assert "val" in run.metrics.index
     assert f"{100 * val['miou']:.1f}" in val._repr_html_()

@@ -14,6 +14,8 @@ from seglab.api.notebook import figure_html
 from seglab.errors import SeglabError
 
 SUMMARY = ("miou", "pixel_accuracy", "mean_dice", "mean_class_accuracy", "fw_iou")  # metrics.json's means
+CAREFUL = ("boundary_iou", "ece", "ece_calibrated", "loss", "temperature")  # issue 24's figures, when measured
+NOT_FRACTIONS = ("temperature", "loss")  # shown as they are, not as percent
 _METRICS_FILE = re.compile(r"metrics(?:_(?P<split>train|val|test)(?P<tag>.*))?\.json")
 
 
@@ -21,8 +23,10 @@ def _pct(frame):
     """A DataFrame of fractions as percentages with one decimal, for display (the data stays fractions)."""
     import math
 
-    return frame.style.format(lambda v: "—" if v is None or math.isnan(v) else f"{100 * v:.1f}",
-                              subset=[c for c in frame.columns if frame[c].dtype.kind == "f"])
+    fractions = [c for c in frame.columns if frame[c].dtype.kind == "f" and not str(c).startswith(NOT_FRACTIONS)]
+    plain = [c for c in frame.columns if frame[c].dtype.kind == "f" and c not in fractions]
+    return frame.style.format(lambda v: "—" if v is None or math.isnan(v) else f"{100 * v:.1f}", subset=fractions) \
+        .format(lambda v: "—" if v is None or math.isnan(v) else f"{v:.3g}", subset=plain)
 
 
 class Metrics(dict):
@@ -31,11 +35,12 @@ class Metrics(dict):
 
     @property
     def summary(self):
-        """One row: mIoU, pixel accuracy, mean Dice, mean class accuracy, frequency-weighted IoU, images."""
+        """One row: mIoU, pixel accuracy, mean Dice, Boundary IoU, ECE before and after the temperature, the
+        temperature, the loss (each with ``<name>_low`` / ``<name>_high``, its 95% bootstrap interval over the
+        split's images, where metrics.json has one), mean class accuracy, frequency-weighted IoU, images."""
         import pandas as pd
 
-        row = {k: self.get(k) for k in SUMMARY} | {"num_images": self.get("num_images")}
-        return pd.DataFrame([row], index=pd.Index([self.get("split", "test")], name="split"))
+        return pd.DataFrame([summary_row(self)], index=pd.Index([self.get("split", "test")], name="split"))
 
     @property
     def per_class(self):
@@ -44,9 +49,11 @@ class Metrics(dict):
         import pandas as pd
 
         names = self.get("class_names") or []
-        return pd.DataFrame({"iou": self.get("per_class_iou"), "dice": self.get("per_class_dice"),
-                             "accuracy": self.get("per_class_accuracy") or [None] * len(names)},
-                            index=pd.Index(names, name="class"), dtype=float)
+        columns = {"iou": self.get("per_class_iou"), "dice": self.get("per_class_dice"),
+                   "accuracy": self.get("per_class_accuracy") or [None] * len(names)}
+        if self.get("per_class_boundary_iou"):
+            columns["boundary_iou"] = self["per_class_boundary_iou"]
+        return pd.DataFrame(columns, index=pd.Index(names, name="class"), dtype=float)
 
     @property
     def confusion(self):
@@ -123,12 +130,13 @@ class Run:
             m = self._dir.read_metrics(split, tag)
             if m is None:
                 continue
-            low, high = _interval(self._dir.per_image(split, tag))
-            rows.append({"miou": m.get("miou"), "miou_low": low, "miou_high": high,
-                         **{k: m.get(k) for k in SUMMARY[1:]}, "num_images": m.get("num_images")})
+            if not (m.get("intervals") or {}).get("miou"):  # scored before evaluations carried intervals
+                low, high = _interval(self._dir.per_image(split, tag))
+                m = {**m, "intervals": {**(m.get("intervals") or {}), "miou": [low, high]}}
+            rows.append(summary_row(m))
             index.append(split + tag)
-        columns = ["miou", "miou_low", "miou_high", *SUMMARY[1:], "num_images"]
-        return pd.DataFrame(rows, index=pd.Index(index, name="split"), columns=columns)
+        frame = pd.DataFrame(rows, index=pd.Index(index, name="split"))
+        return frame.dropna(axis=1, how="all") if len(frame) else frame
 
     @property
     def per_class(self):
@@ -192,6 +200,20 @@ class Run:
                       figure_html(lambda p: figures.per_class_iou(rows, test.get("class_names") or [], p),
                                   "per-class IoU")]
         return "<div>" + "".join(parts) + "</div>"
+
+
+def summary_row(m: dict) -> dict:
+    """One split's headline figures, each followed by its interval's ends where there is one; the figures of
+    issue 24 only where the evaluation measured them."""
+    intervals = m.get("intervals") or {}
+    row = {}
+    for key in (SUMMARY[0], SUMMARY[1], SUMMARY[2], *[k for k in CAREFUL if m.get(k) is not None],
+                *SUMMARY[3:]):
+        row[key] = m.get(key)
+        if key in intervals or key == "miou":
+            low, high = intervals.get(key) or (None, None)
+            row[f"{key}_low"], row[f"{key}_high"] = low, high
+    return row | {"num_images": m.get("num_images")}
 
 
 @functools.lru_cache(maxsize=256)
