@@ -204,9 +204,11 @@ def test_the_steps_add_up_to_the_whole_difference():
                                "pixel_accuracy": {"notebook": 0.77, "void": 0.82, "classes": 0.82, "correct": 0.84}}}
     lines = notebook_report.sentences(reported, measured)
     assert len(lines) == 3  # void, 32 classes, resolution
-    assert lines[0].startswith("Scoring void as a class") and "mIoU by -3.5 points (from -4.0 to -3.0)" in lines[0]
-    assert "mIoU by +0.0 points" in lines[1]
-    assert "over the 2 runs" in lines[2]
+    assert lines[0].startswith("Scoring void as a class")
+    assert "lowered mIoU by 3.5 points on average over the 2 runs (single runs: -4.0 to -3.0)" in lines[0]
+    assert "lowered pixel accuracy by 5.5 points" in lines[0]
+    assert "left mIoU within 0.05 points" in lines[1]
+    assert "lowered mIoU by 5.5 points on average over the 2 runs" in lines[2]
 
 
 def test_a_run_that_cannot_be_measured_becomes_a_note(tmp_path):
