@@ -232,7 +232,7 @@ def compare(row: ConfigRow, base: ConfigRow, metric: Metric = primary.METRICS[pr
     mats_a = [r.image_arrays(metric.arrays) for r in row.finished]
     mats_b = [r.image_arrays(metric.arrays) for r in base.finished]
     if all(m is not None for m in mats_a + mats_b) and len({m.shape for m in mats_a + mats_b}) == 1:
-        images = stats.paired_bootstrap_diff(mats_a, mats_b, split_metric=lambda s: primary.split_value(metric, s))
+        images = stats.paired_bootstrap_diff(mats_a, mats_b, metric=metric.summary)
     by_seed = {r.seed: r.value(key) for r in base.finished}
     pairs = [(r.value(key), by_seed[r.seed]) for r in row.finished
              if r.seed in by_seed and r.value(key) is not None and by_seed[r.seed] is not None]

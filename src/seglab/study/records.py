@@ -13,7 +13,7 @@ from pathlib import Path
 
 from seglab.errors import SeglabError
 from seglab.runs import RunDir
-from seglab.study import primary, stats
+from seglab.study import stats
 
 # Aggregated per configuration: key -> where it comes from (metrics.json key, or run.json key).
 METRICS = {"test_miou": "miou", "pixel_accuracy": "pixel_accuracy", "mean_dice": "mean_dice",
@@ -81,7 +81,7 @@ class RunRecord:
     @functools.cached_property
     def arrays(self) -> dict | None:
         """Every per-image test array (matrices, boundary, calibration, loss, images), or None."""
-        return _read_arrays(self.run_dir, "test") if self.finished else None
+        return self.run_dir.read_per_image_arrays("test") if self.finished else None
 
     def image_arrays(self, key: str):
         """One per-image test array by per_image_test.npz key ("matrices", "boundary"), or None."""
@@ -97,7 +97,7 @@ class RunRecord:
             if m.name == "miou" and found is not None and len(found):
                 iv = self.test_interval
             elif found is not None and len(found):
-                iv = stats.bootstrap_metric(found, lambda a: primary.split_value(m, a))
+                iv = stats.bootstrap_metric(found, m.summary)
             else:
                 iv = self.recorded_interval(m.summary)
             self._intervals[m.name] = iv
@@ -142,20 +142,6 @@ def load_run(study_dir: Path, entry: dict) -> RunRecord:
     return RunRecord(entry["name"], entry.get("config_name", entry["name"]), entry.get("group", "default"),
                      bool(entry.get("baseline", False)), int(entry.get("seed", 0)), status, error, run_dir, info,
                      test, _config_dict(run_dir))
-
-
-def _read_arrays(run_dir: RunDir, split: str) -> dict | None:
-    """All arrays of per_image_<split>.npz, or None when missing or unreadable."""
-    reader = getattr(run_dir, "read_per_image_arrays", None)  # TODO core: RunDir.read_per_image_arrays
-    if reader is not None:
-        return reader(split, "")
-    import numpy as np
-
-    try:
-        with np.load(run_dir.per_image(split)) as f:
-            return {k: f[k] for k in f.files}
-    except (OSError, KeyError, ValueError):
-        return None
 
 
 def _config_dict(run_dir: RunDir) -> dict | None:
