@@ -260,7 +260,7 @@ def reliability_diagram(panels: list[tuple[str, dict]], title: str, path: Path) 
     for j, (label, rel) in enumerate(panels):
         conf, acc, n = _bins(rel)
         bins = len(acc)
-        centers, width = (np.arange(bins) + 0.5) / bins, 1 / bins
+        centers, width = (np.arange(bins) + 0.5) * 100 / bins, 100 / bins  # in percent, as the axes
         top, bottom = axes[0, j], axes[1, j]
         top.bar(centers, np.nan_to_num(acc) * 100, width * 0.95, color="#4c78a8", label="accuracy of the bin")
         top.plot(centers[~np.isnan(conf)], conf[~np.isnan(conf)] * 100, "o", color="#e45756", ms=4,
@@ -275,7 +275,7 @@ def reliability_diagram(panels: list[tuple[str, dict]], title: str, path: Path) 
         if j == 0:
             top.legend(fontsize=8, loc="upper left")
         share = n / n[np.isfinite(n)].sum() * 100 if np.nansum(n) > 0 else np.zeros_like(n)
-        bottom.bar(centers * 100, np.nan_to_num(share), width * 95, color="0.55")
+        bottom.bar(centers, np.nan_to_num(share), width * 0.95, color="0.55")
         bottom.set_xlim(0, 100)
         bottom.set_xlabel("confidence: top-class probability (%)")
         bottom.set_ylabel("pixels (%)")
