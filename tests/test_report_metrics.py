@@ -196,7 +196,7 @@ def test_primary_metric_decides_the_best_configuration_and_the_comparison(tmp_pa
     res = load_results(study)
     assert res.primary.name == "boundary_iou" and res.best_row().config_name == "edge"
     assert res.best_run().name == "edge" and not res.selection().fell_back
-    edge, base = ({r.config_name: r for r in res.rows}[n] for n in ("edge", "base"))
+    edge = {r.config_name: r for r in res.rows}["edge"]
     counts = {n: RunDir(study / "runs" / n).read_per_image_arrays()["boundary"] for n in ("edge", "base")}
     expected = direct_boundary_iou(counts["edge"]) - direct_boundary_iou(counts["base"])
     d = edge.delta
@@ -287,8 +287,8 @@ def test_definitions_say_once_what_each_number_is(built):
             "predictions are left out of the mean") in text
     assert "not micro-averaged" in text
     assert "primary metric is **Boundary IoU** (`primary_metric: boundary_iou`" in text
-    for words in ("**mean Dice**", "**pixel accuracy**", "Cheng et al., CVPR 2021", "d = 2% of the image diagonal "
-                  "(2 px on these test images)", f"{BINS} equal-width bins", "Naeini et al. 2015",
+    for words in ("**mean Dice**", "**pixel accuracy**", "Cheng et al., CVPR 2021", ("d = 2% of the image diagonal "
+                  "(2 px on these test images)"), f"{BINS} equal-width bins", "Naeini et al. 2015",
                   "fitted on the validation split (never test)", "**test loss**: the run's own training loss (ce)",
                   "9,999 resamples of 12 images", "not training noise"):
         assert words in text, words
@@ -301,7 +301,7 @@ def test_boundary_iou_per_class_table_with_intervals(built, study):
     assert "d = 2% of the image diagonal" in text
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")[1:]]
             for line in text.splitlines() if line.startswith("| ")}
-    assert list(rows)[0] == "class (test Boundary IoU %)" and rows["class (test Boundary IoU %)"] == ["base", "edge"]
+    assert next(iter(rows)) == "class (test Boundary IoU %)" and rows["class (test Boundary IoU %)"] == ["base", "edge"]
     edge = json.loads((study / "runs" / "edge" / "metrics.json").read_text())
     assert rows["sky"][1] == f"{100 * edge['per_class_boundary_iou'][0]:.1f}" and rows["bicyclist"] == ["—", "—"]
     mean = rows["**Boundary IoU (class mean) [95% CI]**"]

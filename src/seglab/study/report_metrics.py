@@ -69,15 +69,15 @@ def definitions(res: StudyResults, best: RunRecord) -> list[str]:
              f"computed on the test split unless it says validation, over labelled pixels only: void pixels "
              f"(label 255, not annotated) are neither right nor wrong.")
     items = [
-        "**mIoU** (mean intersection over union): class-mean IoU over a confusion matrix summed over the split; "
-        "classes absent from both labels and predictions are left out of the mean. A class's IoU is "
-        "TP / (TP + FP + FN), its pixels counted over all images at once. It is not micro-averaged IoU (pixels of "
-        "all classes pooled) and not the mean of per-image scores: a class covering 1% of the pixels weighs as "
-        "much as the road.",
-        "**mean Dice**: 2 TP / (2 TP + FP + FN) per class on the same summed matrix, then the class mean, absent "
-        "classes left out. It ranks like IoU per class but is higher (Dice = 2 IoU / (1 + IoU)).",
-        "**pixel accuracy**: the share of labelled pixels predicted right. Large classes (road, sky, buildings) "
-        "dominate it, so it can stay high while small classes fail.",
+        ("**mIoU** (mean intersection over union): class-mean IoU over a confusion matrix summed over the split; "
+         "classes absent from both labels and predictions are left out of the mean. A class's IoU is "
+         "TP / (TP + FP + FN), its pixels counted over all images at once. It is not micro-averaged IoU (pixels of "
+         "all classes pooled) and not the mean of per-image scores: a class covering 1% of the pixels weighs as "
+         "much as the road."),
+        ("**mean Dice**: 2 TP / (2 TP + FP + FN) per class on the same summed matrix, then the class mean, absent "
+         "classes left out. It ranks like IoU per class but is higher (Dice = 2 IoU / (1 + IoU))."),
+        ("**pixel accuracy**: the share of labelled pixels predicted right. Large classes (road, sky, buildings) "
+         "dominate it, so it can stay high while small classes fail."),
         ("**Boundary IoU** (Cheng et al., CVPR 2021): IoU restricted to the pixels near each class's contour. For "
          "a class, G_d is its label pixels within d of the label's contour and P_d its predicted pixels within d "
          "of the prediction's contour; the class's Boundary IoU is |G_d ∩ P_d| / |G_d ∪ P_d|, counts summed over "
@@ -118,10 +118,10 @@ def boundary_section(res: StudyResults, best: RunRecord, class_names: list[str])
     _, boundary = recorded(res, "boundary", best)
     if not any((r.test or {}).get("per_class_boundary_iou") for r in res.finished):
         return [note(f"No Boundary IoU: these runs were evaluated before seglab recorded it ({ADD_IT}).")]
-    out = [f"Boundary IoU per class, test split, {_width(boundary) if isinstance(boundary, dict) else 'd not recorded'}"
-           ". Percent; mean ± standard deviation over seeds, the class mean's 95% interval for single runs. "
-           "Compare with the per-class IoU above: a class whose Boundary IoU is far below its IoU is found but "
-           "outlined badly.",
+    width = _width(boundary) if isinstance(boundary, dict) else "d not recorded"
+    out = [(f"Boundary IoU per class, test split, {width}. Percent; mean ± standard deviation over seeds, the "
+            f"class mean's 95% interval for single runs. Compare with the per-class IoU above: a class whose "
+            f"Boundary IoU is far below its IoU is found but outlined badly."),
            per_class_table(res.rows, class_names, "per_class_boundary_iou", "class (test Boundary IoU %)",
                            mean=METRICS["boundary_iou"])]
     missing = [r.name for r in res.finished if not (r.test or {}).get("per_class_boundary_iou")]
@@ -163,8 +163,8 @@ def calibration_section(res: StudyResults, best: RunRecord, files: Path) -> list
 
     table = md_table(["run", "ECE at T = 1 [95% CI]", "temperature T", "ECE at T [95% CI]", "val NLL at 1 → T"],
                      [[r.name, _ece(r, "ece"), temperature(r), _ece(r, "ece_calibrated"), nll(r)] for r in runs])
-    out = ["Pixel-wise expected calibration error on test (percent, lower is better), before and after a "
-           "temperature fitted on validation; 95% bootstrap intervals over test images.", table]
+    out = [("Pixel-wise expected calibration error on test (percent, lower is better), before and after a "
+           "temperature fitted on validation; 95% bootstrap intervals over test images."), table]
     test = best.test or {}
     cal = test.get("calibration") or {}
     panels = [(f"as trained (T = 1): ECE {_ece(best, 'ece')}", cal.get("reliability"))]
@@ -230,13 +230,20 @@ def worst_section(best: RunRecord, class_names: list[str], data_root: str | None
     worst = per_image.worst_images(mats, names, class_names, k)
     if not worst:
         return [note(f"No worst images: no test image of {best.name} has labelled pixels.")]
-    table = md_table(["rank", "test image", "image mIoU %", f"classes that failed (IoU < {100 * per_image.FAIL_IOU:.0f}% "
-                                                             f"where labelled, missed, or spurious)"],
-                     [[str(i + 1), esc(w.name), f"{100 * w.miou:.1f}",
-                       esc(", ".join(per_image.failure_text(f) for f in w.failures) or "none below the threshold")]
+    failed = f"classes that failed (IoU < {100 * per_image.FAIL_IOU:.0f}% where labelled, missed, or spurious)"
+    table = md_table(["rank", "test image", "image mIoU %", failed],
+                     [[str(i + 1), esc(w.name), f"{100 * w.miou:.1f}", esc(failed_text(w.failures))]
                       for i, w in enumerate(worst)])
     out = [f"The {len(worst)} test images where **{best.name}** (the best run) scores lowest:", table]
     return out + [*worst_overlay(best, worst, data_root, files)]
+
+
+def failed_text(failures: list, most: int = 6) -> str:
+    """The worst ``most`` failed classes of an image in words, and how many more there are."""
+    if not failures:
+        return "none below the threshold"
+    text = ", ".join(per_image.failure_text(f) for f in failures[:most])
+    return text + (f" and {len(failures) - most} more" if len(failures) > most else "")
 
 
 def worst_overlay(best: RunRecord, worst: list, data_root: str | None, files: Path) -> list[str]:

@@ -87,7 +87,6 @@ def comparison_table(rows: list[ConfigRow], metric: Metric = MIOU) -> str:
             f"val {metric.label}", f"test {metric.label}", "test 95% CI", *(h for h, _ in beside), "test loss",
             f"Δ test {metric.label}", "Δ 95% CI", "p (Holm)", "noise", "status"]
     body = []
-    with_baseline = {row.group for row in rows if row.baseline}
     for row in rows:
         s, d = row.stats, row.delta
         if row.baseline:
