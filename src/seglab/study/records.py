@@ -97,7 +97,7 @@ class RunRecord:
             if m.name == "miou" and found is not None and len(found):
                 iv = self.test_interval
             elif found is not None and len(found):
-                iv = stats.bootstrap_metric(found, m.summary)
+                iv = stats.bootstrap_miou(found, metric=m.summary)
             else:
                 iv = self.recorded_interval(m.summary)
             self._intervals[m.name] = iv
