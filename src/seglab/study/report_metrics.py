@@ -154,7 +154,8 @@ def calibration_section(res: StudyResults, best: RunRecord, files: Path) -> list
         t, cal = (r.test or {}).get("temperature"), (r.test or {}).get("calibration") or {}
         if t is None:
             return wrong_text(cal.get("why_none") or "not fitted")
-        return f"{t:.2f} (on {cal.get('fitted_on') or 'val'})"
+        bound = ", at the end of its search range: the logits say little" if cal.get("at_bound") else ""
+        return f"{t:.2f} (on {cal.get('fitted_on') or 'val'}{bound})"
 
     def nll(r: RunRecord) -> str:
         cal = (r.test or {}).get("calibration") or {}
