@@ -281,7 +281,8 @@ class Study:
 
     @property
     def best(self) -> Run:
-        """The finished run with the best validation mIoU (the report's confusion matrix and examples)."""
+        """The finished run with the best validation value of the study's primary metric (mIoU by default): the
+        report's confusion matrix, examples and worst images."""
         return Run(self.results().best_run().run_dir.path)
 
     @property
@@ -294,8 +295,10 @@ class Study:
     def table(self):
         """The report's comparison, one row per configuration: group, baseline, model, status, finished seeds,
         steps, images, epochs, val and test mIoU (mean and std over seeds; a single run's 95% interval over test
-        images), pixel accuracy, mean Dice, and the change of test mIoU against the group's baseline with its
-        interval, Holm-corrected p and the test it rests on. Fractions, not percent."""
+        images), pixel accuracy, mean Dice, Boundary IoU and test loss (None for runs evaluated before they
+        were recorded), and the change against the group's baseline of the study's primary metric
+        (``primary_metric``, mIoU by default) with its interval, Holm-corrected p and the test it rests on.
+        Fractions, not percent."""
         import pandas as pd
 
         from seglab.study.conclusions import NOISE, status_text
@@ -311,6 +314,7 @@ class Study:
                 "val_miou": s["val_miou"].mean, "test_miou": s["test_miou"].mean, "test_miou_std": s["test_miou"].std,
                 "test_miou_low": single.low if single else None, "test_miou_high": single.high if single else None,
                 "pixel_accuracy": s["pixel_accuracy"].mean, "mean_dice": s["mean_dice"].mean,
+                "boundary_iou": s["boundary_iou"].mean, "test_loss": s["test_loss"].mean,
                 "delta": d.diff if d else None, "delta_low": d.ci[0] if d and d.ci else None,
                 "delta_high": d.ci[1] if d and d.ci else None, "p_holm": d.p_holm if d else None,
                 "noise": NOISE.get(d.test, "none") if d else None})

@@ -4,7 +4,7 @@ number formats the report's tables share with them.
 Rules: a difference is called an improvement only when a test that covers training noise (seeds) finds
 it, after Holm's correction; with one run per configuration the report says what the test-image
 bootstrap shows and that it is not a verdict on the idea. Every sentence says which noise its interval
-covers.
+covers, and names the study's primary metric (study/primary.py) rather than assuming mIoU.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from seglab.study.compare import (
     StudyResults,
 )
 from seglab.study.fairness import protocol_differences, short_runs, weights_substituted, work_mismatches
+from seglab.study.primary import METRICS, Metric
 
 TEST_NAMES = {SEED_TEST: "paired t-test across training seeds", IMAGE_TEST: "paired bootstrap over test images"}
 NOISE = {SEED_TEST: "training seeds", IMAGE_TEST: "test images only"}  # what a verdict's interval covers
@@ -80,15 +81,17 @@ def verdict(delta: Delta) -> str:
     return "did not differ beyond test-image noise from"
 
 
-def hypothesis(row: ConfigRow) -> str:
-    d = row.delta
-    means = (f"{pct(row.stats['test_miou'].mean)} vs {pct(row.stats['test_miou'].mean - d.diff)}"
+def hypothesis(row: ConfigRow, metric: Metric = METRICS["miou"]) -> str:
+    """One comparison in words: the change of the primary metric's test value, its noise, its verdict."""
+    d, key = row.delta, metric.test_key
+    means = (f"{pct(row.stats[key].mean)} vs {pct(row.stats[key].mean - d.diff)}"
              + (f", means of {d.n} and {d.base_n} seeds" if max(d.n, d.base_n) > 1 else ""))
     head = f"**{row.config_name}** {verdict(d)} **{d.baseline}**" if d.test == IMAGE_TEST else \
         f"**{row.config_name}** {verdict(d)} against **{d.baseline}**"
-    head += f": test mIoU {pts(d.diff)} ({means})."
+    head += f": test {metric.label} {pts(d.diff)} ({means})."
     if d.test is None:
-        why = d.seeds.reason if d.seeds is not None and d.seeds.reason else "no per-image test matrices stored"
+        why = d.seeds.reason if d.seeds is not None and d.seeds.reason else \
+            f"no per-image test arrays ({metric.arrays}) stored"
         return (f"{head} No noise estimate ({why}), so this change may be noise; repeat the study with "
                 f"`repeats: 3` or more to test it.")
     lo, hi = d.ci
@@ -133,7 +136,7 @@ def conclusions(res: StudyResults) -> list[str]:
     """Markdown sentences: each hypothesis' effect with its noise estimate, the winner, what went wrong."""
     lines = [s for s in [weights_sentence(res)] if s]
     deltas = [row for row in res.rows if row.delta is not None]
-    lines += [hypothesis(row) for row in deltas]
+    lines += [hypothesis(row, res.primary) for row in deltas]
     tested = [row for row in deltas if row.delta.p_value is not None]
     if len(tested) >= 2:
         lines.append(f"{len(tested)} comparisons were tested at once, so each p-value is Holm-corrected (a "
@@ -152,13 +155,50 @@ def conclusions(res: StudyResults) -> list[str]:
         elif base is not None and not base.finished and len(members) > 1:
             lines.append(f"The baseline **{base.config_name}** of group **{group}** has no finished run, so its "
                          f"variants cannot be compared.")
+    lines += unmeasured(res)
     best = res.best_row()
     if best is not None:
-        s = best.stats
-        lines.append(f"Best configuration by validation mIoU: **{best.config_name}** ({fmt_stat(s['val_miou'])}% "
-                     f"validation, {fmt_stat(s['test_miou'])}% test mIoU over {s['test_miou'].n} "
-                     f"run{'s' if s['test_miou'].n != 1 else ''}).")
+        lines.append(best_sentence(res, best))
     return lines + problems(res)
+
+
+def selection_words(res: StudyResults) -> str:
+    """'validation Boundary IoU': what the best configuration and run are picked by."""
+    return f"validation {res.selection().metric.label}"
+
+
+def best_sentence(res: StudyResults, best: ConfigRow) -> str:
+    """The winner by the primary metric's validation value (never test), its test values beside it."""
+    sel, p = res.selection(), res.primary
+    s, n = best.stats, best.stats[p.test_key].n
+    text = (f"Best configuration by {selection_words(res)}: **{best.config_name}** "
+            f"({fmt_stat(s[sel.key])}% validation {sel.metric.label}, {fmt_stat(s[p.test_key])}% test "
+            f"{p.label} over {n} run{'s' if n != 1 else ''}")
+    if p.name != "miou":
+        text += f"; test mIoU {fmt_stat(s['test_miou'])}%"
+    text += ")."
+    if sel.fell_back:
+        shown = ", ".join(sel.missing[:5]) + (f" and {len(sel.missing) - 5} more" if len(sel.missing) > 5 else "")
+        text += (f" The study's primary metric is {p.label}, but {len(sel.missing)} run"
+                 f"{'s' if len(sel.missing) != 1 else ''} ({shown}) logged no validation {p.label} (metrics.csv "
+                 f"has no {p.val_key} column: trained before it was logged), so the pick falls back to "
+                 f"validation mIoU; the comparisons still use test {p.label}.")
+    return text
+
+
+def unmeasured(res: StudyResults) -> list[str]:
+    """Comparisons that could not be made because a side records no test value of the primary metric."""
+    p = res.primary
+    out = []
+    bases = {row.group: row for row in res.rows if row.baseline}
+    for row in res.rows:
+        base = bases.get(row.group)
+        if row.delta is None and base is not None and row is not base and row.finished and base.finished:
+            out.append(f"**{row.config_name}** is not compared with **{base.config_name}**: "
+                       f"{'neither' if base.stats[p.test_key].mean is None and row.stats[p.test_key].mean is None else 'one'}"
+                       f" records a test {p.label} (runs evaluated before it existed; `seglab evaluate` on the run "
+                       f"folders adds it).")
+    return out
 
 
 def problems(res: StudyResults) -> list[str]:

@@ -1,4 +1,5 @@
-"""The report's figures, saved as PNG: training curves, per-class IoU, confusion matrix, examples.
+"""The report's figures, saved as PNG: training curves, per-class IoU, confusion matrix, examples, the
+reliability diagram, the distribution of per-image mIoU and the worst test images.
 
 Figures are built with ``matplotlib.figure.Figure`` (no pyplot): no global state and no display, so a
 report builds the same on a headless server as on a laptop. Each function returns the file it wrote,
@@ -154,8 +155,11 @@ def example_indices(n: int, k: int = 4) -> list[int]:
     return sorted({round(i) for i in np.linspace(0, n - 1, min(k, n))}) if n else []
 
 
-def predict_examples(run: RunRecord, data_root: str | None, k: int = 4) -> tuple[list, list[str], list]:
-    """[(name, image HxWx3, truth HxW, prediction HxW)], class names and colours, for the best run.
+def predict_examples(run: RunRecord, data_root: str | None, k: int = 4,
+                     names: list[str] | None = None) -> tuple[list, list[str], list]:
+    """[(name, image HxWx3, truth HxW, prediction HxW)], class names and colours, for the best run: ``k``
+    evenly spaced test images, or the test images named ``names`` (file names, as per_image_test.npz holds
+    them), in that order.
 
     Raises SeglabError (the report turns it into a note) when the checkpoint or the data is unusable.
     """
@@ -163,23 +167,30 @@ def predict_examples(run: RunRecord, data_root: str | None, k: int = 4) -> tuple
     from seglab.inference import load
 
     predictor = load(run.run_dir.path, device="cpu")  # the scale and weights `seglab evaluate` scores
-    names = list(predictor.classes.names)
+    classes = list(predictor.classes.names)
     data = run.run_dir.read_config().data
     root = data_root or data.root
     if not root or not Path(root).is_dir():
         raise SeglabError(f"data folder {root or '(none recorded)'} not found; pass --data PATH")
     source = open_source(Path(root), data.layout, data.remap, data.classes_file)
-    check_classes(source, names)
+    check_classes(source, classes)
     check_split(source, "test")
     samples = source.split("test")
-    idx = example_indices(len(samples), k)
-    ds = SegmentationDataset([samples[i] for i in idx], source.lut, len(names),
+    if names is None:
+        idx = example_indices(len(samples), k)
+    else:
+        where = {s.image.name: i for i, s in enumerate(samples)}
+        unknown = [n for n in names if n not in where]
+        if unknown:
+            raise SeglabError(f"test image {unknown[0]} is not in the data folder {root} any more")
+        idx = [where[n] for n in names]
+    ds = SegmentationDataset([samples[i] for i in idx], source.lut, len(classes),
                              color_table=source.color_table, cache=False)
     out = []
     for j, i in enumerate(idx):
         image, mask = ds.decoded(j)  # native resolution
         out.append((samples[i].image.name, image, mask, predictor.predict(image)))
-    return out, names, list(predictor.classes.colors)
+    return out, classes, list(predictor.classes.colors)
 
 
 def colorize(labels: np.ndarray, colors: list) -> np.ndarray:
@@ -222,4 +233,76 @@ def qualitative_grid(examples: list, class_names: list[str], colors: list, title
                 Patch(color=np.asarray(ERROR_RGB["void"]) / 255, label="void in error map")]
     fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 7), fontsize=8, frameon=False)
     fig.suptitle(title)
+    return _save(fig, path)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Calibration and the per-image view.
+
+
+def _bins(rel: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A reliability dict's lists as arrays (None -> nan), equal-width bins over [0, 1]."""
+    def arr(key):
+        return np.array([np.nan if v is None else v for v in rel.get(key) or []], float)
+
+    return arr("confidence"), arr("accuracy"), arr("count")
+
+
+def reliability_diagram(panels: list[tuple[str, dict]], title: str, path: Path) -> Path | None:
+    """One panel per (label, metrics.json reliability dict): accuracy of each equal-width confidence bin as
+    a bar, the bin's mean confidence as a dot, the diagonal where they agree; under each, the share of
+    pixels per bin (most pixels sit in the top bins, so the bars there carry the ECE)."""
+    panels = [(label, rel) for label, rel in panels if rel and len(rel.get("accuracy") or [])]
+    if not panels:
+        return None
+    fig = Figure(figsize=(4.6 * len(panels), 5.6), layout="constrained")
+    axes = np.atleast_2d(fig.subplots(2, len(panels), height_ratios=[3, 1], squeeze=False))
+    for j, (label, rel) in enumerate(panels):
+        conf, acc, n = _bins(rel)
+        bins = len(acc)
+        centers, width = (np.arange(bins) + 0.5) * 100 / bins, 100 / bins  # in percent, as the axes
+        top, bottom = axes[0, j], axes[1, j]
+        top.bar(centers, np.nan_to_num(acc) * 100, width * 0.95, color="#4c78a8", label="accuracy of the bin")
+        top.plot(centers[~np.isnan(conf)], conf[~np.isnan(conf)] * 100, "o", color="#e45756", ms=4,
+                 label="mean confidence of the bin")
+        top.plot([0, 100], [0, 100], "--", color="0.4", lw=1, label="perfect calibration")
+        top.set_xlim(0, 100)
+        top.set_ylim(0, 100)
+        top.set_title(label, fontsize=10)
+        top.set_ylabel("accuracy (%)")
+        top.grid(alpha=0.3)
+        top.set_axisbelow(True)
+        if j == 0:
+            top.legend(fontsize=8, loc="upper left")
+        share = n / n[np.isfinite(n)].sum() * 100 if np.nansum(n) > 0 else np.zeros_like(n)
+        bottom.bar(centers, np.nan_to_num(share), width * 0.95, color="0.55")
+        bottom.set_xlim(0, 100)
+        bottom.set_xlabel("confidence: top-class probability (%)")
+        bottom.set_ylabel("pixels (%)")
+        bottom.grid(alpha=0.3)
+        bottom.set_axisbelow(True)
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def per_image_distribution(values: dict[str, np.ndarray], title: str, path: Path) -> Path | None:
+    """Box plot of per-image test mIoU per configuration (median, quartiles, whiskers to 1.5 IQR), every
+    image as a dot beside it: what the split's single number averages away."""
+    values = {k: np.asarray(v, float)[~np.isnan(np.asarray(v, float))] for k, v in values.items()}
+    values = {k: v for k, v in values.items() if len(v)}
+    if not values:
+        return None
+    fig = Figure(figsize=(max(6.0, 1.3 * len(values) + 2), 4.8), layout="constrained")
+    ax = fig.subplots()
+    data = [v * 100 for v in values.values()]
+    ax.boxplot(data, widths=0.45, showfliers=False)
+    rng = np.random.default_rng(0)  # fixed jitter: rebuilds draw the same picture
+    for i, (v, color) in enumerate(zip(data, _colors(len(data))), start=1):
+        ax.plot(i + 0.32 + rng.uniform(-0.06, 0.06, len(v)), v, "o", ms=2.5, alpha=0.6, color=color)
+    ax.set_xticks(range(1, len(values) + 1), list(values), rotation=20, ha="right")
+    ax.set_ylabel("per-image test mIoU (%)")
+    ax.set_ylim(0, 100)
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_axisbelow(True)
+    ax.set_title(title, fontsize=10)
     return _save(fig, path)

@@ -1,12 +1,14 @@
 """One run of a study as its folder holds it: the study index's entry, run.json, the test metrics, the
-config and (on demand) the per-image confusion matrices, with a status that says what can be trusted.
+config and (on demand) the per-image arrays (confusion matrices, boundary counts, ...), with a status that
+says what can be trusted. Validation figures other than mIoU come from metrics.csv's row of the best
+validation mIoU: that row's checkpoint is the one scored on test.
 A run killed or failed mid-way is a normal record here, not an error, so a report can show what is there.
 """
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from seglab.errors import SeglabError
@@ -14,7 +16,11 @@ from seglab.runs import RunDir
 from seglab.study import stats
 
 # Aggregated per configuration: key -> where it comes from (metrics.json key, or run.json key).
-METRICS = {"test_miou": "miou", "pixel_accuracy": "pixel_accuracy", "mean_dice": "mean_dice"}
+METRICS = {"test_miou": "miou", "pixel_accuracy": "pixel_accuracy", "mean_dice": "mean_dice",
+           "boundary_iou": "boundary_iou", "test_loss": "loss", "ece": "ece", "ece_calibrated": "ece_calibrated"}
+# Validation figures: key -> metrics.csv column, read at the row of the best val_miou (the scored checkpoint).
+VAL_COLUMNS = {"val_mean_dice": "val_mean_dice", "val_pixel_accuracy": "val_pixel_accuracy",
+               "val_boundary_iou": "val_boundary_iou"}
 RUN_FACTS = {"val_miou": "best_val_miou", "train_seconds": "train_seconds", "epochs": "epochs", "steps": "steps",
              "images_seen": "images_seen", "cpu_seconds": "cpu_seconds", "img_per_s": "img_per_s"}
 
@@ -34,6 +40,7 @@ class RunRecord:
     info: dict  # run.json
     test: dict | None  # metrics.json
     config: dict | None  # config.yaml
+    _intervals: dict = field(default_factory=dict, repr=False, compare=False)  # interval() by metric name
 
     @property
     def finished(self) -> bool:
@@ -44,9 +51,12 @@ class RunRecord:
         return ((self.config or {}).get("train") or {}).get("loss")
 
     def value(self, key: str) -> float | None:
-        """A metric of this run by aggregated key (see METRICS and RUN_FACTS)."""
+        """A metric of this run by aggregated key (see METRICS, VAL_COLUMNS and RUN_FACTS); None when the run
+        does not record it (older runs have no Boundary IoU, calibration or test loss)."""
         if key in METRICS:
             return (self.test or {}).get(METRICS[key])
+        if key in VAL_COLUMNS:
+            return (self.best_val_row or {}).get(VAL_COLUMNS[key])
         if key == "val_miou" and self.info.get("best_val_miou") is None:
             vals = [r["val_miou"] for r in self.epochs() if r.get("val_miou") is not None]
             return max(vals) if vals else None
@@ -57,10 +67,51 @@ class RunRecord:
         return self.run_dir.read_epochs()
 
     @functools.cached_property
+    def best_val_row(self) -> dict | None:
+        """metrics.csv's row with the best validation mIoU: the checkpoint (best.ckpt) scored on test."""
+        rows = [r for r in self.epochs() if r.get("val_miou") is not None]
+        return max(rows, key=lambda r: r["val_miou"]) if rows else None
+
+    @functools.cached_property
     def per_image(self):
         """(n, k, k) per-image test confusion matrices, or None (older runs, unfinished runs)."""
         found = self.run_dir.read_per_image("test") if self.finished else None
         return None if found is None else found[0]
+
+    @functools.cached_property
+    def arrays(self) -> dict | None:
+        """Every per-image test array (matrices, boundary, calibration, loss, images), or None."""
+        return self.run_dir.read_per_image_arrays("test") if self.finished else None
+
+    def image_arrays(self, key: str):
+        """One per-image test array by per_image_test.npz key ("matrices", "boundary"), or None."""
+        if key == "matrices":
+            return self.per_image
+        return (self.arrays or {}).get(key)
+
+    def interval(self, m) -> stats.Interval | None:
+        """95% bootstrap interval over test images of metric ``m`` (a study.primary.Metric): computed from the
+        per-image arrays, as the comparisons are, else metrics.json's recorded interval, else None."""
+        if m.name not in self._intervals:
+            found = self.image_arrays(m.arrays)
+            if m.name == "miou" and found is not None and len(found):
+                iv = self.test_interval
+            elif found is not None and len(found):
+                iv = stats.bootstrap_miou(found, metric=m.summary)
+            else:
+                iv = self.recorded_interval(m.summary)
+            self._intervals[m.name] = iv
+        return self._intervals[m.name]
+
+    def recorded_interval(self, key: str) -> stats.Interval | None:
+        """metrics.json's ``intervals[key]`` (written by evaluate) as an Interval, or None."""
+        test = self.test or {}
+        low_high = (test.get("intervals") or {}).get(key)
+        if not isinstance(low_high, (list, tuple)) or len(low_high) != 2 or None in low_high:
+            return None
+        about = test.get("interval") or {}
+        return stats.Interval(test.get(key), float(low_high[0]), float(low_high[1]), None,
+                              int(about.get("resamples") or 0), str(about.get("method") or "bootstrap"))
 
     @functools.cached_property
     def test_interval(self) -> stats.Interval | None:

@@ -17,22 +17,24 @@ from pathlib import Path
 from seglab.config import format_seconds
 from seglab.errors import SeglabError, first_line
 from seglab.runs import write_text
-from seglab.study import figures, notebook_report
+from seglab.study import figures, notebook_report, report_metrics
 from seglab.study.compare import ALPHA, IMAGE_TEST, SEED_TEST, StudyResults, load_results
 from seglab.study.conclusions import NOISE, TEST_NAMES, conclusions, fmt_stat
 from seglab.study.report_html import render_html, slug
 from seglab.study.report_tables import (
+    FILES,
     comparison_table,
     config_table,
     environment_table,
     esc,
+    figure,
     interval_pct,
+    note,
     per_class_table,
     runs_table,
 )
 
-FILES = "report_files"
-FIGURES = ("curves", "per_class_iou", "confusion", "examples")
+FIGURES = ("curves", "per_class_iou", "confusion", "examples", "reliability", "per_image", "worst")
 
 
 def build_report(study_dir: str | Path, data_root: str | None = None) -> tuple[Path, Path]:
@@ -60,39 +62,41 @@ def markdown(res: StudyResults, sections: list[tuple[str, list[str]]]) -> str:
     return "\n\n".join(out) + "\n"
 
 
-def note(text: str) -> str:
-    """A warning in its section: something the report could not show, and why."""
-    return f"> {text}"
-
-
 def assemble(res: StudyResults, files: Path, data_root: str | None) -> list[tuple[str, list[str]]]:
     """Every section in report order as (title, Markdown blocks); figures are written to ``files`` on the way."""
-    best = res.best_run()
+    best, p = res.best_run(), res.primary
+    picked = f"validation {res.selection().metric.label}"
     class_names = (best.test or {}).get("class_names") or best.info.get("class_names") or []
     return [
         ("Summary", [*([res.description] if res.description else []), summary(res)]),
-        ("Comparison", [comparison_table(res.rows), (
-            "Percent; mean ± standard deviation where a configuration ran with several seeds. Work: optimizer "
-            "steps, images trained on and epochs (steps / steps per epoch); budgets are converted into steps "
-            "before training, so load from other programs cannot change them. Test 95% CI: bootstrap over test "
-            "images (single runs). Δ: change of the mean test mIoU against the group's baseline (★), in points, "
-            f"with the 95% interval of the test named under 'noise': '{NOISE[SEED_TEST]}' "
+        ("Comparison", [comparison_table(res.rows, p), (
+            f"Percent (test loss: the loss's own units); mean ± standard deviation where a configuration ran with "
+            f"several seeds. The study's primary metric is {p.label}: its validation and test values come first, "
+            f"the other test metrics beside it (definitions: [What the numbers mean](#what-the-numbers-mean)). "
+            f"Work: optimizer steps, images trained on and epochs (steps / steps per epoch); budgets are converted "
+            f"into steps before training, so load from other programs cannot change them. Test 95% CI: bootstrap "
+            f"over test images (single runs). Δ: change of the mean test {p.label} against the group's baseline "
+            f"(★), in points, with the 95% interval of the test named under 'noise': '{NOISE[SEED_TEST]}' "
             f"({TEST_NAMES[SEED_TEST]}) covers training noise, '{NOISE[IMAGE_TEST]}' ({TEST_NAMES[IMAGE_TEST]}) "
             f"only test-image sampling. p is Holm-corrected across the study's comparisons; bold when < {ALPHA} "
-            f"by a test that covers training noise. The best configuration is picked by validation mIoU, never "
+            f"by a test that covers training noise. The best configuration is picked by {picked}, never "
             f"by test.")]),
         ("Conclusions", ["\n".join(f"- {line}" for line in conclusions(res))]),
         *notebook_report.section(res, files, data_root),  # only a study that ships its notebook's figures
+        ("What the numbers mean", report_metrics.definitions(res, best)),
         ("Training curves", [figure(
             figures.training_curves(res.rows, files / "curves.png"), "training curves",
             "no run has a metrics.csv yet")]),
         ("Per-class IoU", [figure(
             figures.per_class_iou(res.rows, class_names, files / "per_class_iou.png"), "per-class IoU",
             "no per-class IoU in metrics.json"), per_class_table(res.rows, class_names)]),
+        ("Boundary IoU per class", report_metrics.boundary_section(res, best, class_names)),
+        ("Calibration", report_metrics.calibration_section(res, best, files)),
+        ("Per-image view", report_metrics.per_image_section(res, best, class_names, data_root, files)),
         ("Confusion matrix", [figure(
             figures.confusion_matrix(best.test or {}, f"{best.name}: test confusion matrix (row-normalised, %)",
                                      files / "confusion.png"), "confusion matrix", "no confusion matrix recorded"),
-            (f"Best run by validation mIoU: **{best.name}**. Rows are true classes and sum to 100%; the diagonal "
+            (f"Best run by {picked}: **{best.name}**. Rows are true classes and sum to 100%; the diagonal "
              f"is each class's recall.")]),
         ("Qualitative examples", examples(best, data_root, files / "examples.png")),
         ("Per-run details", [budget_note(res), "Every run of the study, one per seed:", runs_table(res),
@@ -118,11 +122,6 @@ def budget_note(res: StudyResults) -> str:
             "(single-thread CPU time, which other programs on the machine do not inflate): " + "; ".join(parts) + ".")
 
 
-def figure(path: Path | None, alt: str, missing: str) -> str:
-    """The image, linked relative to report.md, or a note saying why there is none."""
-    return f"![{alt}]({FILES}/{path.name})" if path else note(f"No {alt} figure: {missing}.")
-
-
 def improvements(res: StudyResults) -> str:
     """'2 (a, b)', '0', or why none can be counted: only tests that cover training noise count."""
     measured = [r for r in res.rows if r.delta and r.delta.training_noise_measured]
@@ -134,15 +133,16 @@ def improvements(res: StudyResults) -> str:
 
 def summary(res: StudyResults) -> str:
     """The Summary's 'key: value' bullets (report.html repeats them as its header cards)."""
-    row = res.best_row()
+    row, p = res.best_row(), res.primary
     seconds = sum(r.info.get("train_seconds") or 0 for r in res.runs)
-    interval = interval_pct(row)
+    interval = interval_pct(row, p)
     groups = len({r.group for r in res.rows})
+    beside = "" if p.name == "miou" else f"; test mIoU {fmt_stat(row.stats['test_miou'])}%"
     return "\n".join(f"- {line}" for line in [
         (f"Runs: **{len(res.finished)}/{len(res.runs)} finished** in {len(res.rows)} configurations, "
          f"{groups} group{'s' if groups > 1 else ''}"),
-        f"Best configuration (validation mIoU): **{row.config_name}**, test mIoU {fmt_stat(row.stats['test_miou'])}%"
-        + (f" (95% CI {interval})" if interval else ""),
+        f"Best configuration (validation {res.selection().metric.label}): **{row.config_name}**, test {p.label} "
+        f"{fmt_stat(row.stats[p.test_key])}%" + (f" (95% CI {interval})" if interval else "") + beside,
         f"Improvements beyond training noise: **{improvements(res)}**",
         f"Total training time: {format_seconds(seconds)} wall-clock",
     ])

@@ -1,4 +1,5 @@
-"""The report's tables, as Markdown: the comparison, per-class IoU, every run, configurations, environment.
+"""The report's tables, as Markdown: the comparison (on the study's primary metric, the others beside it),
+per-class IoU and Boundary IoU, every run, configurations, environment.
 
 Markdown is the report's only source, so a cell's look is written into its text, never beside it:
 **bold** marks a difference that beats training noise (and its p-value), *emphasis* marks something
@@ -15,8 +16,25 @@ from seglab.config import RunConfig, format_seconds
 from seglab.constants import VERSION
 from seglab.study.compare import ConfigRow, Stat, StudyResults
 from seglab.study.conclusions import NOISE, fmt_ci, fmt_p, fmt_stat, status_text
+from seglab.study.primary import METRICS, Metric
+
+MIOU = METRICS["miou"]
+# Beside the primary metric in the comparison: (head, ConfigRow.stats key, metric if it has an interval)
+BESIDE = [("test mIoU", "test_miou", "miou"), ("mean Dice", "mean_dice", "dice"),
+          ("pixel acc.", "pixel_accuracy", "pixel_accuracy"), ("Boundary IoU", "boundary_iou", "boundary_iou")]
 
 SKIP_KEYS = ("name", "out_dir", "data.root", "train.seed")  # differ by design; shown elsewhere
+FILES = "report_files"  # the report's figures, beside report.md
+
+
+def note(text: str) -> str:
+    """A warning in its section: something the report could not show, and why."""
+    return f"> {text}"
+
+
+def figure(path, alt: str, missing: str) -> str:
+    """The image, linked relative to report.md, or a note saying why there is none."""
+    return f"![{alt}]({FILES}/{path.name})" if path else note(f"No {alt} figure: {missing}.")
 
 
 def esc(text: str) -> str:
@@ -43,27 +61,40 @@ def count(v: float | None, digits: int = 0) -> str:
     return "—" if v is None else f"{v:,.{digits}f}"
 
 
-def interval_pct(row: ConfigRow) -> str | None:
-    """'47.2–51.0%' for a single finished run with per-image matrices."""
-    if len(row.finished) != 1 or row.finished[0].test_interval is None:
-        return None
-    iv = row.finished[0].test_interval
-    return f"{100 * iv.low:.1f}–{100 * iv.high:.1f}%"
+def single_interval(row: ConfigRow, metric: Metric = MIOU):
+    """The 95% interval over test images of ``metric`` for a configuration that ran once, else None (several
+    seeds show their spread as ± std instead)."""
+    return row.finished[0].interval(metric) if len(row.finished) == 1 else None
 
 
-def comparison_table(rows: list[ConfigRow]) -> str:
+def interval_pct(row: ConfigRow, metric: Metric = MIOU) -> str | None:
+    """'47.2–51.0%' for a single finished run with per-image arrays (or a recorded interval) of ``metric``."""
+    iv = single_interval(row, metric)
+    return None if iv is None else f"{100 * iv.low:.1f}–{100 * iv.high:.1f}%"
+
+
+def fmt_loss(s: Stat) -> str:
+    """A loss is no fraction: three decimals, mean ± std over seeds."""
+    return fmt_stat(s, scale=1, digits=3)
+
+
+def comparison_table(rows: list[ConfigRow], metric: Metric = MIOU) -> str:
+    """One row per configuration: work, the primary metric (validation, test, interval), the other test
+    metrics beside it, the test loss, and the change of the primary metric against the group's baseline."""
     groups = len({row.group for row in rows}) > 1
-    head = ["configuration", *(["group"] if groups else []), "model", "steps", "images", "epochs", "val mIoU",
-            "test mIoU", "test 95% CI", "pixel acc.", "mean Dice", "Δ test mIoU", "Δ 95% CI", "p (Holm)", "noise",
-            "status"]
+    beside = [(head, key) for head, key, name in BESIDE if name != metric.name]
+    head = ["configuration", *(["group"] if groups else []), "model", "steps", "images", "epochs",
+            f"val {metric.label}", f"test {metric.label}", "test 95% CI", *(h for h, _ in beside), "test loss",
+            f"Δ test {metric.label}", "Δ 95% CI", "p (Holm)", "noise", "status"]
     body = []
-    with_baseline = {row.group for row in rows if row.baseline}
     for row in rows:
         s, d = row.stats, row.delta
         if row.baseline:
             delta, ci, p, noise = "baseline", "", "", ""
         elif d is None:
-            why = "baseline unfinished" if row.group in with_baseline else "no baseline"
+            base = next((b for b in rows if b.baseline and b.group == row.group), None)
+            why = ("no baseline" if base is None else "baseline unfinished" if not base.finished else
+                   f"no test {metric.label}")
             delta, ci, p, noise = "—", "", "", why if row.finished else ""
         else:
             verdict = bool(d.significant) and d.training_noise_measured  # bold only what beats training noise
@@ -74,25 +105,36 @@ def comparison_table(rows: list[ConfigRow]) -> str:
         status = status_text(row)
         body.append([("★ " if row.baseline else "") + row.config_name, *([row.group] if groups else []),
                      row.fact("model") or "—", count(s["steps"].mean), count(s["images_seen"].mean),
-                     count(s["epochs"].mean, 1), fmt_stat(s["val_miou"]), fmt_stat(s["test_miou"]),
-                     interval_pct(row) or "—", fmt_stat(s["pixel_accuracy"]), fmt_stat(s["mean_dice"]),
-                     delta, ci, p, noise, status if status.endswith(" finished") else wrong(status)])
+                     count(s["epochs"].mean, 1), fmt_stat(s[metric.val_key]), fmt_stat(s[metric.test_key]),
+                     interval_pct(row, metric) or "—", *(fmt_stat(s[key]) for _, key in beside),
+                     fmt_loss(s["test_loss"]), delta, ci, p, noise,
+                     status if status.endswith(" finished") else wrong(status)])
     return md_table(head, body)
 
 
-def per_class_table(rows: list[ConfigRow], class_names: list[str]) -> str:
+def per_class_table(rows: list[ConfigRow], class_names: list[str], key: str = "per_class_iou",
+                    head: str = "class (test IoU %)", mean: Metric | None = None) -> str:
+    """One row per class, one column per configuration (mean ± std over its seeds) of metrics.json's
+    per-class list ``key``; with ``mean``, a last row with that metric and its 95% interval (single runs)."""
     done = [r for r in rows if r.finished]
 
-    def iou(run, i: int) -> float | None:
-        values = (run.test or {}).get("per_class_iou") or []
+    def value(run, i: int) -> float | None:
+        values = (run.test or {}).get(key) or []
         return values[i] if i < len(values) else None
 
-    body = [[name, *(fmt_stat(Stat([v for r in row.finished if (v := iou(r, i)) is not None])) for row in done)]
+    body = [[name, *(fmt_stat(Stat([v for r in row.finished if (v := value(r, i)) is not None])) for row in done)]
             for i, name in enumerate(class_names)]
-    return md_table(["class (test IoU %)", *(r.config_name for r in done)], body)
+    if mean is not None:
+        body.append([f"**{mean.label} (class mean) [95% CI]**", *(
+            fmt_stat(row.stats[mean.test_key]) + (f" [{100 * iv.low:.1f}, {100 * iv.high:.1f}]"
+                                                  if (iv := single_interval(row, mean)) else "") for row in done)])
+    return md_table([head, *(r.config_name for r in done)], body)
 
 
 def runs_table(res: StudyResults) -> str:
+    """Every run, one per seed: its status, work, time, the primary metric (validation, test and interval)
+    and its test loss."""
+    metric = res.primary
     def percent(v: float | None) -> str:
         return "—" if v is None else f"{100 * v:.1f}"
 
@@ -101,16 +143,21 @@ def runs_table(res: StudyResults) -> str:
         return "—" if done is None else f"{done:,}" + (f" of {planned:,}" if planned and planned != done else "")
 
     def test(r) -> str:
-        iv = r.test_interval
-        return percent(r.value("test_miou")) + (f" [{100 * iv.low:.1f}, {100 * iv.high:.1f}]" if iv else "")
+        iv = r.interval(metric) if r.finished else None
+        return percent(r.value(metric.test_key)) + (f" [{100 * iv.low:.1f}, {100 * iv.high:.1f}]" if iv else "")
+
+    def loss(r) -> str:
+        v = r.value("test_loss")
+        return "—" if v is None else f"{v:.3f}" + (f" ({r.test['loss_name']})" if r.test.get("loss_name") else "")
 
     body = [[r.name, str(r.seed), r.status if r.finished else wrong(r.status), esc(r.info.get("weights") or "—"),
              steps(r), count(r.info.get("images_seen")), count(r.info.get("epochs"), 2),
              format_seconds(r.info.get("train_seconds")), format_seconds(r.info.get("cpu_seconds")),
-             count(r.info.get("img_per_s"), 1), percent(r.value("val_miou")), test(r), wrong(esc(r.error or ""))]
+             count(r.info.get("img_per_s"), 1), percent(r.value(metric.val_key)), test(r), loss(r),
+             wrong(esc(r.error or ""))]
             for r in res.runs]
     return md_table(["run", "seed", "status", "weights", "steps", "images", "epochs", "wall time", "CPU time",
-                     "img/s", "val mIoU", "test mIoU [95% CI]", "error"], body)
+                     "img/s", f"val {metric.label}", f"test {metric.label} [95% CI]", "test loss", "error"], body)
 
 
 def flatten(d: dict, prefix: str = "") -> dict:

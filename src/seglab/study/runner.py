@@ -38,6 +38,7 @@ class StudyFolder(StudyDir):
                  "seed": r.seed, "description": r.description, "dir": f"runs/{r.name}",
                  **statuses.get(r.name, {"status": "pending", "error": None})} for r in study.runs]
         self.write_index({"name": study.name, "description": study.description,
+                          "primary_metric": study.primary_metric,  # the report's comparisons rest on it
                           "created": self.read_index().get("created", _now()), "updated": _now(), "runs": runs})
 
 

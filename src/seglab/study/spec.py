@@ -3,6 +3,8 @@
     name: quick
     description: CNN vs transformer, each with one improvement
     repeats: 1                 # seeds per configuration
+    primary_metric: miou       # what comparisons and the best configuration rest on: miou | dice |
+                               # boundary_iou | pixel_accuracy (study/primary.py)
     preset: camvid-cpu-60m     # optional: start every run from a built-in preset's config
     defaults:                  # RunConfig keys shared by every run (over the preset's)
       train: {budget: 3m}
@@ -27,9 +29,10 @@ import yaml
 from seglab.config import RunConfig, from_dict, merge, preset_path, read_yaml
 from seglab.errors import SeglabError, first_line, read_user_text
 from seglab.naming import name_problem
+from seglab.study import primary
 from seglab.training.plan import check_names
 
-STUDY_KEYS = ("name", "description", "preset", "repeats", "defaults", "runs")
+STUDY_KEYS = ("name", "description", "preset", "repeats", "primary_metric", "defaults", "runs")
 RUN_KEYS = ("name", "group", "baseline", "description", "data", "model", "train")
 
 
@@ -50,6 +53,7 @@ class Study:
     description: str
     source: str  # the study file's text, saved with the study
     runs: list[StudyRun]
+    primary_metric: str = primary.DEFAULT  # what its comparisons and best configuration rest on
 
 
 REPORTED = ".reported.yaml"  # beside a study: its notebook's own figures (study/notebook_report.py), not a study
@@ -93,6 +97,10 @@ def load_study(name_or_path: str, data_root: str | None = None, repeats: int | N
         repeats, where_repeats = raw.get("repeats", 1), f"{where}: 'repeats'"
     if not isinstance(repeats, int) or isinstance(repeats, bool) or repeats < 1:
         raise SeglabError(f"{where_repeats} must be a whole number >= 1, got {repeats!r}")
+    try:
+        chosen = primary.metric(raw.get("primary_metric")).name
+    except ValueError as e:
+        raise SeglabError(f"{where}: 'primary_metric' {e}") from None
     defaults = raw.get("defaults") or {}
     if not isinstance(defaults, dict):
         raise SeglabError(f"{where}: 'defaults' must be a mapping of config keys")
@@ -143,7 +151,7 @@ def load_study(name_or_path: str, data_root: str | None = None, repeats: int | N
             run_cfg = from_dict(merge(merged, {"name": run_name, "train": {"seed": seed}}))
             runs.append(StudyRun(run_name, cname, group, baseline, seed, str(entry.get("description", "")),
                                  run_cfg))
-    return Study(name, str(raw.get("description", "")).strip(), text, runs)
+    return Study(name, str(raw.get("description", "")).strip(), text, runs, chosen)
 
 
 def _check_keys(d, allowed, where):
