@@ -67,7 +67,7 @@ def definitions(res: StudyResults, best: RunRecord) -> list[str]:
              f"comparisons, their Holm correction, the summary and the best configuration use it; the best is picked "
              f"by its validation value, never by test. The other metrics are shown beside it. Every figure is "
              f"computed on the test split unless it says validation, over labelled pixels only: void pixels "
-             f"(label 255, not annotated) are neither right nor wrong.")
+             f"(those the dataset marks void or leaves unlabelled, e.g. CamVid's 11) are neither right nor wrong.")
     items = [
         ("**mIoU** (mean intersection over union): class-mean IoU over a confusion matrix summed over the split; "
          "classes absent from both labels and predictions are left out of the mean. A class's IoU is "
