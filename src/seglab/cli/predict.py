@@ -3,6 +3,7 @@
     seglab predict runs/<run> photos/ clip.mp4 --out preds --overlay --legend
     seglab predict runs/<run>/model.onnx big.tif --tile 1024 --overlap 128
     seglab predict runs/<run> photos/ --format npy
+    seglab predict runs/<run> photos/ --format npz --calibrated   # float16, softmax(logits / T) of run.json's T
     seglab predict runs/<run> photos/ --backend openvino
     seglab export runs/<run> --format onnx --dynamic
     seglab export runs/<run> --format openvino --int8     # calibrated on the run's training images
@@ -11,6 +12,8 @@
 ``predict`` exit codes: 0 when every input was written; 1 when some inputs were skipped (each one reported
 as ``skipped <file>: <reason>``) and the others written; 2 (``error: ...``) when nothing could be written.
 Files with other extensions found inside folders are listed as ``ignored`` and do not change the code.
+``--calibrated`` on a model without a fitted temperature is exit 2 before anything is written, saying how to
+get one (``seglab evaluate RUN`` fits it on val).
 """
 
 from __future__ import annotations
@@ -34,7 +37,14 @@ def predict(
     alpha: Annotated[float, typer.Option(help="Weight of the class colours in overlays.")] = 0.5,
     legend: Annotated[bool, typer.Option(help="Also write legend.png: class colours and names.")] = False,
     fmt: Annotated[str, typer.Option("--format", help="png: index mask with the class palette; "
-                                                      "npy: (C, H, W) float32 probabilities.")] = "png",
+                                                      "npy: (C, H, W) float32 probabilities; npz: compressed, "
+                                                      "'probabilities' (C, H, W) float16, 'class_names', "
+                                                      "'temperature'.")] = "png",
+    calibrated: Annotated[bool, typer.Option("--calibrated", help="npy/npz: calibrated probabilities, softmax("
+                                                                  "logits / T) with the temperature T `seglab "
+                                                                  "evaluate` fitted on val (run.json, or an "
+                                                                  "export's metadata); fitted at the run's "
+                                                                  "input size and TTA.")] = False,
     batch: Batch = 4,
     tile: Annotated[int, typer.Option(help="Largest tile side; bigger images are tiled (bounds memory).")] = 1024,
     overlap: Annotated[int, typer.Option(help="Pixels neighbouring tiles share (multiple of 32).")] = 128,
@@ -65,8 +75,8 @@ def predict(
         torch.set_num_threads(threads)
     predictor = load(target, device=device, amp=amp, tile=tile, overlap=overlap, batch_size=batch,
                      input_size=input_size, tta=tta, backend=backend, threads=threads)
-    summary = predict_paths(predictor, inputs, OutputOptions(out, overlay, alpha, fmt, dataset_values), legend=legend,
-                            progress=True)
+    options = OutputOptions(out, overlay, alpha, fmt, dataset_values, calibrated)
+    summary = predict_paths(predictor, inputs, options, legend=legend, progress=True)
     typer.echo(summary_line(summary, out))
     if summary.skipped:
         raise typer.Exit(1)

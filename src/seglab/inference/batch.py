@@ -18,7 +18,8 @@ from seglab.errors import BadValue, SeglabError
 from seglab.inference import io, stream
 from seglab.inference.predictor import Predictor
 
-OUTPUT_FORMATS = ("png", "npy")
+OUTPUT_FORMATS = ("png", "npy", "npz")
+PROBABILITY_FORMATS = ("npy", "npz")  # what each format holds: see OutputOptions.fmt
 
 
 def _echo(text: str, err: bool = False) -> None:
@@ -51,8 +52,11 @@ class OutputOptions:
     out: Path
     overlay: bool = False
     alpha: float = 0.5
-    fmt: str = "png"  # png: index mask; npy: (C, H, W) float32 probabilities
+    # png: index mask; npy: (C, H, W) float32 probabilities; npz: compressed float16 probabilities with the
+    # class names and the temperature used (io.write_probabilities)
+    fmt: str = "png"
     dataset_values: bool = False  # png masks hold each class's value in the training masks (e.g. 0/255)
+    calibrated: bool = False  # probabilities are softmax(logits / T) with the model's fitted temperature T
 
 
 def predict_paths(predictor: Predictor, paths: list[Path], options: OutputOptions, legend: bool = False,
@@ -63,6 +67,12 @@ def predict_paths(predictor: Predictor, paths: list[Path], options: OutputOption
         raise BadValue("format", options.fmt, f"choose one of {', '.join(OUTPUT_FORMATS)}")
     if not 0 <= options.alpha <= 1:
         raise BadValue("alpha", options.alpha, "must be between 0 and 1")
+    if options.calibrated and options.fmt not in PROBABILITY_FORMATS:
+        raise BadValue("calibrated", True, f"a temperature changes the probabilities --format "
+                                           f"{' or '.join(PROBABILITY_FORMATS)} writes, not the masks {options.fmt} "
+                                           "holds; add --format npz")
+    if options.calibrated:
+        predictor.calibration.require()  # before any output, not after the first batch
     inputs = io.list_inputs(paths)
     summary = PredictSummary(skipped=list(inputs.skipped))
     for path, reason in inputs.ignored:
@@ -114,12 +124,15 @@ def _predict_images(predictor, batch, options: OutputOptions, summary: PredictSu
             summary.skipped.append((f, str(e)))
     if not good:
         return
-    results = predictor.predict_batch([image for _, image in good], proba=options.fmt == "npy")
+    proba = options.fmt in PROBABILITY_FORMATS
+    results = predictor.predict_batch([image for _, image in good], proba=proba, calibrated=options.calibrated)
+    temperature = predictor.temperature if options.calibrated else 1.0
     for (name, image), result in zip(good, results):
         base = options.out / name
         base.parent.mkdir(parents=True, exist_ok=True)
-        if options.fmt == "npy":
-            np.save(base.with_suffix(".npy"), result)  # (C, H, W) float32
+        if proba:
+            io.write_probabilities(base.with_suffix("." + options.fmt), result, list(predictor.classes.names),
+                                   temperature)
             mask = result.argmax(0).astype(np.uint8)
         else:
             if options.dataset_values:  # grey PNG in the dataset's own mask values, e.g. 0 and 255

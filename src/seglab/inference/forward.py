@@ -32,9 +32,14 @@ class Forward:
                               "known; the class list does not belong to this model")
         return out
 
-    def probs(self, images: torch.Tensor) -> torch.Tensor:
-        """(N, 3, H, W) uint8 -> (N, C, H, W) float32 softmax probabilities."""
-        return self.logits(images).softmax(1)
+    def probs(self, images: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+        """(N, 3, H, W) uint8 -> (N, C, H, W) float32 probabilities, softmax(logits / ``temperature``)."""
+        return softmax(self.logits(images), 1, temperature)
+
+
+def softmax(logits: torch.Tensor, dim: int, temperature: float = 1.0) -> torch.Tensor:
+    """softmax(logits / temperature) over ``dim``; the division is skipped at T = 1 (a full-size copy)."""
+    return (logits if temperature == 1.0 else logits / temperature).softmax(dim)
 
 
 def to_batch(images: list[np.ndarray]) -> torch.Tensor:

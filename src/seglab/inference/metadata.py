@@ -25,16 +25,18 @@ INPUT_NOTE = (f"RGB (B, 3, H, W), values 0..255 (uint8 or float), H and W multip
 
 
 def model_info(model: torch.nn.Module, classes: ClassSet, input_size: tuple[int, int] | None = None,
-               precision: str = "fp32") -> dict:
+               precision: str = "fp32", temperature: float | None = None) -> dict:
     """What a user needs besides the weights: stored in seglab.json, the ONNX metadata and the OpenVINO IR's
-    runtime info. ``precision``: what the file computes in (fp32, or int8 for quantized exports)."""
+    runtime info. ``precision``: what the file computes in (fp32, or int8 for quantized exports).
+    ``temperature``: the T fitted on val that calibrated probabilities divide the logits by (softmax(logits /
+    T)); None when the run had none. The file's output stays the raw logits either way."""
     if model.num_classes != classes.num_classes:
         raise SeglabError(f"model has {model.num_classes} outputs but {classes.num_classes} class names")
     return {"format": FORMAT, "version": 1, "seglab_version": VERSION, "spec": model.spec,
             "num_classes": model.num_classes, **classes.to_fields(), "mean": list(model.mean), "std": list(model.std),
             "input": INPUT_NOTE, "ignore_index": IGNORE_INDEX,
             "input_size": list(input_size) if input_size else None,  # the scale it was trained at; None: native
-            "precision": precision}
+            "precision": precision, "temperature": temperature}
 
 
 def stored_dtype(meta: str | None) -> str:

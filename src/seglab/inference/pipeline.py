@@ -128,11 +128,11 @@ def write_export(reference: Predictor, fmt: str, out: Path, int8_inputs: list[np
     calibration inputs are given. Returns the file written (.onnx, or .xml beside its .bin)."""
     model, classes = reference.backend.model, reference.classes
     precision = "fp32" if int8_inputs is None else "int8"
-    info = json.dumps(model_info(model, classes, reference.input_size, precision))
+    info = json.dumps(model_info(model, classes, reference.input_size, precision, reference.temperature))
     with tempfile.TemporaryDirectory(prefix="seglab-export-") as tmp:
         fp32_onnx = out if (fmt, precision) == ("onnx", "fp32") else Path(tmp) / "fp32.onnx"
         export_onnx(model, classes, fp32_onnx, dynamic=dynamic, size=size, opset=opset,
-                    input_size=reference.input_size)
+                    input_size=reference.input_size, temperature=reference.temperature)
         if fmt == "onnx":
             return out if int8_inputs is None else quantize_onnx(fp32_onnx, out, int8_inputs, info)
         graph = convert_openvino(fp32_onnx)
@@ -158,7 +158,7 @@ def _export_pretrained(target: Path, out: Path | None, verify: bool) -> Exported
     """A save_pretrained folder of ``target``, checked by reloading it from the folder alone."""
     reference = _reference(target, device="cpu", amp=False)
     folder = save_pretrained(reference.backend.model, reference.classes, out or _base(target) / "pretrained",
-                             reference.input_size)
+                             reference.input_size, reference.temperature)
     check = None
     if verify:
         reloaded = load(folder, device="cpu", amp=False)

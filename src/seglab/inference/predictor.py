@@ -4,7 +4,8 @@ A Predictor takes one of two strategies, chosen by ``input_size``: ``ResizeToSca
 resizes every image to the scale the model was trained at and upsamples the result, as evaluation scores
 it; ``NativeTiles`` (inference/tiling.py) predicts at each image's own resolution, padded and, when large,
 tiled. ``load`` builds one from a run, checkpoint, pretrained folder, ONNX or OpenVINO file, with the run's
-scale, test-time augmentation and precision.
+scale, test-time augmentation and precision, and the temperature its calibrated probabilities use
+(inference/temperature.py).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from seglab.inference.backends.pretrained import load_pretrained
 from seglab.inference.forward import Forward, check_tta
 from seglab.inference.metadata import KEY, stored_classes
 from seglab.inference.resize import ResizeToScale
+from seglab.inference.temperature import Temperature, as_temperature, run_temperature, stored_temperature
 from seglab.inference.tiling import NativeTiles
 from seglab.sizes import check_model_size
 
@@ -47,15 +49,19 @@ class Predictor:
             padded (and tiled when large).
         tta: test-time augmentation of every forward pass (none, flip, flip+scales or flip+scales:S1,S2,...), as
             evaluation does.
+        temperature: the model's fitted temperature (inference/temperature.py), which calibrated
+            probabilities divide the logits by; ``load`` reads it from run.json or the export's metadata.
     """
 
     def __init__(self, backend: Backend, classes: ClassSet, tile: int = 1024, overlap: int = 128,
-                 batch_size: int = 4, input_size: tuple[int, int] | None = None, tta: str = "none"):
+                 batch_size: int = 4, input_size: tuple[int, int] | None = None, tta: str = "none",
+                 temperature: Temperature | float | None = None):
         check_tta(tta, backend)
         _check_tiles(tile, overlap)
         if batch_size < 1:
             raise BadValue("batch_size", batch_size, "must be at least 1")
         self.classes, self.tile, self.overlap = classes, tile, overlap
+        self.calibration = as_temperature(temperature)
         self.forward = Forward(backend, classes.num_classes, batch_size, tta)
         if input_size and backend.fixed_size:
             input_size = backend.fixed_size  # a static ONNX file takes only its own size
@@ -84,6 +90,11 @@ class Predictor:
         self.forward.tta = check_tta(mode, self.backend)
 
     @property
+    def temperature(self) -> float | None:
+        """The fitted temperature calibrated probabilities use; None when the model has none."""
+        return self.calibration.value
+
+    @property
     def num_classes(self) -> int:
         return self.classes.num_classes
 
@@ -94,13 +105,20 @@ class Predictor:
         """(H, W) uint8 class indices, the same size as ``image``."""
         return self.predict_batch([image])[0]
 
-    def predict_proba(self, image: ImageLike) -> np.ndarray:
-        """(C, H, W) float32 softmax probabilities (they sum to 1 over C)."""
-        return self.predict_batch([image], proba=True)[0]
+    def predict_proba(self, image: ImageLike, calibrated: bool = False) -> np.ndarray:
+        """(C, H, W) float32 softmax probabilities (they sum to 1 over C); ``calibrated``: softmax(logits / T)
+        with the model's fitted temperature T (SeglabError saying how to fit one when it has none)."""
+        return self.predict_batch([image], proba=True, calibrated=calibrated)[0]
 
-    def predict_batch(self, images: Sequence[ImageLike], proba: bool = False) -> list[np.ndarray]:
-        """Masks (or probabilities) for several images; images of one size share forward passes."""
-        return self.strategy([to_rgb(im) for im in images], proba)
+    def predict_batch(self, images: Sequence[ImageLike], proba: bool = False,
+                      calibrated: bool = False) -> list[np.ndarray]:
+        """Masks (or probabilities, calibrated ones with ``calibrated``) for several images; images of one size
+        share forward passes."""
+        if calibrated and not proba:
+            raise BadValue("calibrated", calibrated, "a temperature changes probabilities, not masks; pass "
+                                                     "proba=True")
+        temperature = self.calibration.require() if calibrated else 1.0
+        return self.strategy([to_rgb(im) for im in images], proba, temperature)
 
 
 def _check_tiles(tile: int, overlap: int) -> None:
@@ -129,6 +147,8 @@ def load(target: str | Path, device: str | None = "auto", amp: bool | None = Non
     ``backend``: auto (PyTorch for trained models, the file's own runtime for exports) or a key of BACKENDS;
     a trained model asked to run on onnxruntime or openvino is exported to ONNX first (fp32, any size).
     ``threads``: inference threads of ONNX Runtime and OpenVINO (None: their default).
+    The temperature of ``predict_proba(image, calibrated=True)``: run.json's ``calibration.temperature`` (what
+    ``seglab evaluate`` fitted on val for this checkpoint), or the export's metadata; ``predictor.temperature``.
     Nothing loaded here can run code: checkpoints are read weights-only, pretrained folders are safetensors,
     ONNX and OpenVINO files are graphs.
     """
@@ -152,10 +172,12 @@ def load(target: str | Path, device: str | None = "auto", amp: bool | None = Non
         runs = OpenVinoBackend(path, device, amp, threads=threads) if on_openvino \
             else OnnxBackend(path, device, threads=threads)
         classes, meta = stored_classes(runs.metadata, runs.num_classes, path), json.loads(runs.metadata.get(KEY, "{}"))
-        return Predictor(runs, classes, input_size=size(meta.get("input_size")), **options)
+        return Predictor(runs, classes, input_size=size(meta.get("input_size")),
+                         temperature=stored_temperature(meta, path), **options)
     if path.is_dir() and (path / "seglab.json").is_file():
         model, classes = load_pretrained(path)
-        stored, precision = json.loads((path / "seglab.json").read_text()).get("input_size"), "auto"
+        meta = json.loads((path / "seglab.json").read_text())
+        stored, precision, temperature = meta.get("input_size"), "auto", stored_temperature(meta, path)
     else:
         from seglab.runs import read_trained
 
@@ -164,8 +186,9 @@ def load(target: str | Path, device: str | None = "auto", amp: bool | None = Non
         # the precision the run's plan resolved (runs older than the plan: its train.precision, resolved here)
         cfg = trained.config
         options["tta"], precision = tta or cfg.data.tta, cfg.plan.precision or cfg.train.precision
+        temperature = run_temperature(trained, path)
     runs = _trained_backend(model, classes, backend, device, amp, precision, threads)
-    return Predictor(runs, classes, input_size=size(stored), **options)
+    return Predictor(runs, classes, input_size=size(stored), temperature=temperature, **options)
 
 
 def _trained_backend(model, classes: ClassSet, backend: str, device, amp, precision: str, threads) -> Backend:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from seglab.data.transforms import resize_image
-from seglab.inference.forward import Forward, labels, to_batch
+from seglab.inference.forward import Forward, labels, softmax, to_batch
 from seglab.scoring import upsample_rows
 
 
@@ -22,8 +22,9 @@ class ResizeToScale:
     def __init__(self, forward: Forward, size: tuple[int, int], band_pixels: int):
         self.forward, self.size, self.band_pixels = forward, tuple(size), band_pixels
 
-    def __call__(self, arrays: list[np.ndarray], proba: bool) -> list[np.ndarray]:
-        """(H, W, 3) uint8 images -> (H, W) uint8 masks, or (C, H, W) float32 probabilities."""
+    def __call__(self, arrays: list[np.ndarray], proba: bool, temperature: float = 1.0) -> list[np.ndarray]:
+        """(H, W, 3) uint8 images -> (H, W) uint8 masks, or (C, H, W) float32 probabilities, softmax(logits /
+        ``temperature``) of the upsampled logits (upsampling is linear: dividing before or after is alike)."""
         batch, num_classes = self.forward.batch_size, self.forward.num_classes
         out = []
         for s in range(0, len(arrays), batch):
@@ -34,7 +35,7 @@ class ResizeToScale:
                 result = np.empty((num_classes, H, W) if proba else (H, W), np.float32 if proba else np.uint8)
                 for y0, band in upsample_rows(z, H, W, rows=max(1, self.band_pixels // max(W, 1))):
                     if proba:
-                        result[:, y0:y0 + band.shape[1]] = band.softmax(0).numpy()
+                        result[:, y0:y0 + band.shape[1]] = softmax(band, 0, temperature).numpy()
                     else:
                         result[y0:y0 + band.shape[1]] = labels(band)
                 out.append(result)

@@ -28,8 +28,9 @@ class NativeTiles:
     def __init__(self, forward: Forward, tile: int, overlap: int):
         self.forward, self.tile, self.overlap = forward, tile, overlap
 
-    def __call__(self, arrays: list[np.ndarray], proba: bool) -> list[np.ndarray]:
-        """(H, W, 3) uint8 images -> (H, W) uint8 masks, or (C, H, W) float32 probabilities."""
+    def __call__(self, arrays: list[np.ndarray], proba: bool, temperature: float = 1.0) -> list[np.ndarray]:
+        """(H, W, 3) uint8 images -> (H, W) uint8 masks, or (C, H, W) float32 probabilities (each tile's
+        softmax(logits / ``temperature``), blended). Masks always blend plain (T = 1) probabilities."""
         out: list[np.ndarray | None] = [None] * len(arrays)
         groups: dict[tuple[int, int], list[int]] = {}
         for i, a in enumerate(arrays):
@@ -41,7 +42,7 @@ class NativeTiles:
                     chunk = idx[s:s + batch]
                     tiles = to_batch([self._padded(arrays[i]) for i in chunk])  # (n, 3, Hp, Wp)
                     if proba:
-                        for i, p in zip(chunk, self.forward.probs(tiles)[:, :, :h, :w]):
+                        for i, p in zip(chunk, self.forward.probs(tiles, temperature)[:, :, :h, :w]):
                             out[i] = p.contiguous().numpy()
                         continue
                     # Labels need no softmax (its argmax is the logits'), and the argmax of the whole padded
@@ -50,7 +51,7 @@ class NativeTiles:
                         out[i] = np.ascontiguousarray(m[:h, :w])
             else:
                 for i in idx:
-                    out[i] = self._assemble(arrays[i], proba)
+                    out[i] = self._assemble(arrays[i], proba, temperature if proba else 1.0)
         return out
 
     def _tile_shape(self, h: int, w: int) -> tuple[int, int]:
@@ -75,11 +76,11 @@ class NativeTiles:
         hp, wp = self._layout(h, w)[:2]
         return np.pad(image, ((0, hp - h), (0, wp - w), (0, 0)))
 
-    def _assemble(self, image: np.ndarray, proba: bool) -> np.ndarray:
+    def _assemble(self, image: np.ndarray, proba: bool, temperature: float = 1.0) -> np.ndarray:
         h, w = image.shape[:2]
         num_classes = self.forward.num_classes
         out = np.empty((num_classes, h, w) if proba else (h, w), np.float32 if proba else np.uint8)
-        for y0, band in self._bands(image):
+        for y0, band in self._bands(image, temperature):
             rows = slice(y0, y0 + band.shape[1])
             if proba:
                 out[:, rows] = band.numpy()
@@ -87,7 +88,7 @@ class NativeTiles:
                 out[rows] = labels(band)
         return out
 
-    def _bands(self, image: np.ndarray) -> Iterator[tuple[int, torch.Tensor]]:
+    def _bands(self, image: np.ndarray, temperature: float = 1.0) -> Iterator[tuple[int, torch.Tensor]]:
         """(first row, (C, rows, W) probabilities) for consecutive bands of finished rows, top to bottom."""
         h, w = image.shape[:2]
         _, wp, ys, xs = self._layout(h, w)
@@ -102,7 +103,7 @@ class NativeTiles:
             for s in range(0, len(xs), batch):  # one batch of tiles in memory at a time
                 cols = xs[s:s + batch]
                 tiles = to_batch([padded[y:y + th, x:x + tw] for x in cols])  # (n, 3, th, tw)
-                for x, p, w_x in zip(cols, self.forward.probs(tiles), wx[s:s + batch]):
+                for x, p, w_x in zip(cols, self.forward.probs(tiles, temperature), wx[s:s + batch]):
                     window = wy * w_x  # (th, tw)
                     acc[:, :, x:x + tw] += p * window
                     weight[:, x:x + tw] += window

@@ -37,11 +37,11 @@ def check_opset(opset: int) -> int:
 
 def export_onnx(model: torch.nn.Module, classes: ClassSet, path: Path, dynamic: bool = True,
                 size: tuple[int, int] = (512, 512), opset: int = ONNX_OPSET,
-                input_size: tuple[int, int] | None = None) -> Path:
+                input_size: tuple[int, int] | None = None, temperature: float | None = None) -> Path:
     """Write ``model`` as ONNX: input "images" (B, 3, H, W) float 0..255, output "logits" (B, C, H, W).
 
     ``dynamic`` leaves batch, height and width free; otherwise they are fixed to 1 x ``size``.
-    Class names, colours and normalisation go into the file's metadata (key "seglab").
+    Class names, colours, normalisation and the fitted temperature go into the file's metadata (key "seglab").
     """
     check_opset(opset)
     try:
@@ -64,7 +64,7 @@ def export_onnx(model: torch.nn.Module, classes: ClassSet, path: Path, dynamic: 
         except Exception as e:  # noqa: BLE001 - an operator the chosen opset lacks, e.g. bilinear upsampling
             raise BadValue("opset", opset, f"this model cannot be exported at it ({first_line(e, 160)}); "
                               f"use {ONNX_OPSET}, the default") from None
-    set_onnx_metadata(path, json.dumps(model_info(model, classes, input_size)))
+    set_onnx_metadata(path, json.dumps(model_info(model, classes, input_size, temperature=temperature)))
     return path
 
 

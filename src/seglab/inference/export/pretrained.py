@@ -1,7 +1,7 @@
 """Write a self-contained ``save_pretrained`` folder; inference/backends/pretrained.py reads it back.
 
     folder/
-        seglab.json         spec, class names and colours, mean/std, input range, ignore index
+        seglab.json         spec, class names and colours, mean/std, input range, ignore index, temperature
         model.safetensors   weights (never pickled, so loading cannot run code)
         config.json         smp models only: smp's own config, so ``smp.from_pretrained(folder)`` works
         README.md           smp models only: smp's model card
@@ -30,13 +30,14 @@ def _smp_net(model: torch.nn.Module):
 
 
 def save_pretrained(model: torch.nn.Module, classes: ClassSet, folder: Path,
-                    input_size: tuple[int, int] | None = None) -> Path:
-    """Write the folder described in the module docstring; returns it."""
+                    input_size: tuple[int, int] | None = None, temperature: float | None = None) -> Path:
+    """Write the folder described in the module docstring; returns it. ``temperature``: the run's fitted T
+    (metadata.model_info), so the folder alone gives calibrated probabilities."""
     from safetensors.torch import save_model
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    info = model_info(model, classes, input_size)
+    info = model_info(model, classes, input_size, temperature=temperature)
     net = _smp_net(model)
     if net is not None:
         net.save_pretrained(folder)
