@@ -7,6 +7,7 @@
     seglab bench budget --data ../shared/camvid --model fpn:efficientnet-lite0 --budget 4m --out budget.json
     seglab bench quality --data ../shared/camvid --preset camvid-cpu-60m --out benchmarks/quality.json
     seglab bench tta runs/<run> --data ../shared/camvid --split val --out tta.json
+    seglab bench evaluate --data ../shared/camvid --out benchmarks/evaluate.json
     seglab bench data --out benchmarks/data.json
     seglab bench scale --out benchmarks/scale.json
 """
@@ -143,6 +144,30 @@ def tta(
     from seglab.bench.tta_bench import run_tta_bench
 
     run_tta_bench(target, split, data, batch, out)
+
+
+@app.command("evaluate")
+def evaluate(
+    data: Annotated[str | None, typer.Option("--data", help="Dataset folder: the one the run to time trains on, "
+                                                            "and is scored on (default with --run: the one it "
+                                                            "trained on).")] = None,
+    run: Annotated[str | None, typer.Option(help="Run folder or checkpoint to time (never written to; default: "
+                                                 "train the quick study's CNN a few steps first).")] = None,
+    split: Annotated[str, typer.Option(help="Split to evaluate.")] = "test",
+    repeats: Annotated[int, typer.Option(min=1, help="Timed evaluations with and without the new metrics, "
+                                                     "each.")] = 3,
+    warmup: Annotated[int, typer.Option(min=0, help="Untimed evaluations first.")] = 1,
+    steps: Annotated[int, typer.Option(min=1, help="Without --run: training steps of the run to time.")] = 5,
+    batch: Batch = None,
+    out: JsonOut = None,
+):
+    """Seconds of `seglab evaluate` with issue 24's metrics (boundary IoU, calibration, test loss, intervals)
+    against without them (confusion matrices only), alternated in one process; the ratio's target is <= 1.25."""
+    from seglab.bench.evaluate_bench import run_evaluate_bench
+
+    if run is None and data is None:
+        raise typer.BadParameter("the dataset to train the run to time on (or give --run)", param_hint="'--data'")
+    run_evaluate_bench(data, run, split, repeats, warmup, batch, steps, out)
 
 
 @app.command("budget")
