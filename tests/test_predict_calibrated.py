@@ -15,7 +15,7 @@ import torch
 from fakes import assert_one_line_error, make_run, run_cli
 from PIL import Image
 
-from seglab.config import DataConfig, ModelConfig, RunConfig
+from seglab.config import DataConfig, EvalConfig, ModelConfig, RunConfig
 from seglab.errors import BadValue, SeglabError
 from seglab.inference import export_model, load
 from seglab.runs import read_trained
@@ -25,11 +25,13 @@ CALIBRATION = {"temperature": T, "fitted_on": "val", "pixels": 1000, "nll_before
                "checkpoint": "checkpoints/best.ckpt"}
 
 
-def make(run: Path, calibration: dict | None = CALIBRATION, eval_size="native", train_splits="train") -> Path:
+def make(run: Path, calibration: dict | None = CALIBRATION, eval_size="native", train_splits="train",
+         metrics: dict | None = None, fit: bool = True) -> Path:
     config = RunConfig(model=ModelConfig(spec="scratch:simplesegnet", weights="none"),
-                       data=DataConfig(size=(64, 96), eval_size=eval_size, train_splits=train_splits)).to_dict()
+                       data=DataConfig(size=(64, 96), eval_size=eval_size, train_splits=train_splits),
+                       eval=EvalConfig(temperature=fit)).to_dict()
     info = {"status": "done"} if calibration is None else {"status": "done", "calibration": calibration}
-    return make_run(run, config, info=info)
+    return make_run(run, config, info=info, metrics=metrics)
 
 
 @pytest.fixture(scope="module")
@@ -129,15 +131,20 @@ def test_calibrated_without_a_temperature_is_exit_2_before_writing(capsys, tmp_p
     assert not out.exists()
 
 
-@pytest.mark.parametrize("calibration,train_splits,fragments", [
-    ({**CALIBRATION, "checkpoint": "checkpoints/last.ckpt"}, "train",
+@pytest.mark.parametrize("made,fragments", [
+    ({"calibration": {**CALIBRATION, "checkpoint": "checkpoints/last.ckpt"}},
      ["fitted for last.ckpt, not best.ckpt", "seglab evaluate"]),
-    (None, "train+val", ["trained on val", "never on test"]),
-    ({"temperature": -1.0}, "train", ["run.json", "temperature -1.0 is not a positive number"]),
-    ({"temperature": "hot"}, "train", ["run.json", "temperature 'hot' is not a positive number"]),
-], ids=["other-checkpoint", "trained-on-val", "negative", "not-a-number"])
-def test_unusable_temperatures_are_one_line_errors(capsys, tmp_path, calibration, train_splits, fragments):
-    run = make(tmp_path / "run", calibration=calibration, train_splits=train_splits)
+    ({"calibration": {**CALIBRATION, "key": "best.ckpt:1:2"}},
+     ["fitted for earlier weights of best.ckpt", "seglab evaluate"]),
+    ({"calibration": None, "train_splits": "train+val"}, ["trained on val", "never on test"]),
+    ({"calibration": None, "fit": False}, ["eval.temperature off"]),
+    ({"calibration": None, "metrics": {"calibration": {"why_none": "/d has no val split to fit a temperature on"}}},
+     ["could not fit one (/d has no val split to fit a temperature on)"]),
+    ({"calibration": {"temperature": -1.0}}, ["run.json", "temperature -1.0 is not a positive number"]),
+    ({"calibration": {"temperature": "hot"}}, ["run.json", "temperature 'hot' is not a positive number"]),
+], ids=["other-checkpoint", "changed-weights", "trained-on-val", "fitting-off", "no-val", "negative", "not-a-number"])
+def test_unusable_temperatures_are_one_line_errors(capsys, tmp_path, made, fragments):
+    run = make(tmp_path / "run", **made)
     Image.fromarray(image()).save(tmp_path / "photo.png")
     r = run_cli(capsys, "predict", run, tmp_path / "photo.png", "--out", tmp_path / "out", "--format", "npy",
                 "--calibrated")
@@ -174,3 +181,17 @@ def test_exports_carry_the_temperature(tmp_path, run, uncalibrated):
     assert json.loads((bare / "seglab.json").read_text())["temperature"] is None
     with pytest.raises(SeglabError, match="this export carries no temperature"):
         seglab.load(bare, device="cpu").predict_proba(rgb, calibrated=True)
+
+
+def test_the_temperature_evaluate_fits_is_the_one_predict_uses(tmp_path):
+    """A run really trained (and so evaluated, which fits T on val): predict takes run.json's temperature."""
+    from fakes import make_camvid, train_run
+
+    run = train_run(make_camvid(tmp_path / "camvid"), tmp_path / "runs")
+    fitted = json.loads((run / "run.json").read_text())["calibration"]
+    predictor = load(run, device="cpu", amp=False)
+    assert predictor.temperature == fitted["temperature"] > 0
+    rgb = image()
+    z = predictor.forward.logits(torch.from_numpy(rgb.transpose(2, 0, 1).copy())[None])[0]
+    np.testing.assert_allclose(predictor.predict_proba(rgb, calibrated=True),
+                               torch.softmax(z / fitted["temperature"], 0).numpy(), atol=1e-5)

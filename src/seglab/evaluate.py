@@ -23,7 +23,7 @@ from seglab.metrics import ConfusionMatrix
 from seglab.metrics.calibration import T_HIGH, T_LOW, fit_temperature, reliability
 from seglab.metrics.summary import CONFIDENCE, RESAMPLES, bootstrap_intervals, split_value, summable
 from seglab.naming import safe_name
-from seglab.runs import read_trained, write_json
+from seglab.runs import checkpoint_key, read_trained, write_json
 from seglab.scoring import Extras, check_classes, check_split, measure_split
 from seglab.training.module import SegModule
 from seglab.training.plan import check_names, plan_for
@@ -127,12 +127,6 @@ def evaluate(target: str | Path, split: str = "test", data_root: str | None = No
 
 
 SAMPLE_BUDGET = 2_000_000  # val pixels a temperature is fitted on, at most (their logits are kept in memory)
-
-
-def checkpoint_key(path: Path) -> str:
-    """Which weights a stored temperature belongs to: the checkpoint file as it is now."""
-    st = path.stat()
-    return f"{path.name}:{st.st_size}:{st.st_mtime_ns}"
 
 
 def temperature_for(trained, dm: SegDataModule, module: SegModule, variant: str, device,

@@ -56,27 +56,43 @@ def check_value(value, where: str) -> float | None:
 def run_temperature(trained, target: str | Path) -> Temperature:
     """The temperature run.json records for ``trained`` (a TrainedModel read from ``target``).
 
-    None, with the reason, when the checkpoint lies outside a run folder, when the run has not been
-    evaluated since calibration existed, when it trained on val (which leaves no held-out split to fit on),
-    or when the temperature was fitted for another checkpoint of the run (best.ckpt, not last.ckpt)."""
+    None, with the reason, when the checkpoint lies outside a run folder, when the run trained on val (which
+    leaves no held-out split to fit on) or has ``eval.temperature`` off, when it has not been evaluated since
+    calibration existed (or evaluation could not fit one: metrics.json says why), or when the temperature
+    belongs to other weights: another checkpoint of the run (best.ckpt, not last.ckpt), or this one before it
+    changed (evaluate's ``key``: name, size and modification time)."""
+    from seglab.runs import checkpoint_key
+
     fit = f"fit one on val with `seglab evaluate {target}`, then predict again"
     if trained.run is None:
         return Temperature(None, missing=f"{target}: a checkpoint outside a run folder has no run.json to hold a "
                                          f"fitted temperature; predict from its run folder after `seglab "
                                          f"evaluate RUN` has fitted one on val")
-    info, calibration = trained.run.info, trained.run.read_info().get("calibration")
     if "val" in trained.config.data.trains_on():
         return Temperature(None, missing=f"{target}: the model trained on val, so no temperature was fitted (it "
                                          "is fitted on val, never on test); train with val held out to "
                                          "calibrate it")
+    if not trained.config.eval.temperature:
+        return Temperature(None, missing=f"{target}: the run has eval.temperature off, so evaluation fits no "
+                                         "temperature; train with eval.temperature on to calibrate it")
+    info, calibration = trained.run.info, trained.run.read_info().get("calibration")
     if not isinstance(calibration, dict) or calibration.get("temperature") is None:
+        why = ((trained.run.read_metrics() or {}).get("calibration") or {}).get("why_none")
+        if why:
+            return Temperature(None, missing=f"{target}: no fitted temperature in {info.name}: evaluation could "
+                                             f"not fit one ({why})")
         return Temperature(None, missing=f"{target}: no fitted temperature in {info.name} "
                                          f"(calibration.temperature); {fit}")
     value = check_value(calibration["temperature"], str(info))
-    fitted_for = calibration.get("checkpoint")
-    if fitted_for and Path(str(fitted_for)).name != trained.checkpoint.name:
-        return Temperature(None, missing=f"{target}: the temperature in {info.name} was fitted for "
-                                         f"{Path(str(fitted_for)).name}, not {trained.checkpoint.name}; {fit}")
+    fitted_for = Path(str(calibration.get("checkpoint") or trained.checkpoint.name)).name
+    if fitted_for != trained.checkpoint.name:
+        return Temperature(None, missing=f"{target}: the temperature in {info.name} was fitted for {fitted_for}, "
+                                         f"not {trained.checkpoint.name}; {fit}")
+    key = calibration.get("key")
+    if key is not None and key != checkpoint_key(trained.checkpoint):
+        return Temperature(None, missing=f"{target}: the temperature in {info.name} was fitted for earlier "
+                                         f"weights of {fitted_for} (the file changed since, or was copied "
+                                         f"without its modification time); {fit}")
     on = calibration.get("fitted_on") or "val"
     return Temperature(value, f"{info} (fitted on {on} for {trained.checkpoint.name})")
 

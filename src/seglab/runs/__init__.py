@@ -20,12 +20,19 @@ read and written (atomically), trained.py reading a trained model from a folder 
 
 from seglab.runs.files import read_json, read_metrics_csv, write_atomically, write_json, write_text
 from seglab.runs.folder import RunDir, StudyDir
-from seglab.runs.trained import TrainedModel, load_checkpoint, read_trained, resolve_checkpoint
+from seglab.runs.trained import (
+    TrainedModel,
+    checkpoint_key,
+    load_checkpoint,
+    read_trained,
+    resolve_checkpoint,
+)
 
 __all__ = [
     "RunDir",
     "StudyDir",
     "TrainedModel",
+    "checkpoint_key",
     "load_checkpoint",
     "read_json",
     "read_metrics_csv",

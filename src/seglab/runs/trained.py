@@ -31,6 +31,14 @@ def resolve_checkpoint(target: str | Path) -> tuple[Path, RunDir | None]:
     raise SeglabError(f"{p}: no such run folder or checkpoint file")
 
 
+def checkpoint_key(path: Path) -> str:
+    """Which weights a stored temperature belongs to: the checkpoint file as it is now (its name, size and
+    modification time), so one fitted before the run trained on is not taken for the new weights' own.
+    Evaluate stores it with the temperature; predict checks it before using one."""
+    st = Path(path).stat()
+    return f"{Path(path).name}:{st.st_size}:{st.st_mtime_ns}"
+
+
 @dataclass
 class TrainedModel:
     """What a seglab checkpoint holds, read without Lightning: the run's config, its classes and the
