@@ -195,3 +195,16 @@ def test_the_temperature_evaluate_fits_is_the_one_predict_uses(tmp_path):
     z = predictor.forward.logits(torch.from_numpy(rgb.transpose(2, 0, 1).copy())[None])[0]
     np.testing.assert_allclose(predictor.predict_proba(rgb, calibrated=True),
                                torch.softmax(z / fitted["temperature"], 0).numpy(), atol=1e-5)
+
+
+def test_a_broken_temperature_stops_only_calibrated_requests(tmp_path, run):
+    from seglab.inference import Predictor
+
+    broken = load(make(tmp_path / "run", calibration={"temperature": "hot"}), device="cpu", amp=False)
+    assert broken.temperature is None and broken.predict_proba(image()).shape == (11, 64, 96)
+    with pytest.raises(SeglabError, match="temperature 'hot' is not a positive number"):
+        broken.predict_proba(image(), calibrated=True)
+    backend = load(run, device="cpu").backend
+    with pytest.raises(BadValue, match="temperature=0.0: must be a positive number"):
+        Predictor(backend, read_trained(run).classes, temperature=0.0)
+    assert Predictor(backend, read_trained(run).classes, temperature=2).temperature == 2.0

@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from seglab.errors import SeglabError
+from seglab.errors import BadValue, SeglabError
 
 
 @dataclass(frozen=True)
@@ -39,18 +39,21 @@ def as_temperature(value: Temperature | float | None) -> Temperature:
     """A Temperature from what a caller gives a Predictor: one already made, a number, or None."""
     if isinstance(value, Temperature):
         return value
-    return Temperature(check_value(value, "temperature"), "given" if value is not None else "")
+    if value is not None and not usable(value):
+        raise BadValue("temperature", value, "must be a positive number")
+    return Temperature(None if value is None else float(value), "given" if value is not None else "")
 
 
-def check_value(value, where: str) -> float | None:
-    """``value`` as a float when it is a usable temperature (a finite positive number), None when None;
-    SeglabError naming ``where`` otherwise (a hand-edited run.json, a foreign export)."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise SeglabError(f"{where}: temperature {value!r} is not a positive number; fit it again with "
-                          "`seglab evaluate RUN`")
-    return float(value)
+def usable(value) -> bool:
+    """Whether ``value`` can be a temperature: a finite positive number (not a hand-edited string)."""
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+def _unusable(value, where: str) -> Temperature:
+    """No temperature, because the one stored is not a number: only ``calibrated`` requests fail on it, so a
+    bad run.json never stops plain prediction."""
+    return Temperature(None, missing=f"{where}: temperature {value!r} is not a positive number; fit it again "
+                                     "with `seglab evaluate RUN`")
 
 
 def run_temperature(trained, target: str | Path) -> Temperature:
@@ -83,7 +86,9 @@ def run_temperature(trained, target: str | Path) -> Temperature:
                                              f"not fit one ({why})")
         return Temperature(None, missing=f"{target}: no fitted temperature in {info.name} "
                                          f"(calibration.temperature); {fit}")
-    value = check_value(calibration["temperature"], str(info))
+    value = calibration["temperature"]
+    if not usable(value):
+        return _unusable(value, str(info))
     fitted_for = Path(str(calibration.get("checkpoint") or trained.checkpoint.name)).name
     if fitted_for != trained.checkpoint.name:
         return Temperature(None, missing=f"{target}: the temperature in {info.name} was fitted for {fitted_for}, "
@@ -94,13 +99,15 @@ def run_temperature(trained, target: str | Path) -> Temperature:
                                          f"weights of {fitted_for} (the file changed since, or was copied "
                                          f"without its modification time); {fit}")
     on = calibration.get("fitted_on") or "val"
-    return Temperature(value, f"{info} (fitted on {on} for {trained.checkpoint.name})")
+    return Temperature(float(value), f"{info} (fitted on {on} for {trained.checkpoint.name})")
 
 
 def stored_temperature(meta: dict, where: str | Path) -> Temperature:
     """The temperature an export's metadata carries (key "temperature"; see inference/metadata.py)."""
-    value = check_value(meta.get("temperature"), f"{where}'s metadata")
+    value = meta.get("temperature")
     if value is None:
         return Temperature(None, missing=f"{where}: this export carries no temperature; export it again from "
                                          "its run after `seglab evaluate RUN` has fitted one on val")
-    return Temperature(value, f"{where}'s metadata")
+    if not usable(value):
+        return _unusable(value, f"{where}'s metadata")
+    return Temperature(float(value), f"{where}'s metadata")
