@@ -31,9 +31,14 @@ def trained(tmp_path_factory) -> tuple[Path, Path]:
 def test_order_is_abba():
     assert order(1) == ["without", "with"]
     assert order(3) == ["without", "with", "with", "without", "without", "with"]
+    assert order(2, ("a", "b", "c")) == ["a", "b", "c", "c", "b", "a"]
     for n in range(1, 6):
         sequence = order(n)
         assert sequence.count("with") == sequence.count("without") == n
+        # a linear drift in load adds the same to both: their mean positions are equal after an even count
+        if n % 2 == 0:
+            positions = {c: sum(i for i, x in enumerate(sequence) if x == c) for c in ("with", "without")}
+            assert positions["with"] == positions["without"]
 
 
 def test_fresh_copy_holds_what_evaluate_reads(tmp_path, trained):
@@ -45,6 +50,9 @@ def test_fresh_copy_holds_what_evaluate_reads(tmp_path, trained):
     for name in ("config.yaml", "run.json", "classes.json"):
         assert (tmp_path / "copy" / name).read_bytes() == (run / name).read_bytes()
     assert not (tmp_path / "copy" / "metrics.json").exists()  # nothing evaluate wrote before
+    assert json.loads((run / "run.json").read_text())["calibration"]["temperature"] > 0  # training fitted one
+    bare = fresh_copy(run, tmp_path / "bare", temperature=False).parent.parent
+    assert "calibration" not in json.loads((bare / "run.json").read_text())
     assert snapshot(run) == before
 
 
@@ -53,18 +61,22 @@ def test_report_alternates_and_leaves_the_run_alone(tmp_path, trained):
     before = snapshot(run)
     out = tmp_path / "evaluate.json"
     r = run_cli(None, "bench", "evaluate", "--run", run, "--data", data, "--repeats", "2", "--warmup", "1",
-                "--out", out)
+                "--refit", "--out", out)
     assert r.code == 0, r.out + r.err
     report = json.loads(out.read_text())
     assert snapshot(run) == before  # never written to, though every call wrote metrics into its copy
     calls = report["calls"]
-    assert [c["condition"] for c in calls] == ["with", "without", "with", "with", "without"]
-    assert [c["timed"] for c in calls] == [False, True, True, True, True]
-    for name in ("with", "without"):
+    assert [c["condition"] for c in calls] == ["with", "without", "with", "with+fit", "with+fit", "with",
+                                               "without"]
+    assert [c["timed"] for c in calls] == [False] + [True] * 6
+    for name in ("with", "without", "with+fit"):
         seconds = [c["seconds"] for c in calls if c["timed"] and c["condition"] == name]
         assert report[name]["seconds"] == seconds and len(seconds) == 2 and all(s > 0 for s in seconds)
         assert report[name]["median_s"] == pytest.approx(statistics.median(seconds), abs=1e-3)
     assert report["ratio"] == pytest.approx(report["with"]["median_s"] / report["without"]["median_s"], rel=1e-3)
+    assert report["ratio_with_fit"] == pytest.approx(report["with+fit"]["median_s"] / report["without"]["median_s"],
+                                                     rel=1e-3)
+    assert report["temperature_in_run_json"] > 0
     assert report["meets_target"] == (report["ratio"] <= report["target_ratio"] == 1.25)
     assert report["split"] == "test" and report["images"] == 3 and report["trained_here"] is None
     assert {"miou", "boundary_iou", "ece", "loss"} <= set(report["metrics_with"])  # the extras were computed
@@ -93,4 +105,5 @@ def test_without_run_it_trains_the_quick_studys_cnn_first(tmp_path, trained):
                                 show=False)
     assert report["trained_here"]["study"] == "quick" and report["trained_here"]["steps"] == 1
     assert [c["condition"] for c in report["calls"]] == ["without", "with"] and report["images"] == 3
+    assert report["ratio_with_fit"] is None and "with+fit" not in report
     assert json.loads((tmp_path / "e.json").read_text())["ratio"] == report["ratio"]

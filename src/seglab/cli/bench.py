@@ -158,6 +158,8 @@ def evaluate(
                                                      "each.")] = 3,
     warmup: Annotated[int, typer.Option(min=0, help="Untimed evaluations first.")] = 1,
     steps: Annotated[int, typer.Option(min=1, help="Without --run: training steps of the run to time.")] = 5,
+    refit: Annotated[bool, typer.Option("--refit", help="Also time evaluations that fit the temperature on val "
+                                                        "first (a run's first evaluation), as with+fit.")] = False,
     batch: Batch = None,
     out: JsonOut = None,
 ):
@@ -167,7 +169,7 @@ def evaluate(
 
     if run is None and data is None:
         raise typer.BadParameter("the dataset to train the run to time on (or give --run)", param_hint="'--data'")
-    run_evaluate_bench(data, run, split, repeats, warmup, batch, steps, out)
+    run_evaluate_bench(data, run, split, repeats, warmup, batch, steps, refit, out)
 
 
 @app.command("budget")
