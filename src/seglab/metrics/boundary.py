@@ -46,7 +46,7 @@ def boundary_counts(pred, target, num_classes: int, width: int | None = None,
     """(B, H, W) predicted and true labels -> (B, C, 2) int64: per image and class, the [intersection, union]
     pixel counts of the boundary bands. Labels outside 0..C-1 (void) are ignored. ``width`` fixes d in pixels;
     by default it is ``boundary_width`` of each image."""
-    pred, target = np.asarray(pred), np.asarray(target)
+    pred, target = np.asarray(pred, np.int64), np.asarray(target, np.int64)
     if pred.shape != target.shape or pred.ndim != 3:
         raise ValueError(f"expected (B, H, W) predictions and labels of one shape, got {pred.shape} and "
                          f"{target.shape}")
@@ -58,10 +58,11 @@ def boundary_counts(pred, target, num_classes: int, width: int | None = None,
         void = (t < 0) | (t >= num_classes)
         labelled = ~void
         no_void = np.zeros_like(void)
-        for c in np.union1d(np.unique(t[labelled]), np.unique(p[labelled])):
+        lt, lp = t[labelled], p[labelled]
+        lp = lp[(lp >= 0) & (lp < num_classes)]
+        present = (np.bincount(lt, minlength=num_classes) + np.bincount(lp, minlength=num_classes))[:num_classes]
+        for c in np.flatnonzero(present):  # a class in neither has no band: (0, 0)
             c = int(c)
-            if not 0 <= c < num_classes:
-                continue
             gt_band = _band(t == c, void, d) & labelled
             pr_band = _band(p == c, no_void, d) & labelled
             out[b, c, 0] = np.count_nonzero(gt_band & pr_band)
