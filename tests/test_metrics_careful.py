@@ -291,3 +291,34 @@ def test_no_temperature_when_the_model_trained_on_val(tiny_camvid, tmp_path):
     assert m["temperature"] is None and m["ece_calibrated"] is None and m["ece"] is not None
     assert "trained on val" in m["calibration"]["why_none"]
     assert "no temperature" in res.output
+
+
+def test_calibration_and_loss_on_every_second_row_and_column_are_those_of_that_grid():
+    """eval.calibration_stride=2: ECE and the loss of the grid of every 2nd pixel, exactly; confusion matrices
+    and Boundary IoU still count every pixel."""
+    g = torch.Generator().manual_seed(4)
+    logits = torch.randn(2, 4, 16, 20, generator=g)
+    target = torch.randint(0, 4, (2, 16, 20), generator=g)
+    target[:, :3] = VOID
+    ce = torch.nn.CrossEntropyLoss(ignore_index=VOID)
+    full = measure_batch(logits, target, 4, Extras(loss=ce))
+    grid = measure_batch(logits, target, 4, Extras(loss=ce, stride=2))
+    ref = measure_batch(logits[:, :, ::2, ::2], target[:, ::2, ::2], 4, Extras(loss=ce))
+    np.testing.assert_allclose(grid["calibration"], ref["calibration"])
+    np.testing.assert_allclose(grid["loss"], ref["loss"], rtol=1e-6)
+    np.testing.assert_array_equal(grid["matrices"], full["matrices"])
+    np.testing.assert_array_equal(grid["boundary"], full["boundary"])
+    assert grid["calibration"][..., 0].sum() == (target[:, ::2, ::2] != VOID).sum()
+
+
+@pytest.mark.parametrize("setting", ["eval.boundary_fraction=0", "eval.calibration_bins=0",
+                                     "eval.calibration_stride=0"])
+def test_bad_eval_settings_are_one_line_errors(tiny_camvid, tmp_path, setting):
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "seglab.cli", "train", "--data", str(tiny_camvid), "--steps", "1",
+                          "--out", str(tmp_path / "runs"), "--set", setting], capture_output=True, text=True, check=False)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert setting.split("=")[0] in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists()

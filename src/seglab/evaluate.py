@@ -85,7 +85,7 @@ def evaluate(target: str | Path, split: str = "test", data_root: str | None = No
     if extras:
         calibration = temperature_for(trained, dm, module, variant, device, plan.autocast_dtype)
         measure = Extras(cfg.eval.boundary_fraction, cfg.eval.calibration_bins, calibration.get("temperature"),
-                         module.criterion)
+                         module.criterion, stride=cfg.eval.calibration_stride)
     dm.test_split = split
     dm.setup("test")
     batches = dm.test_dataloader()
@@ -200,7 +200,8 @@ def extra_metrics(arrays: dict, cfg, calibration: dict) -> dict:
         "ece": _value(arrays, "ece"),
         "ece_calibrated": _value(arrays, "ece_calibrated") if hist_t is not None else None,
         "temperature": calibration.get("temperature"),
-        "calibration": {"bins": cfg.eval.calibration_bins, "fitted_on": calibration.get("fitted_on"),
+        "calibration": {"bins": cfg.eval.calibration_bins, "stride": cfg.eval.calibration_stride,
+                        "fitted_on": calibration.get("fitted_on"),
                         "why_none": calibration.get("why_none"), "nll_before": calibration.get("nll_before"),
                         "nll_after": calibration.get("nll_after"), "pixels": calibration.get("pixels"),
                         "at_bound": calibration.get("at_bound"),
@@ -209,6 +210,7 @@ def extra_metrics(arrays: dict, cfg, calibration: dict) -> dict:
                         else None},
         "loss": _value(arrays, "loss"),
         "loss_name": loss_name(cfg),
+        "loss_stride": cfg.eval.calibration_stride,
     }
 
 

@@ -105,5 +105,8 @@ def validate(cfg: RunConfig) -> None:
     if not 1 <= cfg.eval.calibration_bins <= 1000:
         raise ConfigError("eval.calibration_bins", f"bad value {cfg.eval.calibration_bins!r}; a count of bins "
                                                    "from 1 to 1000, e.g. 15")
+    if not 1 <= cfg.eval.calibration_stride <= 64:
+        raise ConfigError("eval.calibration_stride", f"bad value {cfg.eval.calibration_stride!r}; every Nth row "
+                                                     "and column, N from 1 (all pixels) to 64, e.g. 2")
     if cfg.name is not None and name_problem(cfg.name):
         raise ConfigError("name", f"{cfg.name!r} {name_problem(cfg.name)}")

@@ -166,6 +166,9 @@ class EvalConfig:
     boundary_fraction: float = setting(0.02, "Boundary IoU's band width d as a fraction of the image diagonal "
                                              "(at least 1 pixel; 0.02 as in Cheng et al.'s reference code).")
     calibration_bins: int = setting(15, "Equal-width confidence bins of the expected calibration error.")
+    calibration_stride: int = setting(2, "ECE and the test loss count every Nth row and column of the labelled "
+                                         "pixels (2: a quarter of them; 1: all). IoU, Dice and Boundary IoU "
+                                         "always count every pixel.")
     temperature: bool = setting(True, "Fit a temperature on val (never test) and report the calibrated ECE.")
 
 

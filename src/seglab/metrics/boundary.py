@@ -29,16 +29,24 @@ def boundary_width(height: int, width: int, fraction: float = DEFAULT_FRACTION) 
     return max(1, round(fraction * math.hypot(height, width)))
 
 
-def _band(mask: np.ndarray, keep: np.ndarray, d: int) -> np.ndarray:
-    """The pixels of ``mask`` within chessboard distance ``d`` of its contour: ``mask`` minus its erosion by a
-    (2d+1) square, outside the image counted as background; pixels in ``keep`` (void, for labels) are counted
-    as inside while eroding, so they make no contour."""
-    solid = (mask | keep).astype(np.uint8)
-    padded = cv2.copyMakeBorder(solid, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
+def _near_other(labels: np.ndarray, void: np.ndarray, d: int) -> np.ndarray:
+    """(H, W) bool: pixels with, within chessboard distance ``d``, a pixel of another class or the image's edge;
+    void pixels count as neither (they make no contour). For a pixel of class c this is exactly "in G_d ∩ G":
+    c's mask minus its erosion by a (2d+1) square with outside the image counted as background, which is
+    the reference code's ``mask_to_boundary``. All classes at once: a (2d+1)-window minimum and maximum of the
+    label map (void set to +inf for the minimum and -inf for the maximum) differ from the pixel's own label
+    exactly when another class lies within d; a frame of -inf one pixel wide makes the edge a contour."""
+    shifted = labels.astype(np.int32) + 1  # 1..C, so 0 can be the frame
+    if shifted.max(initial=0) > 254:
+        raise ValueError("Boundary IoU counts at most 254 classes")
     kernel = np.ones((2 * d + 1, 2 * d + 1), np.uint8)
-    # cv2's default border for erode is the maximum, so only the explicit zero frame erodes from outside
-    eroded = cv2.erode(padded, kernel)[1:-1, 1:-1].astype(bool)
-    return mask & ~eroded
+    low = np.where(void, 255, shifted).astype(np.uint8)
+    low = cv2.copyMakeBorder(low, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
+    high = np.where(void, 0, shifted).astype(np.uint8)
+    # cv2's default border for erode (dilate) is the maximum (minimum): only the explicit frame counts
+    low = cv2.erode(low, kernel)[1:-1, 1:-1]
+    high = cv2.dilate(high, kernel)
+    return (low != shifted) | (high != shifted)
 
 
 def boundary_counts(pred, target, num_classes: int, width: int | None = None,
@@ -50,23 +58,20 @@ def boundary_counts(pred, target, num_classes: int, width: int | None = None,
     if pred.shape != target.shape or pred.ndim != 3:
         raise ValueError(f"expected (B, H, W) predictions and labels of one shape, got {pred.shape} and "
                          f"{target.shape}")
-    out = np.zeros((pred.shape[0], num_classes, 2), np.int64)
+    n = num_classes
+    out = np.zeros((pred.shape[0], n, 2), np.int64)
     h, w = pred.shape[1:]
     d = width if width is not None else boundary_width(h, w, fraction)
     for b in range(pred.shape[0]):
-        t, p = target[b], pred[b]
-        void = (t < 0) | (t >= num_classes)
+        t, p = target[b], np.clip(pred[b], 0, n)  # a prediction out of range is no class (n: dropped below)
+        void = (t < 0) | (t >= n)
         labelled = ~void
-        no_void = np.zeros_like(void)
-        lt, lp = t[labelled], p[labelled]
-        lp = lp[(lp >= 0) & (lp < num_classes)]
-        present = (np.bincount(lt, minlength=num_classes) + np.bincount(lp, minlength=num_classes))[:num_classes]
-        for c in np.flatnonzero(present):  # a class in neither has no band: (0, 0)
-            c = int(c)
-            gt_band = _band(t == c, void, d) & labelled
-            pr_band = _band(p == c, no_void, d) & labelled
-            out[b, c, 0] = np.count_nonzero(gt_band & pr_band)
-            out[b, c, 1] = np.count_nonzero(gt_band | pr_band)
+        g = _near_other(np.where(void, 0, t), void, d) & labelled  # G_d ∩ G of each pixel's own label class
+        q = _near_other(p, np.zeros_like(void), d) & labelled  # P_d ∩ P of each pixel's predicted class
+        both = g & q & (t == p)
+        inter = np.bincount(t[both], minlength=n + 1)[:n]
+        union = np.bincount(t[g], minlength=n + 1)[:n] + np.bincount(p[q], minlength=n + 1)[:n] - inter
+        out[b, :, 0], out[b, :, 1] = inter, union
     return out
 
 

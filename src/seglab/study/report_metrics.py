@@ -29,6 +29,11 @@ ADD_IT = "`seglab evaluate RUN` on a run folder adds it"
 WORST_K = 4  # worst test images shown
 
 
+def _share(stride: int) -> str:
+    """2 -> "quarter", 3 -> "ninth", else "1/N²"."""
+    return {2: "quarter", 3: "ninth", 4: "sixteenth"}.get(stride, f"1/{stride * stride}")
+
+
 def recorded(res: StudyResults, key: str, best: RunRecord | None = None) -> tuple[RunRecord | None, object]:
     """(run, value) of metrics.json's ``key``: the best run's when it has one, else the first finished run's."""
     for r in [*([best] if best else []), *res.finished]:
@@ -61,6 +66,7 @@ def definitions(res: StudyResults, best: RunRecord) -> list[str]:
     _, loss_name = recorded(res, "loss_name", best)
     calibration = calibration if isinstance(calibration, dict) else {}
     bins = calibration.get("bins")
+    stride = calibration.get("stride")
     resamples = (interval or {}).get("resamples", 9999) if isinstance(interval, dict) else 9999
     n_images = (best.test or {}).get("num_images")
     intro = (f"This study's primary metric is **{p.label}** (`primary_metric: {p.name}` in the study file): the "
@@ -86,8 +92,10 @@ def definitions(res: StudyResults, best: RunRecord) -> list[str]:
          "void is no contour. Unlike mIoU it does not forgive ragged edges on large objects. "
          + (f"Here {_width(boundary)}." if isinstance(boundary, dict) else
             f"These runs recorded no Boundary IoU ({ADD_IT}).")),
-        ("**ECE** (expected calibration error; Naeini et al. 2015, Guo et al. 2017): labelled pixels are put in "
-         + (f"{bins} " if bins else "")
+        ("**ECE** (expected calibration error; Naeini et al. 2015, Guo et al. 2017): labelled pixels"
+         + (f" (every {stride}{'nd' if stride == 2 else 'rd' if stride == 3 else 'th'} row and column of them, a "
+            f"{_share(stride)})" if stride and stride > 1 else "")
+         + " are put in " + (f"{bins} " if bins else "")
          + "equal-width bins of their top-class probability (confidence); ECE = Σ_b (n_b / N) · |accuracy_b − "
          "confidence_b|, the pixel-weighted gap between how sure the model is and how often it is right. 0 is "
          "perfect; lower is better." + ("" if calibration else f" These runs recorded no ECE ({ADD_IT}).")),
@@ -97,8 +105,9 @@ def definitions(res: StudyResults, best: RunRecord) -> list[str]:
          "Boundary IoU do not change; only the probabilities do."),
         ("**test loss**: the run's own training loss"
          + (f" ({esc(str(loss_name))})" if loss_name else "")
-         + ", class weights included, computed per test image at the labels' native size and averaged over "
-           "images. Runs with different losses are not comparable on it." + ("" if loss_name else
+         + ", class weights included, computed per test image at the labels' native size"
+         + (" (on the pixels ECE counts)" if stride and stride > 1 else "")
+         + " and averaged over images. Runs with different losses are not comparable on it." + ("" if loss_name else
                                                                               f" These runs recorded none ({ADD_IT}).")),
         (f"**95% intervals**: percentile bootstrap over test images ({resamples:,} resamples"
          + (f" of {n_images} images" if n_images else "")
