@@ -322,3 +322,21 @@ def test_bad_eval_settings_are_one_line_errors(tiny_camvid, tmp_path, setting):
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert setting.split("=")[0] in res.stderr and len(res.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "runs").exists()
+
+
+def test_boundary_counts_with_more_classes_than_a_byte_holds():
+    """ADE20K-sized label sets and beyond: 300 classes still get the reference code's bands."""
+    rng = np.random.default_rng(5)
+    target = blocky(rng, (24, 30), 300, void=False)
+    pred = blocky(rng, (24, 30), 300, void=False)
+    got = boundary_counts(pred[None], target[None], 300, width=2)[0]
+
+    def reference(mask):
+        padded = cv2.copyMakeBorder(mask.astype(np.uint8), 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
+        eroded = cv2.erode(padded, np.ones((3, 3), np.uint8), iterations=2)[1:-1, 1:-1]
+        return (mask.astype(np.uint8) - eroded).astype(bool)
+
+    for c in set(target.ravel()) | set(pred.ravel()):
+        g, p = reference(target == c), reference(pred == c)
+        assert got[c].tolist() == [(g & p).sum(), (g | p).sum()]
+    assert got[:, 1].sum() > 0

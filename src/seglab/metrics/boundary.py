@@ -37,12 +37,12 @@ def _near_other(labels: np.ndarray, void: np.ndarray, d: int) -> np.ndarray:
     label map (void set to +inf for the minimum and -inf for the maximum) differ from the pixel's own label
     exactly when another class lies within d; a frame of -inf one pixel wide makes the edge a contour."""
     shifted = labels.astype(np.int32) + 1  # 1..C, so 0 can be the frame
-    if shifted.max(initial=0) > 254:
-        raise ValueError("Boundary IoU counts at most 254 classes")
+    dtype = np.uint8 if shifted.max(initial=0) < 255 else np.uint16  # more than 254 classes: 16-bit maps
+    top = np.iinfo(dtype).max
     kernel = np.ones((2 * d + 1, 2 * d + 1), np.uint8)
-    low = np.where(void, 255, shifted).astype(np.uint8)
+    low = np.where(void, top, shifted).astype(dtype)
     low = cv2.copyMakeBorder(low, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
-    high = np.where(void, 0, shifted).astype(np.uint8)
+    high = np.where(void, 0, shifted).astype(dtype)
     # cv2's default border for erode (dilate) is the maximum (minimum): only the explicit frame counts
     low = cv2.erode(low, kernel)[1:-1, 1:-1]
     high = cv2.dilate(high, kernel)
