@@ -408,5 +408,8 @@ def test_html_renders_in_headless_chromium(built, tmp_path):
     colors = np.unique(pixels[..., 0] << 16 | pixels[..., 1] << 8 | pixels[..., 2])
     assert pixels.std() > 20 and len(colors) > 200
     dom = run.stdout
-    assert dom.count("<table") >= 5 and dom.count('<img src="data:image/png;base64,') == 4
+    images = re.findall(r'<img src="data:image/png;base64,[^"]*" alt="([^"]*)"', dom)
+    # the fakes have no calibration or checkpoints for the worst images: those sections say so instead
+    assert dom.count("<table") >= 5 and images == ["training curves", "per-class IoU", "per-image mIoU",
+                                                    "confusion matrix", "qualitative examples"], images
     assert 'id="conclusions"' in dom and "cnn+recipe" in dom

@@ -49,10 +49,12 @@ def test_killed_runs_resume_to_the_uninterrupted_result(tmp_path):
         often = ["--set", "train.checkpoint_minutes=0.01"] if k % 2 else []
         proc = subprocess.Popen([sys.executable, "-m", "seglab.cli", *train, *often, "--name", name],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        csv = tmp_path / name / "metrics.csv"
+        # Wait for the first checkpoint (Lightning saves it after the validation's metrics.csv row, later still on
+        # a busy machine), then kill at a random moment after it.
+        ckpt = tmp_path / name / "checkpoints" / "last.ckpt"
         deadline = time.monotonic() + 120
-        while proc.poll() is None and not csv.exists() and time.monotonic() < deadline:
-            time.sleep(0.01)  # wait for the first checkpoint, then kill at a random moment after it
+        while proc.poll() is None and not ckpt.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
         time.sleep(rng.uniform(0.0, 2.0))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
