@@ -16,7 +16,7 @@ from seglab.runs import RunDir
 from seglab.training.budget import Calibration
 from seglab.training.loggers import log_test
 from seglab.training.plan import check_names
-from seglab.training.run import load_run_config
+from seglab.training.run import claim_run, load_run_config
 from seglab.training.run import train as fit
 
 
@@ -44,10 +44,13 @@ def resume(path: str | Path) -> RunDir:
 def train(cfg: RunConfig, resume: bool = False, calibration: Calibration | None = None,
           study: str | None = None) -> RunDir:
     """Fit ``cfg`` (see ``training.run.train``), then score the final checkpoint on test with the data already
-    decoded, write metrics.json and per_image_test.npz, and give the scores to every experiment tracker."""
-    fitted = fit(cfg, resume=resume, calibration=calibration, study=study)
-    if fitted.lead:
-        metrics = evaluate(fitted.run.path, split="test", datamodule=fitted.datamodule)
-        log_test(fitted.loggers, metrics, fitted.step, fitted.hparams)
-        fitted.run.write_info(status="finished")
+    decoded, write metrics.json and per_image_test.npz, and give the scores to every experiment tracker. The
+    folder's lock is held from training's first record to the run's "finished"."""
+    check_names(cfg)  # the run's name is made of checked names
+    with claim_run(cfg):  # one writer from the first record to metrics.json, not just while training
+        fitted = fit(cfg, resume=resume, calibration=calibration, study=study)
+        if fitted.lead:
+            metrics = evaluate(fitted.run.path, split="test", datamodule=fitted.datamodule)
+            log_test(fitted.loggers, metrics, fitted.step, fitted.hparams)
+            fitted.run.write_info(status="finished")
     return fitted.run

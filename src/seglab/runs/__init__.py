@@ -13,13 +13,15 @@ Lightning (``read_trained``), weights-only, so an untrusted checkpoint cannot ru
         checkpoints/best.ckpt, checkpoints/last.ckpt
         logs/                Lightning's step-level log
         tb/, wandb/          TensorBoard's and W&B's logs, when train.loggers names them
+        .lock                who is writing the folder right now (pid, host), while a run trains or is scored
 
 folder.py is the folder contract (RunDir, and StudyDir for a study's folder), files.py how each record is
-read and written (atomically), trained.py reading a trained model from a folder or a checkpoint.
+read and written (atomically), trained.py reading a trained model from a folder or a checkpoint, lock.py the one-writer lock.
 """
 
 from seglab.runs.files import read_json, read_metrics_csv, write_atomically, write_json, write_text
 from seglab.runs.folder import RunDir, StudyDir
+from seglab.runs.lock import RunBusy, claim
 from seglab.runs.trained import (
     TrainedModel,
     checkpoint_key,
@@ -29,10 +31,12 @@ from seglab.runs.trained import (
 )
 
 __all__ = [
+    "RunBusy",
     "RunDir",
     "StudyDir",
     "TrainedModel",
     "checkpoint_key",
+    "claim",
     "load_checkpoint",
     "read_json",
     "read_metrics_csv",

@@ -23,6 +23,7 @@ from seglab.runs.files import (
     write_json,
     write_text,
 )
+from seglab.runs.lock import LOCK_NAME, claim
 
 
 def _file(*parts: str) -> property:
@@ -42,6 +43,12 @@ class RunDir:
     checkpoints = _file("checkpoints")
     best = _file("checkpoints", "best.ckpt")
     last = _file("checkpoints", "last.ckpt")
+    lock = _file(LOCK_NAME)
+
+    def claim(self):
+        """Hold the folder's one-writer lock for a ``with`` block (seglab.runs.lock): a second process that
+        would write the same run is refused in one line while this one runs."""
+        return claim(self.path)
 
     def final_checkpoints(self) -> tuple[Path, Path]:
         """Checkpoints to score, in order of preference: the best on val, unless the model trained on val

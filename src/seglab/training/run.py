@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import logging
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -125,11 +126,28 @@ def train(cfg: RunConfig, resume: bool = False, calibration: Calibration | None 
     so a resumed run does exactly the steps it set out to do, on the device and in the precision it started
     with. Interrupting (Ctrl-C) keeps the last validation's checkpoint: resume it later. ``study`` names the
     study the run belongs to: experiment trackers group its runs by it. Scoring is the caller's
-    (``seglab.experiment.train`` trains and scores).
+    (``seglab.experiment.train`` trains and scores). The lead process holds the folder's lock throughout
+    (``claim_run``): another ``train`` of the same run, fresh or resumed, is refused in one line meanwhile.
     """
     check_names(cfg)
     check_installed(cfg.train.loggers)
-    run = RunDir(Path(cfg.out_dir) / cfg.run_name())
+    with claim_run(cfg):  # before anything is read or written: a second writer is refused, the first untouched
+        return _fit(cfg, resume, calibration, study)
+
+
+def run_folder(cfg: RunConfig) -> RunDir:
+    return RunDir(Path(cfg.out_dir) / cfg.run_name())
+
+
+def claim_run(cfg: RunConfig) -> AbstractContextManager:
+    """The run folder's one-writer lock (seglab.runs.lock), taken by the lead process only: the other processes
+    of a distributed run write nothing into the folder and share their lead's claim. Claims nest, so a caller
+    that also scores the run holds it across both."""
+    return run_folder(cfg).claim() if rank_zero_only.rank == 0 else nullcontext()
+
+
+def _fit(cfg: RunConfig, resume: bool, calibration: Calibration | None, study: str | None) -> Fitted:
+    run = run_folder(cfg)
     lead = rank_zero_only.rank == 0  # the process that writes the run folder (all of them, unless distributed)
     ckpt = resume_checkpoint(run) if resume else None
     if lead and not resume and run.last.is_file():
