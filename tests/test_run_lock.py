@@ -191,9 +191,8 @@ def test_without_flock_the_recorded_pid_decides(monkeypatch, tmp_path):
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     try:
         (run / ".lock").write_text(json.dumps({"pid": sleeper.pid, "host": os.uname().nodename}))
-        with pytest.raises(RunBusy, match=f"pid {sleeper.pid}"):
-            with claim(run):
-                pass
+        with pytest.raises(RunBusy, match=f"pid {sleeper.pid}"), claim(run):
+            pass
         assert read_holder(run)["pid"] == sleeper.pid  # a refused claim leaves the holder's record alone
     finally:
         sleeper.kill()
