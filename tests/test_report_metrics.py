@@ -370,3 +370,25 @@ def test_runs_evaluated_before_the_new_metrics_still_build(tmp_path, data):
     assert not (study / "report_files" / "reliability.png").exists()
     assert "No calibration" in page.read_text()
     shutil.rmtree(study / "report_files")
+
+
+def test_every_test_figure_appears_with_its_interval(built, study):
+    """Per-run details: each finished run's headline figures, each with the interval its evaluation wrote."""
+    text = section(built[0], "Per-run details")
+    assert "| run | mIoU | mean Dice | pixel acc. | Boundary IoU | ECE |" in text
+    base = json.loads((study / "runs" / "base" / "metrics.json").read_text())
+    table = text.split("Every finished run's test figures")[1]
+    row = next(line for line in table.splitlines() if line.startswith("| base | "))
+    for key in ("miou", "mean_dice", "pixel_accuracy", "boundary_iou", "ece"):
+        lo, hi = base["intervals"][key]
+        assert f"{100 * base[key]:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]" in row, key
+
+
+def test_a_temperature_that_raised_test_ece_is_said_so(tmp_path, data):
+    study = make_study(tmp_path / "s", data)
+    path = study / "runs" / "base" / "metrics.json"
+    m = json.loads(path.read_text())
+    m["ece_calibrated"] = m["ece"] + 0.01
+    path.write_text(json.dumps(m))
+    text = section(build_report(study)[0].read_text(), "Calibration")
+    assert "raised the test ECE of base" in text

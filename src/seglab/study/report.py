@@ -32,6 +32,7 @@ from seglab.study.report_tables import (
     note,
     per_class_table,
     runs_table,
+    test_figures_table,
 )
 
 FIGURES = ("curves", "per_class_iou", "confusion", "examples", "reliability", "per_image", "worst")
@@ -100,9 +101,19 @@ def assemble(res: StudyResults, files: Path, data_root: str | None) -> list[tupl
              f"is each class's recall.")]),
         ("Qualitative examples", examples(best, data_root, files / "examples.png")),
         ("Per-run details", [budget_note(res), "Every run of the study, one per seed:", runs_table(res),
+                             *test_figures_blocks(res),
                              "What each configuration changes against seglab's defaults:", config_table(res.rows)]),
         ("Environment", [environment_table(res)]),
     ]
+
+
+def test_figures_blocks(res: StudyResults) -> list[str]:
+    """The per-run table of every test figure with its interval, with its caption, when the runs have them."""
+    table = test_figures_table(res)
+    if table is None:
+        return []
+    return [("Every finished run's test figures (percent; the loss in its own units), each with its 95% bootstrap "
+             "interval over test images as its evaluation wrote it:"), table]
 
 
 def budget_note(res: StudyResults) -> str:

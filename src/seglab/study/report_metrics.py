@@ -175,6 +175,13 @@ def calibration_section(res: StudyResults, best: RunRecord, files: Path) -> list
                      [[r.name, _ece(r, "ece"), temperature(r), _ece(r, "ece_calibrated"), nll(r)] for r in runs])
     out = [("Pixel-wise expected calibration error on test (percent, lower is better), before and after a "
            "temperature fitted on validation; 95% bootstrap intervals over test images."), table]
+    worse = [r for r in runs if ((r.test or {}).get("ece_calibrated") or 0) > (r.test or {})["ece"]]
+    if worse:
+        out.append(note(
+            f"The temperature fitted on val raised the test ECE of {esc(', '.join(r.name for r in worse))}: it "
+            f"minimises the validation NLL, not the test ECE, and a temperature near 1 (an NLL that barely moves) "
+            f"says the model was already about as calibrated on val as one number can make it; what is left is "
+            f"the difference between val and test."))
     test = best.test or {}
     cal = test.get("calibration") or {}
     panels = [(f"as trained (T = 1): ECE {_ece(best, 'ece')}", cal.get("reliability"))]

@@ -160,6 +160,31 @@ def runs_table(res: StudyResults) -> str:
                      "img/s", f"val {metric.label}", f"test {metric.label} [95% CI]", "test loss", "error"], body)
 
 
+TEST_FIGURES = (("miou", "mIoU", 100, 1), ("mean_dice", "mean Dice", 100, 1), ("pixel_accuracy", "pixel acc.", 100, 1),
+                ("boundary_iou", "Boundary IoU", 100, 1), ("ece", "ECE", 100, 1), ("ece_calibrated", "ECE at T", 100, 1),
+                ("loss", "test loss", 1, 3))
+
+
+def test_figures_table(res) -> str | None:
+    """Every finished run's headline test figures, each with its 95% bootstrap interval over test images as its
+    evaluation wrote it (metrics.json ``intervals``): no figure without its noise. None when no run has them."""
+    runs = [r for r in res.finished if (r.test or {}).get("intervals")]
+    if not runs:
+        return None
+
+    def cell(m: dict, key: str, scale: float, digits: int) -> str:
+        v, iv = m.get(key), (m.get("intervals") or {}).get(key)
+        if v is None:
+            return "—"
+        text = f"{scale * v:.{digits}f}"
+        return text + (f" [{scale * iv[0]:.{digits}f}, {scale * iv[1]:.{digits}f}]" if iv and None not in iv else "")
+
+    shown = [f for f in TEST_FIGURES if any((r.test or {}).get(f[0]) is not None for r in runs)]
+    return md_table(["run", *(label for _, label, _, _ in shown)],
+                    [[esc(r.name), *(cell(r.test, key, scale, digits) for key, _, scale, digits in shown)]
+                     for r in runs])
+
+
 def flatten(d: dict, prefix: str = "") -> dict:
     out = {}
     for k, v in d.items():
