@@ -200,3 +200,13 @@ def test_without_flock_the_recorded_pid_decides(monkeypatch, tmp_path):
     (run / ".lock").write_text(json.dumps({"pid": dead_pid(), "host": os.uname().nodename}))
     with claim(run):
         assert read_holder(run)["pid"] == os.getpid()
+
+
+def test_a_claim_that_wrote_nothing_removes_the_parents_it_created_and_only_those(tmp_path):
+    (tmp_path / "kept").mkdir()
+    with claim(tmp_path / "kept" / "runs" / "study" / "r"):
+        pass
+    assert (tmp_path / "kept").is_dir() and not (tmp_path / "kept" / "runs").exists()
+    with claim(tmp_path / "runs" / "a"):
+        (tmp_path / "runs" / "other").mkdir()  # something else was written beside the run: the parent stays
+    assert not (tmp_path / "runs" / "a").exists() and (tmp_path / "runs" / "other").is_dir()

@@ -14,7 +14,7 @@ from seglab.errors import SeglabError
 from seglab.evaluate import evaluate
 from seglab.runs import RunDir
 from seglab.training.budget import Calibration
-from seglab.training.loggers import log_test
+from seglab.training.loggers import check_installed, log_test
 from seglab.training.plan import check_names
 from seglab.training.run import claim_run, load_run_config
 from seglab.training.run import train as fit
@@ -47,6 +47,7 @@ def train(cfg: RunConfig, resume: bool = False, calibration: Calibration | None 
     decoded, write metrics.json and per_image_test.npz, and give the scores to every experiment tracker. The
     folder's lock is held from training's first record to the run's "finished"."""
     check_names(cfg)  # the run's name is made of checked names
+    check_installed(cfg.train.loggers)  # a missing tracker is named before any folder exists
     with claim_run(cfg):  # one writer from the first record to metrics.json, not just while training
         fitted = fit(cfg, resume=resume, calibration=calibration, study=study)
         if fitted.lead:

@@ -13,7 +13,7 @@ mounts) the holder's pid on this host decides instead.
 
 Claims nest within one process (``seglab.experiment.train`` holds the lock across training and scoring, and
 the training loop claims it again): the lock is released when the outermost claim ends, normally, on an
-error or on Ctrl-C. A folder the claim created and nothing was written into is removed again.
+error or on Ctrl-C. Folders the claim created (the run's, and its parents) that stayed empty are removed again.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ log = logging.getLogger("seglab")
 
 LOCK_NAME = ".lock"
 
-_held: dict[Path, list] = {}  # folder -> [fd, depth, created the folder]: this process's claims
+_held: dict[Path, list] = {}  # folder -> [fd, depth, folders the claim created]: this process's claims
 _guard = threading.Lock()
 
 
@@ -139,7 +139,7 @@ def claim(folder: str | Path):
         if entry is not None:
             entry[1] += 1
         else:
-            created = not folder.exists()
+            created = _missing_ancestors(folder)
             try:
                 folder.mkdir(parents=True, exist_ok=True)
             except OSError as e:
@@ -147,8 +147,7 @@ def claim(folder: str | Path):
             try:
                 fd = _acquire(folder)
             except BaseException:
-                if created:
-                    _remove_if_empty(folder)
+                _remove_if_empty(created)
                 raise
             entry = _held[key] = [fd, 1, created]
     try:
@@ -161,21 +160,31 @@ def claim(folder: str | Path):
                 _release(folder, entry[0], entry[2])
 
 
-def _release(folder: Path, fd: int, created: bool) -> None:
+def _release(folder: Path, fd: int, created: list[Path]) -> None:
     """Remove ``.lock`` while still holding it (so no one locks a file about to vanish), then unlock."""
     try:
         lock_path(folder).unlink(missing_ok=True)
     finally:
         os.close(fd)
-    if created:
-        _remove_if_empty(folder)
+    _remove_if_empty(created)
 
 
-def _remove_if_empty(folder: Path) -> None:
-    try:
-        folder.rmdir()  # only succeeds when nothing was written into it
-    except OSError:
-        pass
+def _missing_ancestors(folder: Path) -> list[Path]:
+    """``folder`` and those of its parents that do not exist yet, innermost first: what ``mkdir`` will create."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
+def _remove_if_empty(folders: list[Path]) -> None:
+    """Remove the folders a claim created, innermost first, as long as nothing was written into them."""
+    for folder in folders:
+        try:
+            folder.rmdir()  # only succeeds when empty
+        except OSError:
+            return
 
 
 def held(folder: str | Path) -> bool:
