@@ -22,6 +22,7 @@ LAYERS = [
     ["api"],  # the Python API: train, evaluate, study and the Run / Study objects they return
     ["cli"],
     ["bench"],
+    ["tune"],  # seglab tune: a search whose trials are runs and whose executors are the study's
     ["study"],
     ["experiment"],
     ["evaluate"],
@@ -40,7 +41,7 @@ ROW = {unit: i for i, row in enumerate(LAYERS) for unit in row}
 # Modules that must import without torch (and its seconds of start-up): the front door and the CLI, whose
 # commands import the floors below lazily, inside the command, so `seglab --help` answers at once.
 TORCH_FREE = ["seglab", "seglab.api", "seglab.cli", "seglab.cli.train", "seglab.cli.predict", "seglab.cli.study",
-              "seglab.cli.data", "seglab.cli.bench", "seglab.config", "seglab.device", "seglab.errors"]
+              "seglab.cli.tune", "seglab.cli.data", "seglab.cli.bench", "seglab.config", "seglab.device", "seglab.errors"]
 
 
 def unit_of(module: str) -> str:

@@ -2,6 +2,7 @@
 ``Annotated``; this module joins them and turns every user error into one ``error: ...`` line.
 
     train.py    train, evaluate, models        study.py    study, report
+    tune.py     tune
     predict.py  predict, export                data.py     data check
     bench.py    bench train|infer|budget|quality
 """
@@ -14,12 +15,12 @@ import sys
 
 import typer
 
-from seglab.cli import bench, data, predict, study, train
+from seglab.cli import bench, data, predict, study, train, tune
 from seglab.errors import BadValue, SeglabError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Reproducible semantic-segmentation studies: train, evaluate, compare and report.")
-for group in (train, study, predict):
+for group in (train, study, tune, predict):
     app.add_typer(group.app)  # their commands sit at the top level
 app.add_typer(data.app, name="data")
 app.add_typer(bench.app, name="bench")

@@ -30,6 +30,8 @@ class JobRequest:
     resume: bool
     calibration: dict | None
     study: str
+    stop_at: int | None = None  # end this invocation after that step (a tune's rung); None: train to the end
+    score: bool = True  # score test when trained (a study's runs); a tune's trials are only validated
 
 
 @dataclass
@@ -43,14 +45,20 @@ class ClusterOptions:
 
 
 def train_job(request: JobRequest) -> str:
-    """What a job runs, in its own process: train one run into the study folder."""
+    """What a job runs, in its own process: train one run into the study (or tune) folder; a study's run is
+    scored on test too, a tune's trial only validated (``score``), up to ``stop_at`` where given."""
     from seglab.config import from_dict
     from seglab.experiment import train
     from seglab.training.budget import Calibration
+    from seglab.training.run import train as fit
 
     calibration = Calibration(**request.calibration) if request.calibration else None
-    train(from_dict(request.config), resume=request.resume, calibration=calibration, study=request.study)
-    return "finished"
+    cfg = from_dict(request.config)
+    if request.score:
+        train(cfg, resume=request.resume, calibration=calibration, study=request.study)
+        return "finished"
+    fit(cfg, resume=request.resume, calibration=calibration, study=request.study, stop_at=request.stop_at)
+    return "trained"
 
 
 def run_jobs(requests: list[JobRequest], options: ClusterOptions, folder: Path,

@@ -11,7 +11,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from seglab.config import format_seconds
+from seglab.config import RunConfig, format_seconds
 from seglab.errors import BadValue, Interrupted, SeglabError
 from seglab.runs import RunDir, StudyDir, write_text
 from seglab.study.executors import ClusterOptions, JobRequest, run_jobs
@@ -215,26 +215,32 @@ def calibrate_study(folder: StudyFolder, runs: list[StudyRun]) -> dict[str, Cali
     trains and kept in ``calibration.json``: a hypothesis and its baseline get exactly the same steps, a
     resumed study reuses the numbers, and a broken run (a typo in a model spec) stops the study before
     anything trains."""
+    return calibrate_configs(folder.calibration, [(f"run '{r.name}'", r.config_name, r.config) for r in runs])
+
+
+def calibrate_configs(path: Path, configs: list[tuple[str, str, RunConfig]]) -> dict[str, Calibration]:
+    """The calibrations of ``configs`` ((where, label, config) each), one per step cost, read from the JSON
+    file ``path`` where measured before for the same budget and measured (and added to it) where not: what
+    a study and a tune (``seglab tune``: every trial of a cost gets the same steps) share."""
+    from seglab.runs import read_json, write_json
     from seglab.training.run import calibrate_config, needs_calibration
 
-    saved = folder.read_calibration()
+    saved = read_json(path)
     out: dict[str, Calibration] = {}
-    for run in runs:
-        cfg = run.config
+    for where, label, cfg in configs:
         key = cost_key(cfg)
         if not needs_calibration(cfg) or key in out:
             continue
         if isinstance(saved.get(key), dict) and saved[key].get("budget") == cfg.train.budget:
             out[key] = Calibration(**saved[key])
             continue
-        log.info("measuring the step cost of %s (%s) for its %s budget", run.config_name, cfg.model.spec,
-                 cfg.train.budget)
+        log.info("measuring the step cost of %s (%s) for its %s budget", label, cfg.model.spec, cfg.train.budget)
         try:
             out[key] = calibrate_config(cfg)
         except SeglabError as e:
-            raise SeglabError(f"run '{run.name}': {e}") from None
+            raise SeglabError(f"{where}: {e}") from None
         saved[key] = out[key].to_dict()
-        folder.write_calibration(saved)
+        write_json(path, saved)
     return out
 
 

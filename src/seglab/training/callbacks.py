@@ -204,3 +204,17 @@ class TimedCheckpoint(ModelCheckpoint):
         if trainer.should_stop or fit.epoch_loop._should_check_val_fx(fit._data_fetcher):
             return
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+
+class StopAt(L.Callback):
+    """Ends this invocation of training after optimizer step ``step`` while the schedule stays planned for the
+    whole run (``train.steps``): a tuning rung is a prefix of the full run, and resuming it (with a later
+    ``step``, or none) continues exactly where it stopped. Lightning validates when a callback stops training
+    (``should_stop``), and that validation writes the metrics.csv row and the checkpoints the rung is read from."""
+
+    def __init__(self, step: int):
+        self.step = int(step)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step >= self.step:
+            trainer.should_stop = True

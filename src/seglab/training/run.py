@@ -23,7 +23,7 @@ from seglab.environment import environment
 from seglab.errors import Interrupted, SeglabError
 from seglab.runs import RunDir, load_checkpoint
 from seglab.training.budget import Calibration, calibrate
-from seglab.training.callbacks import ExactResume, MetricsCSV, TimedCheckpoint, WorkMeter
+from seglab.training.callbacks import ExactResume, MetricsCSV, StopAt, TimedCheckpoint, WorkMeter
 from seglab.training.loggers import build_loggers, check_installed
 from seglab.training.losses import median_frequency_weights
 from seglab.training.module import SegModule
@@ -118,7 +118,7 @@ class Fitted:
 
 
 def train(cfg: RunConfig, resume: bool = False, calibration: Calibration | None = None,
-          study: str | None = None) -> Fitted:
+          study: str | None = None, stop_at: int | None = None) -> Fitted:
     """Fit ``cfg`` into ``out_dir/name``; with ``resume``, continue that run from its last checkpoint.
 
     A compute budget is resolved into ``train.steps`` before training (``calibration`` passes one measured
@@ -128,11 +128,13 @@ def train(cfg: RunConfig, resume: bool = False, calibration: Calibration | None 
     study the run belongs to: experiment trackers group its runs by it. Scoring is the caller's
     (``seglab.experiment.train`` trains and scores). The lead process holds the folder's lock throughout
     (``claim_run``): another ``train`` of the same run, fresh or resumed, is refused in one line meanwhile.
+    ``stop_at`` ends this invocation after that optimizer step (validated and checkpointed there; status
+    "paused") with the schedule still planned for the whole run: ``seglab tune``'s rungs.
     """
     check_names(cfg)
     check_installed(cfg.train.loggers)
     with claim_run(cfg):  # before anything is read or written: a second writer is refused, the first untouched
-        return _fit(cfg, resume, calibration, study)
+        return _fit(cfg, resume, calibration, study, stop_at)
 
 
 def run_folder(cfg: RunConfig) -> RunDir:
@@ -146,7 +148,8 @@ def claim_run(cfg: RunConfig) -> AbstractContextManager:
     return run_folder(cfg).claim() if rank_zero_only.rank == 0 else nullcontext()
 
 
-def _fit(cfg: RunConfig, resume: bool, calibration: Calibration | None, study: str | None) -> Fitted:
+def _fit(cfg: RunConfig, resume: bool, calibration: Calibration | None, study: str | None,
+         stop_at: int | None = None) -> Fitted:
     run = run_folder(cfg)
     lead = rank_zero_only.rank == 0  # the process that writes the run folder (all of them, unless distributed)
     ckpt = resume_checkpoint(run) if resume else None
@@ -184,6 +187,8 @@ def _fit(cfg: RunConfig, resume: bool, calibration: Calibration | None, study: s
         work,
         ExactResume(),
     ]
+    if stop_at is not None:
+        callbacks.append(StopAt(stop_at))
     if cfg.train.early_stop:
         callbacks.append(EarlyStopping(monitor="val/miou", mode="max", patience=cfg.train.early_stop))
     length = {"max_steps": cfg.train.steps, "max_epochs": -1} if cfg.train.steps else \
@@ -205,7 +210,8 @@ def _fit(cfg: RunConfig, resume: bool, calibration: Calibration | None, study: s
         except BaseException as e:
             _finish(run, trainer, work, "failed", error=f"{type(e).__name__}: {e}")
             raise
-    status = "interrupted" if trainer.interrupted else "trained"
+    status = "interrupted" if trainer.interrupted else \
+        "paused" if stop_at is not None and cfg.train.steps and trainer.global_step < cfg.train.steps else "trained"
     _finish(run, trainer, work, status)
     if trainer.interrupted:
         raise Interrupted(f"interrupted; resume with `seglab train --resume {run.path}`")
