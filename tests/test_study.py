@@ -203,3 +203,29 @@ def test_names_cannot_leave_their_folder(capsys, tmp_path, tiny_camvid, name):
     assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "config.yaml").exists()
     with pytest.raises(SeglabError, match="run name"):
         load_study(str(write_study(tmp_path, {**TINY, "runs": [{"name": name, "group": "g"}]})))
+
+
+def test_a_saved_calibration_is_reused_for_the_same_budget_and_remeasured_for_another(tmp_path, monkeypatch):
+    """calibration.json keeps the budget as written ("4m"); a config's budget is seconds. A resumed study (or
+    a tune's next batch) must read the saved steps, not measure again and give later runs other steps."""
+    import seglab.training.run as run_module
+    from seglab.config import from_dict
+    from seglab.study.runner import calibrate_configs
+    from seglab.training.budget import Calibration, cost_key
+
+    cfg = from_dict({"train": {"budget": "4m"}, "model": {"spec": "scratch:simplesegnet"}})
+    saved = Calibration("4m", "cpu-1thread", 1.5, 2, 320, 8, cost_key(cfg))
+    path = tmp_path / "calibration.json"
+    path.write_text(json.dumps({cost_key(cfg): saved.to_dict()}))
+    measured = []
+
+    def measure(c):
+        measured.append(str(c.train.budget))
+        return Calibration(str(c.train.budget), "cpu-1thread", 1.0, 2, 999, 8, cost_key(c))
+
+    monkeypatch.setattr(run_module, "calibrate_config", measure)
+    assert calibrate_configs(path, [("run 'a'", "a", cfg)])[cost_key(cfg)].steps == 320
+    assert measured == []
+    other = from_dict({"train": {"budget": "90s"}, "model": {"spec": "scratch:simplesegnet"}})
+    assert calibrate_configs(path, [("run 'b'", "b", other)])[cost_key(other)].steps == 999
+    assert measured == ["90s"]

@@ -268,3 +268,26 @@ def _csv(path: Path) -> list[dict]:
     from seglab.runs import read_metrics_csv
 
     return read_metrics_csv(path)
+
+
+@pytest.mark.slow
+def test_the_python_api_tunes_and_shows_the_tune(tmp_path, tiny_camvid):
+    import seglab
+    import seglab.tune  # the package of the same name: still the API call once imported
+
+    space = {"name": "api", "base": {"set": {"model.spec": "scratch:simplesegnet", "data.size": "64x96",
+                                             "data.batch_size": 2, "train.steps": 3, "train.threads": 1}},
+             "trials": 2, "batch": 2, "rungs": 1, "finalists": 1, "seeds": 1,
+             "params": {"train.lr": {"log_uniform": [1e-3, 1e-1]}}}
+    path = tmp_path / "api.yaml"
+    path.write_text(yaml.safe_dump(space))
+    result = seglab.tune(path, data=str(tiny_camvid), out=tmp_path / "tunes")
+    assert isinstance(result, seglab.Tune) and result.path == tmp_path / "tunes" / "api"
+    assert list(result.trials.index) == ["trial-000", "trial-001"]
+    assert set(result.trials["state"]) == {"complete"} and "train.lr" in result.trials.columns
+    assert result.finalists["winner"].tolist() == [True]
+    assert result.winner_config.is_file() and len(result.winner_runs) == 1
+    page = result._repr_html_()
+    assert "Finalists" in page and result.winner["trial"] in page and "data:image/png;base64" in page
+    with pytest.raises(SeglabError, match="more parallel jobs than trials"):
+        seglab.tune(path, data=str(tiny_camvid), out=tmp_path / "tunes", executor="local", jobs=3)

@@ -7,11 +7,12 @@ The Python API, for scripts and notebooks (``seglab.api`` holds it; every name i
     run.metrics, run.curves, run.per_class                                         # pandas DataFrames
     seglab.evaluate(run, split="val")                                              # -> Metrics
     study = seglab.study("seed001", data="../shared/camvid")                      # -> Study
+    search = seglab.tune("quick-cnn", data="../shared/camvid")                    # -> Tune
     seglab.load(run).predict(image)                                                # -> (H, W) mask
 
-``seglab.evaluate`` and ``seglab.study`` are also the names of modules (the scoring code, the study package):
-importing them makes those modules callable, so either way ``seglab.evaluate(...)`` and ``seglab.study(...)``
-call the API.
+``seglab.evaluate``, ``seglab.study`` and ``seglab.tune`` are also the names of modules (the scoring code, the
+study and tune packages): importing them makes those modules callable, so either way ``seglab.evaluate(...)``,
+``seglab.study(...)`` and ``seglab.tune(...)`` call the API.
 """
 
 from __future__ import annotations
@@ -24,12 +25,13 @@ from typing import TYPE_CHECKING
 from seglab.constants import VERSION as __version__
 
 if TYPE_CHECKING:  # for type checkers and editors; at run time they are imported on first use
-    from seglab.api import DataCheck, Metrics, Run, Study, check_data, train
+    from seglab.api import DataCheck, Metrics, Run, Study, Tune, check_data, train
 
-__all__ = ["DataCheck", "Metrics", "Run", "Study", "__version__", "check_data", "evaluate", "load", "study", "train"]
+__all__ = ["DataCheck", "Metrics", "Run", "Study", "Tune", "__version__", "check_data", "evaluate", "load", "study",
+           "train", "tune"]
 
-_API = ("train", "check_data", "Run", "Study", "Metrics", "DataCheck")  # seglab.api's names, imported on first use
-_CALLABLE_MODULES = ("evaluate", "study")  # modules of the package that are also API calls
+_API = ("train", "check_data", "Run", "Study", "Tune", "Metrics", "DataCheck")  # seglab.api's names, imported on first use
+_CALLABLE_MODULES = ("evaluate", "study", "tune")  # modules of the package that are also API calls
 
 
 def load(target, **kwargs):

@@ -8,6 +8,8 @@
     seglab.evaluate(run, split="val")     # Metrics: a dict of the split's numbers, with DataFrames
     study = seglab.study("quick", data="../shared/camvid")
     study.table                           # the report's comparison, one row per configuration
+    search = seglab.tune("quick-cnn", data="../shared/camvid")
+    search.finalists, search.winner_config   # search scores beside re-run scores; winner.yaml
     seglab.load(run).predict(image)
 
 **Keys.** ``train`` takes the keys ``seglab train`` takes, checked by the same code (``experiment.build_config``)
@@ -25,7 +27,7 @@ they show as that one line (``%tb`` shows the traceback).
 Nothing here imports torch until a call needs it.
 """
 
-from seglab.api.calls import check_data, evaluate, study, train
-from seglab.api.results import DataCheck, Metrics, Run, Study
+from seglab.api.calls import check_data, evaluate, study, train, tune
+from seglab.api.results import DataCheck, Metrics, Run, Study, Tune
 
-__all__ = ["DataCheck", "Metrics", "Run", "Study", "check_data", "evaluate", "study", "train"]
+__all__ = ["DataCheck", "Metrics", "Run", "Study", "Tune", "check_data", "evaluate", "study", "train", "tune"]

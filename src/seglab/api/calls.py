@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from seglab.api.notebook import one_line_errors
-from seglab.api.results import DataCheck, Metrics, Run, Study
+from seglab.api.results import DataCheck, Metrics, Run, Study, Tune
 from seglab.config import config_fields, parse_override
 from seglab.errors import BadValue, Interrupted, SeglabError
 
@@ -203,6 +203,38 @@ def study(name: str = "quick", *, data: str | None = None, out: str | Path = "ru
         warnings.warn(f"{len(result.failed)} run(s) failed: " + "; ".join(f"{n} ({e})" for n, e in result.failed)
                       + "; call seglab.study again to retry them", stacklevel=2)
     return result
+
+
+def tune(space: str | Path, *, data: str | None = None, trials: int | None = None, out: str | Path = "runs/tunes",
+         storage: str | None = None, executor: str = "here", jobs: int | None = None, partition: str | None = None,
+         timeout_min: int = 24 * 60, report: bool = True) -> Tune:
+    """A hyperparameter search, as ``seglab tune`` runs it; returns the ``Tune``. Resumable: the same call
+    after an interrupt or a kill goes on with no trial trained twice.
+
+    Args:
+        space: a tune file (YAML: base config, parameters, trials, rungs, finalists, seeds) or a built-in
+            tune's name (quick-cnn).
+        data: dataset folder (default: the base config's, else ``$SEGLAB_DATA`` or the download).
+        trials: trials to run (overrides the tune file's).
+        out: the folder that holds tune folders.
+        storage: an Optuna storage URL (default: SQLite in the tune folder).
+        executor: here, local or slurm (``--executor``).
+        jobs: trials at a time for local and slurm.
+        partition: SLURM partition.
+        timeout_min: minutes a trial's job may take (local, slurm).
+        report: build report.md and report.html when done.
+    """
+    from seglab.tune.runner import run_tune
+
+    one_line_errors()
+    try:
+        with _interruptible():
+            folder, _ = run_tune(space, data=data, trials=trials, out=out, storage=storage, executor=executor,
+                                 jobs=jobs, partition=partition, timeout_min=timeout_min, report=report)
+    except (Interrupted, KeyboardInterrupt):
+        raise Interrupted("tune interrupted; every trial's progress is kept: call seglab.tune again with the same "
+                          "arguments to go on") from None
+    return Tune(folder.path)
 
 
 def check_data(path: str | Path, layout: str = "auto", remap: str | None = None) -> DataCheck:

@@ -361,6 +361,84 @@ class Study:
         return f'<div class="seglab-report">{body}</div>'
 
 
+class Tune:
+    """A tune folder (``runs/tunes/<name>/``, written by ``seglab tune``) as the API shows it.
+
+    Attributes:
+        path: the tune folder.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(getattr(path, "path", path))
+        if not (self.path / "tune.json").is_file():
+            raise SeglabError(f"{self.path}: not a finished tune folder (no tune.json); run seglab.tune(...) first")
+
+    @property
+    def record(self) -> dict:
+        """tune.json: rungs, every trial, the finalists with their re-runs, the winner and its test figures."""
+        from seglab.runs import read_json
+
+        return read_json(self.path / "tune.json")
+
+    @property
+    def trials(self):
+        """One row per trial: state, batch, its values, and val metric at each rung (column "rung <k>")."""
+        import pandas as pd
+
+        record = self.record
+        rows = []
+        for t in record["trials"]:
+            row = {"trial": t["trial"], "state": t["state"], "batch": t.get("batch"), **t["params"]}
+            for k, unit in enumerate(record["rungs"]["units"], 1):
+                row[f"rung {k}"] = t["values"].get(str(unit))
+            rows.append(row)
+        return pd.DataFrame(rows).set_index("trial")
+
+    @property
+    def finalists(self):
+        """One row per finalist: its values, search score and the rung it was reached at, the re-runs' values
+        (one column per seed), their mean and 95% t-interval, and the paired difference to the winner."""
+        import pandas as pd
+
+        record = self.record
+        rows = []
+        for f in record["finalists"]:
+            d = f.get("vs_winner") or {}
+            rows.append({"trial": f["trial"], "winner": f.get("winner", False), **f["params"],
+                         "search_value": f["search_value"], "search_steps": f["search_steps"],
+                         **{f"seed {s}": v for s, v in zip(record["seeds"], f["reruns"], strict=False)},
+                         "rerun_mean": f["rerun_mean"], "rerun_low": f["rerun_low"], "rerun_high": f["rerun_high"],
+                         "vs_winner": d.get("mean"), "vs_winner_low": d.get("low"), "vs_winner_high": d.get("high")})
+        return pd.DataFrame(rows).set_index("trial")
+
+    @property
+    def winner(self) -> dict:
+        """The winning trial: its values, re-run figures and ``test`` (per seed and mean, with intervals)."""
+        return self.record["winner"]
+
+    @property
+    def winner_config(self) -> Path:
+        """winner.yaml, for ``seglab.train(config=...)`` or ``seglab train --config``."""
+        return self.path / "winner.yaml"
+
+    @property
+    def winner_runs(self) -> list[Run]:
+        """The winner's re-runs (the runs scored on test), one per seed."""
+        return [Run(r["run"]) for r in self.winner["test"]["runs"]]
+
+    def __repr__(self) -> str:
+        return f"Tune({str(self.path)!r}, winner {self.winner['trial']})"
+
+    def _repr_html_(self) -> str:
+        """report.md rendered as report.html renders it."""
+        from seglab.study.report_html import markdown
+
+        md = self.path / "report.md"
+        if not md.is_file():
+            return f"<div>{_pct(self.finalists).to_html()}</div>"
+        return f'<div class="seglab-report">{markdown().render(md.read_text(encoding="utf-8"), {"root": self.path})}</div>'
+
+
 def _mean(values: list) -> float | None:
     values = [v for v in values if v is not None]
     return sum(values) / len(values) if values else None

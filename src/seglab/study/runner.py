@@ -231,7 +231,7 @@ def calibrate_configs(path: Path, configs: list[tuple[str, str, RunConfig]]) -> 
         key = cost_key(cfg)
         if not needs_calibration(cfg) or key in out:
             continue
-        if isinstance(saved.get(key), dict) and saved[key].get("budget") == cfg.train.budget:
+        if isinstance(saved.get(key), dict) and _same_budget(saved[key].get("budget"), cfg.train.budget):
             out[key] = Calibration(**saved[key])
             continue
         log.info("measuring the step cost of %s (%s) for its %s budget", label, cfg.model.spec, cfg.train.budget)
@@ -242,6 +242,16 @@ def calibrate_configs(path: Path, configs: list[tuple[str, str, RunConfig]]) -> 
         saved[key] = out[key].to_dict()
         write_json(path, saved)
     return out
+
+
+def _same_budget(saved, budget) -> bool:
+    """Whether a saved calibration's budget ("4m", as written) is ``budget`` (a Duration: seconds)."""
+    from seglab.config import Duration
+
+    try:
+        return Duration(saved) == budget
+    except (TypeError, ValueError):
+        return False
 
 
 def _eta(finished: list[tuple[StudyRun, float]], remaining: list[StudyRun]) -> float:
