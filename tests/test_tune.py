@@ -264,6 +264,70 @@ def test_a_tiny_real_tune_end_to_end(capsys, tmp_path, tiny_camvid):
     assert {p: p.stat().st_mtime for p in folder.rglob("last.ckpt")} == stamps
 
 
+TINY_SPACE = {"name": "tiny",
+              "base": {"set": {"model.spec": "scratch:simplesegnet", "data.size": "64x96", "data.batch_size": 2,
+                               "train.steps": 8, "train.threads": 1}},
+              "trials": 4, "batch": 2, "rungs": 2, "reduction": 2, "finalists": 1, "seeds": 1,
+              "params": {"train.lr": {"log_uniform": [1e-4, 1e-1]}, "train.loss": {"choice": ["ce", "dice_ce"]}}}
+
+
+def _tiny_tune(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY_SPACE))
+    return path
+
+
+def _trials(folder: Path) -> list[tuple]:
+    record = json.loads((folder / "tune.json").read_text())
+    return [(t["trial"], t["state"], t["params"]["train.loss"], round(t["params"]["train.lr"], 12),
+             tuple(t["values"])) for t in record["trials"]]
+
+
+@pytest.mark.slow
+def test_trials_as_local_jobs_side_by_side_are_the_trials_trained_here(capsys, tmp_path, tiny_camvid):
+    """--executor local --jobs 2 trains a batch's trials as submitit processes, side by side; the search
+    proposes, prunes and records the same trials as one that trains them here, one after another."""
+    path = _tiny_tune(tmp_path)
+    here = run_cli(capsys, "tune", path, "--data", tiny_camvid, "--out", tmp_path / "here")
+    assert here.code == 0, here.err[-3000:]
+    local = run_cli(capsys, "tune", path, "--data", tiny_camvid, "--out", tmp_path / "local",
+                    "--executor", "local", "--jobs", "2")
+    assert local.code == 0, local.err[-3000:]
+    assert _trials(tmp_path / "local" / "tiny") == _trials(tmp_path / "here" / "tiny")
+    assert list((tmp_path / "local" / "tiny" / "jobs").iterdir()), "submitit wrote its job logs"
+
+
+@pytest.mark.slow
+def test_a_killed_tune_resumes_with_the_same_command_and_trains_no_trial_twice(tmp_path, tiny_camvid):
+    """SIGKILL while trials train (no chance to clean up), then the same command: the tune completes, and
+    every trial's metrics.csv holds one validation per rung it reached, never a step twice."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    path = _tiny_tune(tmp_path)
+    out = tmp_path / "tunes"
+    command = [sys.executable, "-m", "seglab.cli", "tune", str(path), "--data", str(tiny_camvid), "--out", str(out)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    target = out / "tiny" / "trials" / "trial-002" / "config.yaml"  # the second batch has begun
+    deadline = time.monotonic() + 300
+    while not target.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "tiny" / "tune.json").exists()
+    again = subprocess.run(command, check=False, capture_output=True, text=True, env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    record = json.loads((out / "tiny" / "tune.json").read_text())
+    assert len(record["trials"]) == 4 and {t["state"] for t in record["trials"]} <= {"complete", "pruned"}
+    for t in record["trials"]:
+        steps = [r["step"] for r in _csv(out / "tiny" / "trials" / t["trial"] / "metrics.csv")]
+        assert steps == [4, 8][:t["rungs_passed"]], (t["trial"], steps)
+
+
 def _csv(path: Path) -> list[dict]:
     from seglab.runs import read_metrics_csv
 

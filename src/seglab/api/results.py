@@ -352,13 +352,7 @@ class Study:
 
     def _repr_html_(self) -> str:
         """report.md rendered as report.html renders it (tables, figures as data URIs), without the page."""
-        md = self.path / "report.md"
-        if not md.is_file():
-            return f"<div><h3>{html.escape(self.name)}</h3>{_pct(self.table).to_html()}</div>"
-        from seglab.study.report_html import markdown
-
-        body = markdown().render(md.read_text(encoding="utf-8"), {"root": self.path})
-        return f'<div class="seglab-report">{body}</div>'
+        return report_html(self.path) or f"<div><h3>{html.escape(self.name)}</h3>{_pct(self.table).to_html()}</div>"
 
 
 class Tune:
@@ -430,13 +424,18 @@ class Tune:
         return f"Tune({str(self.path)!r}, winner {self.winner['trial']})"
 
     def _repr_html_(self) -> str:
-        """report.md rendered as report.html renders it."""
-        from seglab.study.report_html import markdown
+        """report.md rendered as report.html renders it; the finalists' table before there is one."""
+        return report_html(self.path) or f"<div>{_pct(self.finalists).to_html()}</div>"
 
-        md = self.path / "report.md"
-        if not md.is_file():
-            return f"<div>{_pct(self.finalists).to_html()}</div>"
-        return f'<div class="seglab-report">{markdown().render(md.read_text(encoding="utf-8"), {"root": self.path})}</div>'
+
+def report_html(folder: Path) -> str | None:
+    """A study's or tune's report.md as HTML for a notebook (figures as data URIs), None without one."""
+    md = folder / "report.md"
+    if not md.is_file():
+        return None
+    from seglab.study.report_html import markdown
+
+    return f'<div class="seglab-report">{markdown().render(md.read_text(encoding="utf-8"), {"root": folder})}</div>'
 
 
 def _mean(values: list) -> float | None:

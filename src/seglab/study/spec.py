@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -81,16 +82,8 @@ def resolve_study_file(name_or_path: str) -> Path:
 def load_study(name_or_path: str, data_root: str | None = None, repeats: int | None = None) -> Study:
     """Parse and validate a study: every run's merged config is checked before anything trains."""
     path = resolve_study_file(name_or_path)
-    text = read_user_text(path)
-    try:
-        raw = yaml.safe_load(text) or {}
-    except yaml.YAMLError as e:
-        raise SeglabError(f"{path}: not valid YAML ({first_line(e)})") from None
+    raw, text, name = read_spec_file(path, STUDY_KEYS, "study")
     where = str(path)
-    _check_keys(raw, STUDY_KEYS, where)
-    name = str(raw.get("name") or path.stem)
-    if name_problem(name):
-        raise SeglabError(f"{where}: study name {name!r} {name_problem(name)}")
     if repeats is not None:
         where_repeats = "--repeats"
     else:
@@ -130,7 +123,7 @@ def load_study(name_or_path: str, data_root: str | None = None, repeats: int | N
         if cname in seen:
             raise SeglabError(f"{where}: two runs are named '{cname}'; run names must be unique")
         seen.add(cname)
-        _check_keys(entry, RUN_KEYS, here)
+        check_keys(entry, RUN_KEYS, here)
         group = str(entry.get("group", "default"))
         baseline = entry.get("baseline", False)
         if not isinstance(baseline, bool):
@@ -154,9 +147,27 @@ def load_study(name_or_path: str, data_root: str | None = None, repeats: int | N
     return Study(name, str(raw.get("description", "")).strip(), text, runs, chosen)
 
 
-def _check_keys(d, allowed, where):
+def read_spec_file(path: Path, keys: tuple, kind: str) -> tuple[dict, str, str]:
+    """A study or tune file: its mapping (top-level keys checked), its text and its name (the file's stem
+    unless it names itself), each problem one line naming the file."""
+    text = read_user_text(path)
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        raise SeglabError(f"{path}: not valid YAML ({first_line(e)})") from None
+    check_keys(raw, keys, str(path))
+    name = str(raw.get("name") or path.stem)
+    if name_problem(name):
+        raise SeglabError(f"{path}: {kind} name {name!r} {name_problem(name)}")
+    return raw, text, name
+
+
+def check_keys(d, allowed, where):
+    """Unknown keys, with the closest valid one where there is one."""
     if not isinstance(d, dict):
         raise SeglabError(f"{where}: expected a mapping")
     for key in d:
         if key not in allowed:
-            raise SeglabError(f"{where}: unknown key '{key}'; valid keys: {', '.join(allowed)}")
+            close = difflib.get_close_matches(str(key), allowed, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else f"; valid keys: {', '.join(allowed)}"
+            raise SeglabError(f"{where}: unknown key '{key}'{hint}")

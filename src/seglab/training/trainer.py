@@ -23,6 +23,9 @@ _NOISE = (
     ".*defined a `validation_step` but have no `val_dataloader`.*",  # the budget calibration trains only
     # distributed runs: seglab sums confusion matrices across processes itself (SegModule.reduced_metrics)
     ".*It is recommended to use `self.log\\(.*sync_dist=True.*",
+    # mid-epoch resumes (validations, tuning rungs) are exact: callbacks.ExactResume restores the place in
+    # the epoch's batches, which Lightning's own check cannot see
+    ".*resuming from a checkpoint that ended before the epoch ended.*",
 )
 
 

@@ -34,9 +34,9 @@ from pathlib import Path
 import yaml
 
 from seglab.config import config_fields, expand_dotted, from_dict, merge, preset_path, read_yaml
-from seglab.errors import SeglabError, first_line, read_user_text
-from seglab.naming import name_problem
+from seglab.errors import SeglabError, read_user_text
 from seglab.study import primary
+from seglab.study.spec import check_keys, read_spec_file
 
 TUNE_KEYS = ("name", "description", "base", "metric", "trials", "batch", "rungs", "reduction", "finalists",
              "seeds", "seed", "params")
@@ -132,16 +132,8 @@ def load_tune(path: str | Path, data_root: str | None = None, trials: int | None
     path = Path(path)
     if not path.is_file():
         raise SeglabError(f"{path}: tune file not found")
-    text = read_user_text(path)
-    try:
-        raw = yaml.safe_load(text) or {}
-    except yaml.YAMLError as e:
-        raise SeglabError(f"{path}: not valid YAML ({first_line(e)})") from None
+    raw, text, name = read_spec_file(path, TUNE_KEYS, "tune")
     where = str(path)
-    _keys(raw, TUNE_KEYS, where)
-    name = str(raw.get("name") or path.stem)
-    if name_problem(name):
-        raise SeglabError(f"{where}: tune name {name!r} {name_problem(name)}")
     base = _base(raw.get("base") or {}, f"{where}: 'base'")
     if data_root:
         base = merge(base, {"data": {"root": data_root}})
@@ -177,19 +169,9 @@ def load_tune(path: str | Path, data_root: str | None = None, trials: int | None
     return TuneSpec(name, str(raw.get("description", "")).strip(), text, base, params, metric, **counts)
 
 
-def _keys(d, allowed, where):
-    if not isinstance(d, dict):
-        raise SeglabError(f"{where}: expected a mapping")
-    for key in d:
-        if key not in allowed:
-            close = difflib.get_close_matches(str(key), allowed, n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else f"; valid keys: {', '.join(allowed)}"
-            raise SeglabError(f"{where}: unknown key '{key}'{hint}")
-
-
 def _base(raw: dict, where: str) -> dict:
     """The base config as nested values: a study's run, a preset or a config file, then ``set``."""
-    _keys(raw, BASE_KEYS, where)
+    check_keys(raw, BASE_KEYS, where)
     picked = [k for k in ("study", "preset", "config") if raw.get(k) is not None]
     if len(picked) > 1:
         raise SeglabError(f"{where}: give one of study, preset or config, not {' and '.join(picked)}")
@@ -242,7 +224,7 @@ def _params(raw, base: dict, where: str) -> list[Param]:
             close = difflib.get_close_matches(key, list(FIELDS), n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise SeglabError(f"{here}: unknown config key{hint}")
-        _keys(spec, PARAM_KEYS, here)
+        check_keys(spec, PARAM_KEYS, here)
         kinds = [k for k in KINDS if k in spec]
         if len(kinds) != 1:
             raise SeglabError(f"{here}: give exactly one of {', '.join(KINDS)}")
