@@ -355,3 +355,39 @@ def test_the_python_api_tunes_and_shows_the_tune(tmp_path, tiny_camvid):
     assert "Finalists" in page and result.winner["trial"] in page and "data:image/png;base64" in page
     with pytest.raises(SeglabError, match="more parallel jobs than trials"):
         seglab.tune(path, data=str(tiny_camvid), out=tmp_path / "tunes", executor="local", jobs=3)
+
+
+def test_a_tune_whose_every_trial_failed_says_so_in_one_line(capsys, tmp_path, tiny_camvid, monkeypatch):
+    from seglab.tune.worker import TrainWorker
+
+    monkeypatch.setattr(TrainWorker, "__call__", lambda self, jobs: {j.key: "RuntimeError: boom" for j in jobs})
+    result = run_cli(capsys, "tune", _tiny_tune(tmp_path), "--data", tiny_camvid, "--out", tmp_path / "t")
+    assert_one_line_error(result, "every trial failed", "RuntimeError: boom")
+    assert not (tmp_path / "t" / "tiny" / "tune.json").exists()
+    assert not (tmp_path / "t" / "tiny" / "winner.yaml").exists()
+
+
+@pytest.mark.slow
+def test_a_run_stopped_at_a_rung_and_resumed_is_the_run_never_stopped(tmp_path, tiny_camvid):
+    """stop_at ends an invocation with the schedule planned for the whole run; resumed, the run reaches
+    the same learning rates and the same validation as one trained in one go (what a promoted trial is)."""
+    from seglab.config import from_dict
+    from seglab.runs import RunDir
+    from seglab.training.run import train
+
+    def cfg(name):
+        return from_dict({"name": name, "out_dir": str(tmp_path), "data": {"root": str(tiny_camvid),
+                          "size": "64x96", "batch_size": 2}, "model": {"spec": "scratch:simplesegnet"},
+                          "train": {"steps": 8, "val_points": 1, "threads": 1, "scheduler": "cosine",
+                                    "optimizer": "adamw", "warmup": 0.25}})
+
+    train(cfg("whole"))
+    paused = train(cfg("rungs"), stop_at=3)
+    assert paused.step == 3 and RunDir(tmp_path / "rungs").read_info()["status"] == "paused"
+    train(cfg("rungs"), resume=True, stop_at=6)
+    train(cfg("rungs"), resume=True)
+    whole, rungs = RunDir(tmp_path / "whole").read_epochs(), RunDir(tmp_path / "rungs").read_epochs()
+    assert [r["step"] for r in whole] == [8] and [r["step"] for r in rungs] == [3, 6, 8]
+    assert rungs[-1]["lr"] == pytest.approx(whole[-1]["lr"])
+    assert rungs[-1]["val_miou"] == pytest.approx(whole[-1]["val_miou"], abs=1e-6)
+    assert RunDir(tmp_path / "rungs").read_info()["status"] == "trained"

@@ -67,7 +67,6 @@ def markdown(record: dict, figures: dict[str, Path], folder: TuneDir) -> str:
     lines += ["## Summary", ""]
     per_seed = "; ".join(f"seed {r['seed']}: {_pct(r['value'])} {_interval(r['low'], r['high'])}"
                          for r in test["runs"])
-    biased = [r["bias"] for r in rows if r.get("bias") is not None]
     lines += [
         (f"- **Winner: {winner['trial']}** ({_params(winner['params'])}): val {label} "
          f"{_pct(winner['rerun_mean'])}% over {len(seeds)} fresh seeds "
@@ -77,13 +76,7 @@ def markdown(record: dict, figures: dict[str, Path], folder: TuneDir) -> str:
          f"winner's {len(test['runs'])} re-runs (95% t-interval over seeds); each run with its 95% bootstrap "
          f"interval over test images: {per_seed}. Test was scored for the winner only, after it was chosen on val."),
     ]
-    if biased:
-        mean_bias = sum(biased) / len(biased)
-        lines.append(f"- **Selection bias:** the finalists that completed the search scored {_pct(abs(mean_bias))} "
-                     f"points {'higher' if mean_bias > 0 else 'lower'} in the search than the mean of their re-runs "
-                     f"with fresh seeds (average over {len(biased)}): "
-                     + ("the best of many noisy trials is partly luck, which is why the winner is chosen by re-runs."
-                        if mean_bias > 0 else "no winner's curse showed at this size."))
+    lines += curse_lines(rows, label) + decision_lines(rows, winner, len(seeds))
     lines += [
         work_line(trials, states, rungs, cal, record["seconds"]),
         f"- **Use it:** `seglab train --config {folder.winner}` (its budget, not this machine's steps).",
@@ -94,8 +87,9 @@ def markdown(record: dict, figures: dict[str, Path], folder: TuneDir) -> str:
          f"with seeds {', '.join(map(str, seeds))} at the full budget. Differences to the winner are paired by "
          "seed (95% t-interval; with two seeds it is wide by design: two seeds tell little)."),
         "",
-        f"| trial | values | search val {label} (step) | re-runs by seed | re-run mean [95% CI] | Δ vs winner [95% CI] |",
-        "|---|---|---|---|---|---|",
+        (f"| trial | values | search val {label} (step) | re-runs by seed | re-run mean [95% CI] | search − re-runs "
+         "| Δ vs winner [95% CI] |"),
+        "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         d = r.get("vs_winner")
@@ -104,7 +98,7 @@ def markdown(record: dict, figures: dict[str, Path], folder: TuneDir) -> str:
         lines.append(f"| {r['trial']}{' **(winner)**' if r.get('winner') else ''} | {_params(r['params'])} | "
                      f"{_pct(r['search_value'])} ({r['search_steps']}) | "
                      f"{', '.join(_pct(v) for v in r['reruns'])} | {_pct(r['rerun_mean'])} "
-                     f"{_interval(r['rerun_low'], r['rerun_high'])} | {delta} |")
+                     f"{_interval(r['rerun_low'], r['rerun_high'])} | {_signed(r.get('bias'))} | {delta} |")
     lines += ["", "## Trials", "",
               f"Val {label} (%) of each trial at each rung; a blank: pruned before it, or failed.", "",
               "| trial | batch | state | values | " + " | ".join(f"step {s}" for s in rungs["steps"]) + " |",
@@ -131,6 +125,44 @@ def markdown(record: dict, figures: dict[str, Path], folder: TuneDir) -> str:
               ("- The finalists are re-trained with seeds the search never used; the winner is the best of those "
                "re-runs, and its search score is shown beside them, not reported as its measurement."), ""]
     return "\n".join(lines)
+
+
+def _signed(v) -> str:
+    return "– (pruned: a shorter budget)" if v is None else f"{100 * v:+.1f}"
+
+
+def curse_lines(rows: list[dict], label: str) -> list[str]:
+    """The winner's curse, measured on the trial the search alone would have picked: the best that reached
+    the full budget, whose search score is set beside the mean of its fresh-seed re-runs."""
+    full = [r for r in rows if r.get("bias") is not None]
+    if not full:
+        return []
+    top = max(full, key=lambda r: r["search_value"])
+    gap = top["bias"]
+    verdict = (f"its search score was {100 * gap:.1f} points above its measurement: the best of many noisy "
+               "trials is partly the best by luck, which is why the winner is chosen by re-runs" if gap > 0 else
+               f"its search score was {100 * -gap:.1f} points below its measurement: no winner's curse showed here")
+    return [(f"- **The winner's curse, measured:** {top['trial']} was the search's best at the full budget (val "
+             f"{label} {_pct(top['search_value'])}%); re-trained with fresh seeds it scored "
+             f"{_pct(top['rerun_mean'])}%: {verdict}.")]
+
+
+def decision_lines(rows: list[dict], winner: dict, seeds: int) -> list[str]:
+    """Whether the re-runs tell the winner from the runner-up: a paired interval over seeds that holds 0
+    (or none, with one seed) is a close call, said so."""
+    others = [r for r in rows if not r.get("winner")]
+    if not others:
+        return []
+    runner = max(others, key=lambda r: r["rerun_mean"])
+    d = runner.get("vs_winner") or {}
+    lead = -100 * d["mean"] if d.get("mean") is not None else 100 * (winner["rerun_mean"] - runner["rerun_mean"])
+    if d.get("low") is None or d["low"] <= 0 <= d["high"]:
+        interval = "" if d.get("low") is None else f" (paired by seed: [{-100 * d['high']:+.1f}, {-100 * d['low']:+.1f}])"
+        return [(f"- **Close call:** the winner's lead over {runner['trial']}, {lead:.1f} points{interval}, is "
+                 f"within the noise of {seeds} seed{'s' if seeds > 1 else ''}: these re-runs do not tell the two "
+                 "apart, and either configuration is as good as they can say; more `seeds` would decide.")]
+    return [(f"- **Decided:** the winner leads {runner['trial']} by {lead:.1f} points, paired by seed "
+             f"[{-100 * d['high']:+.1f}, {-100 * d['low']:+.1f}], an interval that excludes 0.")]
 
 
 def work_line(trials: list, states: dict, rungs: dict, cal: dict, seconds: dict) -> str:

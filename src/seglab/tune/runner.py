@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from seglab.config import format_seconds
+from seglab.environment import environment
 from seglab.errors import BadValue, SeglabError
 from seglab.runs import read_json, write_json, write_text
 from seglab.study import primary
@@ -69,6 +70,10 @@ def run_tune(space: str | Path, data: str | None = None, trials: int | None = No
     searched = time.monotonic()
 
     chosen = finalists(study, spec.finalists)
+    if not chosen:
+        errors = [t.user_attrs.get("seglab_error") for t in study.get_trials(deepcopy=False)]
+        raise SeglabError(f"tune {spec.name}: every trial failed (first: {next(filter(None, errors), 'no error recorded')}); "
+                          f"nothing to re-run. Fix the cause and rerun with a new --out or name")
     seed0 = base.train.seed
     seeds = [seed0 + RERUN_SEED_OFFSET + r for r in range(spec.seeds)]
     rerun_jobs = [Job(f"{trial_name(t.number)}-seed{s}", overrides_of(t, spec.params), rungs.count - 1, rungs, s)
@@ -96,6 +101,7 @@ def run_tune(space: str | Path, data: str | None = None, trials: int | None = No
         "seconds": {"search": round(searched - started, 1), "reruns": round(rerun - searched, 1),
                     "test": round(time.monotonic() - rerun, 1)},
         "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": environment(),  # the host's step cost is in calibration; what ran it is here
     }
     write_json(folder.record, record)
     write_winner(folder, spec, winner)
