@@ -30,6 +30,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from seglab.errors import SeglabError
+from seglab.runs.files import read_json
 
 log = logging.getLogger("seglab")
 
@@ -49,11 +50,7 @@ def lock_path(folder: Path) -> Path:
 
 def read_holder(folder: Path) -> dict:
     """What ``.lock`` says about its holder ({} when missing, empty or unreadable)."""
-    try:
-        data = json.loads(lock_path(folder).read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    return read_json(lock_path(folder))
 
 
 def pid_alive(pid) -> bool:
