@@ -64,7 +64,7 @@ def markdown(record: dict, figures: dict[str, Path], folder: TuneDir) -> str:
     lines = [f"# Tune {record['name']}", ""]
     if record.get("description"):
         lines += [record["description"], ""]
-    lines += ["## Summary", ""]
+    lines += ["## Summary", ""] + summary_cards(record, label) + ["", "## What the tune found", ""]
     per_seed = "; ".join(f"seed {r['seed']}: {_pct(r['value'])} {_interval(r['low'], r['high'])}"
                          for r in test["runs"])
     lines += [
@@ -125,6 +125,26 @@ def markdown(record: dict, figures: dict[str, Path], folder: TuneDir) -> str:
               ("- The finalists are re-trained with seeds the search never used; the winner is the best of those "
                "re-runs, and its search score is shown beside them, not reported as its measurement."), ""]
     return "\n".join(lines)
+
+
+def summary_cards(record: dict, label: str) -> list[str]:
+    """Short 'key: value' bullets (report.html repeats them as its header cards); the sentences follow."""
+    winner, test = record["winner"], record["winner"]["test"]
+    trials = record["trials"]
+    cards = [f"- Winner: **{winner['trial']}** ({_params(winner['params'])})",
+             (f"- Test {test['label']}: **{_pct(test['mean'])}%** {_interval(test['low'], test['high'])}, "
+              f"{len(test['runs'])} re-runs"),
+             (f"- Val {label}, re-runs: **{_pct(winner['rerun_mean'])}%** "
+              f"{_interval(winner['rerun_low'], winner['rerun_high'])}")]
+    full = [r for r in record["finalists"] if r.get("bias") is not None]
+    if full:
+        top = max(full, key=lambda r: r["search_value"])
+        cards.append(f"- Search's best, re-run: **{_signed(top['bias'])} points** of luck ({top['trial']}: "
+                     f"{_pct(top['search_value'])}% searched, {_pct(top['rerun_mean'])}% re-run)")
+    pruned = sum(t["state"] == "pruned" for t in trials)
+    cards.append(f"- Work: **{len(trials)} trials**, {pruned} pruned; a full run {record['rungs']['full_steps']} steps; "
+                 f"{_minutes(sum(record['seconds'].values()))} wall-clock")
+    return cards
 
 
 def _signed(v) -> str:
