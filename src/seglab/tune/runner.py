@@ -127,18 +127,25 @@ def trial_row(trial, rungs: Rungs) -> dict:
 
 def finalist_row(trial, reruns: list[float], rungs: Rungs, rung_steps: list[int]) -> dict:
     import numpy as np
-    from scipy import stats
 
     passed, value = standing(trial)
     mean = float(np.mean(reruns))
-    low = high = None
-    if len(reruns) > 1 and np.std(reruns) > 0:
-        low, high = stats.t.interval(0.95, len(reruns) - 1, loc=mean, scale=stats.sem(reruns))
-        low, high = float(low), float(high)
+    low, high = seed_interval(reruns)
     return {"number": trial.number, "trial": trial_name(trial.number), "state": trial.state.name.lower(),
             "params": dict(trial.params), "search_value": value, "search_rung": passed,
             "search_steps": rung_steps[passed - 1], "reruns": reruns, "rerun_mean": mean,
             "rerun_low": low, "rerun_high": high, "bias": value - mean if passed == rungs.count else None}
+
+
+def seed_interval(values: list[float]) -> tuple[float | None, float | None]:
+    """The 95% t-interval of the mean over seeds; (None, None) with one seed or no spread."""
+    import numpy as np
+    from scipy import stats
+
+    if len(values) < 2 or np.std(values) == 0:
+        return None, None
+    low, high = stats.t.interval(0.95, len(values) - 1, loc=np.mean(values), scale=stats.sem(values))
+    return float(low), float(high)
 
 
 def compare_to_winner(rows: list[dict], winner: dict) -> None:
@@ -159,7 +166,6 @@ def score_winner(folder: TuneDir, spec: TuneSpec, winner: dict, seeds: list[int]
     """The winner's re-runs scored on test, each once (an earlier invocation's metrics.json is read again,
     not recomputed); the mean over seeds with its t-interval, and each run's bootstrap interval."""
     import numpy as np
-    from scipy import stats
 
     from seglab.evaluate import evaluate
 
@@ -175,10 +181,7 @@ def score_winner(folder: TuneDir, spec: TuneSpec, winner: dict, seeds: list[int]
         runs.append({"seed": seed, "run": str(run.path), "value": metrics.get(metric.summary),
                      "low": interval[0], "high": interval[1], "miou": metrics.get("miou")})
     values = [r["value"] for r in runs]
-    low = high = None
-    if len(values) > 1 and np.std(values) > 0:
-        low, high = (float(v) for v in stats.t.interval(0.95, len(values) - 1, loc=np.mean(values),
-                                                        scale=stats.sem(values)))
+    low, high = seed_interval(values)
     return {"metric": metric.summary, "label": metric.label, "runs": runs, "mean": float(np.mean(values)),
             "low": low, "high": high}
 

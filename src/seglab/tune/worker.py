@@ -16,7 +16,7 @@ after it) is not trained again.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from seglab.config import RunConfig
 from seglab.errors import Interrupted, SeglabError, first_line
@@ -40,14 +40,12 @@ class TrainWorker:
     spec: TuneSpec
     folder: TuneDir
     cluster: ClusterOptions
-    _errors: dict = field(default_factory=dict, init=False)  # the last call's failures: job key -> one line
 
     def config(self, job: Job) -> RunConfig:
         """The job's run config: the base, the trial's values, one validation at the end of the full run (the
         rungs add theirs) and, for a re-run, its seed."""
-        cfg = self.spec.config({**job.overrides, "train.val_points": 1}, job.key,
-                               self.folder.reruns if job.seed is not None else self.folder.trials, job.seed)
-        return cfg
+        return self.spec.config({**job.overrides, "train.val_points": 1}, job.key,
+                                self.folder.reruns if job.seed is not None else self.folder.trials, job.seed)
 
     def calibrations(self, configs: list[tuple[str, RunConfig]]) -> dict[str, Calibration]:
         return calibrate_configs(self.folder.calibration, [(f"trial {k}", k, c) for k, c in configs])
@@ -67,37 +65,29 @@ class TrainWorker:
         calibrations = self.calibrations(list(configs.items()))
         metric = primary.metric(self.spec.metric).val_key
         results: dict[str, float | str] = {}
-        todo: list[tuple[Job, RunConfig, int]] = []
+        steps: dict[str, int] = {}
         for job in jobs:
-            cfg = configs[job.key]
             try:
-                steps = job.steps(self.full_steps(cfg, calibrations))
+                steps[job.key] = job.steps(self.full_steps(configs[job.key], calibrations))
             except SeglabError as e:
                 results[job.key] = str(e)
-                continue
-            if recorded(run_folder(cfg), steps, metric) is None:
-                todo.append((job, cfg, steps))
-        self._train(todo, calibrations)
-        for job in jobs:
-            if job.key in results:
-                continue
-            cfg = configs[job.key]
-            steps = job.steps(self.full_steps(cfg, calibrations))
-            run = run_folder(cfg)
-            value = recorded(run, steps, metric)
-            if value is None:
-                results[job.key] = self._errors.get(job.key) or run.read_info().get("error") or \
-                    f"no validation {metric} recorded at step {steps} in {run.epochs_csv}"
-            else:
-                results[job.key] = value
+        todo = [(job, configs[job.key], steps[job.key]) for job in jobs
+                if job.key in steps and recorded(run_folder(configs[job.key]), steps[job.key], metric) is None]
+        errors = self._train(todo, calibrations)
+        for key, step in steps.items():
+            run = run_folder(configs[key])
+            value = recorded(run, step, metric)
+            results[key] = value if value is not None else errors.get(key) or run.read_info().get("error") or \
+                f"no validation {metric} recorded at step {step} in {run.epochs_csv}"
         return results
 
-    def _train(self, todo: list[tuple[Job, RunConfig, int]], calibrations: dict[str, Calibration]) -> None:
+    def _train(self, todo: list[tuple[Job, RunConfig, int]], calibrations: dict[str, Calibration]) -> dict[str, str]:
+        """Train the jobs here or as submitit jobs; the one-line error of each that failed, by job key."""
         from seglab.training.run import train as fit
 
-        self._errors = {}
+        errors: dict[str, str] = {}
         if not todo:
-            return
+            return errors
         if self.cluster.executor == "here":
             for job, cfg, steps in todo:
                 run = run_folder(cfg)
@@ -109,22 +99,22 @@ class TrainWorker:
                     raise Interrupted("tune interrupted; every trial's progress is kept: rerun the same command "
                                       "to go on") from None
                 except Exception as e:  # noqa: BLE001 - a failed trial is recorded as failed, the search goes on
-                    self._errors[job.key] = f"{type(e).__name__}: {first_line(e)}"
-            return
+                    errors[job.key] = f"{type(e).__name__}: {first_line(e)}"
+            return errors
         requests = []
         for job, cfg, steps in todo:
             cal = calibrations.get(cost_key(cfg))
             requests.append(JobRequest(job.key, cfg.to_dict(), run_folder(cfg).last.is_file(),
                                        cal.to_dict() if cal else None, self.spec.name,
                                        stop_at=None if job.full else steps, score=False))
-        names = ", ".join(r.name for r in requests)
-        announce(f"{len(requests)} jobs on {self.cluster.executor}: {names}")
+        announce(f"{len(requests)} jobs on {self.cluster.executor}: {', '.join(r.name for r in requests)}")
 
         def done(name: str, error: str | None) -> None:
             if error:
-                self._errors[name] = error
+                errors[name] = error
 
         run_jobs(requests, self.cluster, self.folder.path, done)
+        return errors
 
 
 def recorded(run: RunDir, step: int, metric: str) -> float | None:
