@@ -33,6 +33,15 @@ def images_seen(trainer) -> int | None:
     return trainer.global_step * dm.cfg.batch_size * trainer.world_size if dm is not None else None
 
 
+def decisions(trainer) -> dict:
+    """What the callbacks that decide during training (thread counts, re-plans) want run.json to keep."""
+    out = {}
+    for cb in getattr(trainer, "callbacks", []):
+        if hasattr(cb, "run_record"):
+            out.update(cb.run_record())
+    return out
+
+
 class WorkMeter(L.Callback):
     """Counts what a run did: optimizer steps, images, epochs, wall and CPU seconds, time spent validating.
     Sessions of a resumed run add up: the totals so far travel in the checkpoint.
@@ -78,7 +87,7 @@ class WorkMeter(L.Callback):
         train_wall = max(wall - val, 1e-9)
         return {"steps": trainer.global_step, "images_seen": images, "epochs": fractional_epoch(trainer),
                 "train_seconds": round(wall, 1), "cpu_seconds": round(cpu, 1), "val_seconds": round(val, 1),
-                "img_per_s": round(images / train_wall, 2) if images else None}
+                "img_per_s": round(images / train_wall, 2) if images else None, **decisions(trainer)}
 
     def state_dict(self):
         if self._trainer is None:

@@ -27,6 +27,7 @@ from seglab.training.callbacks import ExactResume, MetricsCSV, StopAt, TimedChec
 from seglab.training.loggers import build_loggers, check_installed
 from seglab.training.losses import median_frequency_weights
 from seglab.training.module import SegModule
+from seglab.training.pace import PaceReplanner
 from seglab.training.plan import RunPlan, batches_per_epoch, check_names, resolve_plan
 from seglab.training.schedule import ScheduleCallback
 from seglab.training.trainer import make_trainer, quiet
@@ -152,6 +153,7 @@ def _fit(cfg: RunConfig, resume: bool, calibration: Calibration | None, study: s
          stop_at: int | None = None) -> Fitted:
     run = run_folder(cfg)
     lead = rank_zero_only.rank == 0  # the process that writes the run folder (all of them, unless distributed)
+    shared_calibration = calibration is not None  # a study's or a tune's: its runs keep equal steps
     ckpt = resume_checkpoint(run) if resume else None
     if lead and not resume and run.last.is_file():
         raise SeglabError(f"{run.path}: run already exists; continue it with --resume, or pick --name")
@@ -177,12 +179,14 @@ def _fit(cfg: RunConfig, resume: bool, calibration: Calibration | None, study: s
         _record_start(run, cfg, dm, module, plan, budget_info, wall_budget)
 
     work = WorkMeter(record=lambda totals: run.write_info(**totals), spent=run.read_info() if resume else None)
+    schedule = ScheduleCallback(cfg.train.scheduler, cfg.train.warmup, wall_budget, cfg.train.steps,
+                                cfg.train.scheduler_interval)
     callbacks = [
         ModelCheckpoint(dirpath=run.checkpoints, filename="best", monitor="val/miou", mode="max", save_last=True,
                         auto_insert_metric_name=False, enable_version_counter=False),
         *checkpoint_every(cfg, run),
-        ScheduleCallback(cfg.train.scheduler, cfg.train.warmup, wall_budget, cfg.train.steps,
-                         cfg.train.scheduler_interval),
+        schedule,
+        *pace_replanner(cfg, plan, schedule, budget_info, shared_calibration, stop_at),
         MetricsCSV(run.epochs_csv),
         work,
         ExactResume(),
@@ -211,7 +215,7 @@ def _fit(cfg: RunConfig, resume: bool, calibration: Calibration | None, study: s
             _finish(run, trainer, work, "failed", error=f"{type(e).__name__}: {e}")
             raise
     status = "interrupted" if trainer.interrupted else \
-        "paused" if stop_at is not None and cfg.train.steps and trainer.global_step < cfg.train.steps else "trained"
+        "paused" if stop_at is not None and schedule.steps and trainer.global_step < schedule.steps else "trained"
     _finish(run, trainer, work, status)
     if trainer.interrupted:
         raise Interrupted(f"interrupted; resume with `seglab train --resume {run.path}`")
@@ -258,6 +262,18 @@ def lead_steps(run: RunDir, cfg: RunConfig, timeout_s: float = 3600.0) -> int:
             return written.train.steps
         time.sleep(1.0)
     raise SeglabError(f"{run.config}: the lead process wrote no resolved budget within {timeout_s:.0f} s")
+
+
+def pace_replanner(cfg: RunConfig, plan: RunPlan, schedule: ScheduleCallback, budget_info: dict | None,
+                   shared_calibration: bool, stop_at: int | None) -> list[PaceReplanner]:
+    """A run whose compute budget was capped by ``train.max_time`` re-plans its steps as the pace drifts
+    (training/pace.py) — unless its calibration is shared (a study's or a tune's runs do equal work), it is
+    distributed (every process would have to agree), or it stops at a tuning rung."""
+    if not (cfg.train.max_time and budget_info and budget_info.get("max_time") and cfg.train.steps) or \
+            shared_calibration or plan.processes > 1 or stop_at is not None or cfg.train.budget_clock != "compute":
+        return []
+    return [PaceReplanner(schedule, cfg.train.max_time, budget_info.get("calibration_seconds") or 0.0,
+                          budget_info.get("budget_steps") or cfg.train.steps, plan.val_every)]
 
 
 def checkpoint_every(cfg: RunConfig, run: RunDir) -> list[ModelCheckpoint]:

@@ -50,20 +50,42 @@ class ScheduleCallback(L.Callback):
         self.elapsed_before = 0.0  # seconds spent in earlier (interrupted) sessions of this run
         self._t0 = None
         self.base_lrs: list[float] | None = None
+        # (step, progress) where the current plan of ``steps`` began: (0, 0) until ``replan`` moves it, so
+        # progress is step / steps for a run never re-planned, and stays continuous across a re-plan.
+        self.anchor = (0, 0.0)
 
     def elapsed(self) -> float:
         return self.elapsed_before + (time.monotonic() - self._t0 if self._t0 else 0.0)
 
+    def progress_at(self, step: int, total: int) -> float:
+        """Progress after ``step`` of ``total`` steps: linear from the anchor to 1 at ``total``."""
+        s0, p0 = self.anchor
+        if total <= s0:
+            return 1.0
+        return p0 + (step - s0) * (1.0 - p0) / (total - s0)
+
     def progress(self, trainer: L.Trainer) -> float:
         if self.budget_s:
             return self.elapsed() / self.budget_s
-        total = max(trainer.estimated_stepping_batches, 1)
+        total = self.steps or max(trainer.estimated_stepping_batches, 1)
         if self.per_epoch:  # the progress at the start of this epoch: epoch e of E trains at factor(e / E)
-            return trainer.current_epoch * trainer.num_training_batches / total
-        return trainer.global_step / total
+            return self.progress_at(trainer.current_epoch * trainer.num_training_batches, total)
+        return self.progress_at(trainer.global_step, total)
+
+    def replan(self, trainer: L.Trainer, steps: int) -> None:
+        """End the run after ``steps`` optimizer steps instead: the progress reached so far is kept and the rest
+        of the schedule is stretched or squeezed over the new remainder, so the learning rate moves on without a
+        jump and still ends where the schedule ends (``pace.PaceReplanner`` calls it when a wall-clock cap's
+        pace drifts)."""
+        step = trainer.global_step
+        self.anchor = (step, self.progress(trainer) if not self.per_epoch else self.progress_at(step, self.steps))
+        self.steps = max(int(steps), step + 1)
+        set_max_steps(trainer, self.steps)
 
     def on_train_start(self, trainer, pl_module):
         self._t0 = time.monotonic()
+        if self.steps and trainer.fit_loop.epoch_loop.max_steps != self.steps:  # resumed after a re-plan
+            set_max_steps(trainer, self.steps)
         self.base_lrs = [g.get("initial_lr", g["lr"]) for g in trainer.optimizers[0].param_groups]
         for g, lr in zip(trainer.optimizers[0].param_groups, self.base_lrs):
             g["initial_lr"] = lr
@@ -84,7 +106,15 @@ class ScheduleCallback(L.Callback):
             trainer.should_stop = True
 
     def state_dict(self):
-        return {"elapsed": self.elapsed()}
+        return {"elapsed": self.elapsed(), "steps": self.steps, "anchor": list(self.anchor)}
 
     def load_state_dict(self, state):
         self.elapsed_before = float(state.get("elapsed", 0.0))
+        if state.get("steps"):  # checkpoints of older seglab runs have neither: the config's steps stand
+            self.steps = int(state["steps"])
+            self.anchor = (int(state["anchor"][0]), float(state["anchor"][1]))
+
+
+def set_max_steps(trainer: L.Trainer, steps: int) -> None:
+    """Move the step at which Lightning ends training (lightning==2.6.6: the epoch loop holds it)."""
+    trainer.fit_loop.epoch_loop.max_steps = int(steps)
