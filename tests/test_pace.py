@@ -114,6 +114,29 @@ def test_a_steady_pace_changes_nothing(monkeypatch):
     assert replanner.replans == [] and trainer.global_step == 500
 
 
+def test_step_to_step_noise_does_not_keep_re_planning(monkeypatch):
+    """Steps that scatter by +-15% around the planned pace (augmentation, the machine's noise) leave the plan
+    nearly alone: the pace is a mean over the last few checks, and 2% of difference is tolerated."""
+    import random
+
+    rng = random.Random(0)
+    clock = Clock()
+    monkeypatch.setattr(pace.time, "monotonic", clock)
+    monkeypatch.setattr("seglab.training.schedule.time.monotonic", clock)
+    schedule = ScheduleCallback("cosine", steps=1700)
+    trainer = fake_trainer(0, 1700)
+    schedule.on_train_start(trainer, None)
+    replanner = pace.PaceReplanner(schedule, max_time_s=3540, spent_s=50.0, ceiling=2100, val_every=None)
+    replanner.on_train_start(trainer, None)
+    per_step = (3540 * (1 - pace.WALL_RESERVE) - 50.0) / 1700
+    for _ in range(1700):
+        drive(replanner, schedule, trainer, clock, 1, per_step * rng.uniform(0.85, 1.15))
+    checks = 1700 // replanner.every
+    assert len(replanner.replans) <= checks // 10  # of about 50 checks, a few move the plan
+    assert all(abs(r["steps_after"] - r["steps_before"]) <= 0.05 * r["steps_before"] for r in replanner.replans)
+    assert abs(trainer.global_step - 1700) <= 0.03 * 1700
+
+
 def test_a_blip_of_load_costs_steps_only_while_it_lasts(monkeypatch):
     """Five minutes at half speed in the middle of the hour: the plan drops while it lasts and climbs back
     after it, and the schedule still ends at the run's last step."""

@@ -158,29 +158,74 @@ def test_bench_quality_writes_the_issue_fields(capsys, tiny_camvid, tmp_path, mo
     monkeypatch.setattr("seglab.config.schema.PRESETS_DIR", presets)
     out = tmp_path / "quality.json"
     args = ["bench", "quality", "--data", tiny_camvid, "--preset", "tiny", "--runs", tmp_path / "runs",
-            "--frames", "3", "--out", out]
+            "--frames", "3", "--seed", "4", "--seed", "5", "--out", out]
     r = run_cli(capsys, *args)
     assert r.code == 0, r.err[-3000:]
     q = json.loads(out.read_text())
-    for key in ("test_miou", "test_miou_ci95", "test_pixel_accuracy", "per_class_iou", "train_minutes",
-                "train_split", "preset", "command", "seed", "machine", "seglab_version", "inference_ms_per_frame"):
-        assert q.get(key) is not None, key
-    assert q["preset"] == "tiny" and q["train_split"] == "train+val" and q["seed"] == 4 and q["tta"] == "flip"
-    low, high = q["test_miou_ci95"]
-    assert 0 <= low <= q["test_miou"] <= high <= 1
-    assert len(q["per_class_iou"]) == 11 and q["machine"]["cpu"] and q["machine"]["logical_cpus"] >= 1
-    assert q["inference_ms_per_frame"] > 0 and q["inference_ms_per_frame_without_tta"] > 0
-    low, high = q["tta_gain"]["ci95_points"]  # flip TTA against the same weights without, paired by image
-    assert low <= q["tta_gain"]["miou_points"] <= high
-    assert abs(q["tta_gain"]["miou_points"] - 100 * (q["test_miou"] - q["test_miou_without_tta"])) < 0.01
-    assert q["command"].startswith("seglab bench quality")
+    assert q["preset"] == "tiny" and q["train_split"] == "train+val" and q["seeds"] == [4, 5] and q["tta"] == "flip"
+    assert q["command"].startswith("seglab bench quality") and q["machine"]["cpu"]
+    one, seeds = q["one_view_test_miou"], q["per_seed"]
+    assert [s["seed"] for s in seeds] == [4, 5]
+    assert one["per_seed"] == [s["one_view"]["miou"] for s in seeds]
+    assert one["min"] <= one["mean"] <= one["max"] and one["mean"] == pytest.approx(sum(one["per_seed"]) / 2)
+    assert q["one_view_target_reached"] is (one["mean"] >= 0.70 and all(s["train_minutes"] <= 60 for s in seeds))
+    assert Path(seeds[0]["run"]).name == "tiny" and Path(seeds[1]["run"]).name == "tiny-seed5"  # the preset's seed
+    for s in seeds:
+        views = s["views"]
+        assert list(views) == ["none", "scale:1.25", "scale:1.5", "flip"]
+        assert [v["views"] for v in views.values()] == [1, 1, 1, 2]
+        for v in views.values():
+            low, high = v["miou_ci95"]
+            assert 0 <= low <= v["miou"] <= high <= 1 and len(v["per_class_iou"]) == 11 and v["ms_per_frame"] > 0
+        assert s["one_view"]["miou"] == views["none"]["miou"] and s["tta"]["miou"] == views["flip"]["miou"]
+        gain = s["tta"]["gain_over_one_view"]  # flip against the same weights without, paired by image
+        assert gain["ci95_points"][0] <= gain["miou_points"] <= gain["ci95_points"][1]
+        assert abs(gain["miou_points"] - 100 * (views["flip"]["miou"] - views["none"]["miou"])) < 0.01
+        assert s["curve"] and set(s["minutes_to_val_miou"]) == {"0.60", "0.65", "0.70"}
+        minutes = [c["minute"] for c in s["curve"]]
+        assert minutes == sorted(minutes) and minutes[-1] <= s["train_minutes"] + 0.05
+        assert s["step_cost_cpu_s_1thread"] > 0 and s["train_steps"] >= 1
 
-    # A second call reads the finished run instead of training it again.
+    # A second call reads the finished runs instead of training them again.
     mtime = (tmp_path / "runs" / "tiny" / "checkpoints" / "last.ckpt").stat().st_mtime
     r = run_cli(capsys, *args)
     assert r.code == 0, r.err[-3000:]
     assert (tmp_path / "runs" / "tiny" / "checkpoints" / "last.ckpt").stat().st_mtime == mtime
-    assert json.loads(out.read_text())["test_miou"] == q["test_miou"]
+    assert json.loads(out.read_text())["one_view_test_miou"] == one
+
+
+def test_time_to_accuracy_reads_the_first_validation_at_each_level(tmp_path):
+    from seglab.bench.quality_bench import time_to_accuracy
+    from seglab.runs import RunDir
+
+    run = RunDir(tmp_path / "r")
+    run.path.mkdir()
+    rows = [(100, 0.55, 300.0), (200, 0.62, 310.0), (300, 0.61, 290.0), (400, 0.66, 300.0), (500, 0.69, 300.0)]
+    run.epochs_csv.write_text("step,val_miou,seconds\n" + "".join(f"{s},{m},{t}\n" for s, m, t in rows))
+    t = time_to_accuracy(run, calibration_s=60.0)
+    assert t["minutes_to_val_miou"] == {"0.60": 11.17, "0.65": 21.0, "0.70": None}  # 60 + 300 + 310 s; ...
+    assert [c["step"] for c in t["curve"]] == [100, 200, 300, 400, 500]
+
+
+def test_one_view_at_another_scale_is_one_unmirrored_pass():
+    from seglab.bench.tta_bench import candidate_modes, relative_cost
+    from seglab.models.tta import tta_logits, tta_scales, view_count
+    from seglab.sizes import nearest_valid
+
+    seen = []
+
+    def model(x):
+        seen.append(tuple(x.shape[-2:]))
+        return torch.randn(x.shape[0], 3, *x.shape[-2:])
+
+    out = tta_logits(model, torch.zeros(1, 3, 64, 96), "scale:1.5")
+    assert seen == [(nearest_valid(64 * 1.5), nearest_valid(96 * 1.5))]  # one pass at 1.5x, none mirrored
+    assert out.shape == (1, 3, 64, 96) and torch.allclose(out.exp().sum(1), torch.ones(1, 64, 96), atol=1e-5)
+    assert view_count("scale:1.5") == 1 and view_count("flip+scales:1,1.25") == 4 and view_count("none") == 1
+    assert relative_cost("scale:1.5") == 2.25 and relative_cost("flip") == 2.0
+    assert {"scale:1.25", "scale:1.5", "scale:1.75", "scale:2"} <= set(candidate_modes())
+    with pytest.raises(ValueError, match="one scale"):
+        tta_scales("scale:1,1.5")
 
 
 def test_rescaled_tta_is_refused_for_a_static_export():

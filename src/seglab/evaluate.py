@@ -41,6 +41,12 @@ def open_scoring_data(trained, data_root: str | None = None):
     return source
 
 
+def tta_variant(tta: str) -> str:
+    """The file tag a run's evaluation under another test-time augmentation goes to (never over the run's own):
+    flip+scales:1,1.5 -> ~tta-flip+scales=1,1.5."""
+    return "~tta-" + safe_name(tta, colon="=", keep=",")
+
+
 def evaluate(target: str | Path, split: str = "test", data_root: str | None = None, batch_size: int | None = None,
              eval_size: tuple[int, int] | str | None = None, tta: str | None = None,
              datamodule: SegDataModule | None = None, quiet: bool = False, extras: bool = True) -> dict:
@@ -59,7 +65,7 @@ def evaluate(target: str | Path, split: str = "test", data_root: str | None = No
         variant += "~" + ("x".join(map(str, eval_size)) if isinstance(eval_size, tuple) else str(eval_size))
     if tta and tta != cfg.data.tta:
         cfg.data.tta = tta
-        variant += "~tta-" + safe_name(tta, colon="=", keep=",")  # flip+scales:1,1.5 -> flip+scales=1,1.5
+        variant += tta_variant(tta)
     try:
         validate(cfg)  # the settings given here go through the config's own checks
         check_names(cfg)

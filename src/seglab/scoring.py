@@ -24,7 +24,7 @@ from seglab.errors import BadValue, SeglabError
 from seglab.metrics import per_image_confusion
 from seglab.metrics.boundary import DEFAULT_FRACTION, boundary_counts, boundary_width
 from seglab.metrics.calibration import DEFAULT_BINS, histograms, sample_pixels
-from seglab.models.tta import CUSTOM_SCALES, tta_logits, tta_scales
+from seglab.models.tta import CUSTOM_SCALES, mirrored, tta_logits, tta_scales
 
 
 def check_classes(source, names: list[str]) -> None:
@@ -193,13 +193,13 @@ def score_split(forward: Callable[[torch.Tensor], torch.Tensor], batches: Iterab
         return {modes[0]: measure_split(forward, batches, num_classes, modes[0], device, autocast)["matrices"]}
     device = torch.device(device or "cpu")
     mats: dict[str, list[np.ndarray]] = {m: [] for m in modes}
-    shared = sorted({s for m in modes if m != "none" for s in tta_scales(m)})
+    shared = sorted({s for m in modes if mirrored(m) for s in tta_scales(m)})
     for images, labels in batches:
         images = images.to(device)
         with torch.autocast(device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
             pairs = {s: tta_logits(forward, images, f"{CUSTOM_SCALES}{s:g}").exp() for s in shared}
-            scores = {m: forward(images).float() if m == "none" else
-                      torch.stack([pairs[s] for s in tta_scales(m)]).sum(0) for m in modes}
+            scores = {m: torch.stack([pairs[s] for s in tta_scales(m)]).sum(0) if mirrored(m) else
+                      forward(images).float() if m == "none" else tta_logits(forward, images, m) for m in modes}
         for mode, s in scores.items():
             mats[mode].append(measure_batch(s, labels, num_classes)["matrices"])
     empty = np.zeros((0, num_classes, num_classes), np.int64)

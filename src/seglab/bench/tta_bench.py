@@ -20,18 +20,20 @@ import torch
 from seglab.bench.report import command_line, finish, machine_info, print_table
 from seglab.errors import BadValue
 from seglab.metrics import ConfusionMatrix
-from seglab.models.tta import CUSTOM_SCALES, TTA_SCALES, tta_scales
+from seglab.models.tta import CUSTOM_SCALES, ONE_VIEW, TTA_SCALES, mirrored, tta_scales
 
 log = logging.getLogger("seglab")
 LOWEST = (0.5, 0.75, 1.0)
 HIGHEST = (1.25, 1.5, 1.75, 2.0, 2.25, 2.5)
 STEP = 0.25
+ONE_VIEW_SCALES = (1.25, 1.5, 1.75, 2.0)  # one enlarged pass: what a deployment that affords one view can choose
 
 
 def candidate_modes() -> list[str]:
-    """none, flip, then every range LOWEST[i]..HIGHEST[j] in steps of 0.25 (named modes where one fits)."""
+    """none, flip, one view at each of ONE_VIEW_SCALES, then every range LOWEST[i]..HIGHEST[j] in steps of 0.25
+    (named modes where one fits)."""
     named = {scales: mode for mode, scales in TTA_SCALES.items() if mode != "none"}
-    modes = ["none", "flip"]
+    modes = ["none", "flip", *(f"{ONE_VIEW}{s:g}" for s in ONE_VIEW_SCALES)]
     for low in LOWEST:
         for high in HIGHEST:
             scales = tuple(float(s) for s in np.arange(low, high + STEP / 2, STEP))
@@ -41,7 +43,7 @@ def candidate_modes() -> list[str]:
 
 def relative_cost(mode: str) -> float:
     """Forward passes' pixels relative to one plain pass: each scale's area, twice for the mirror."""
-    return 1.0 if mode == "none" else 2 * sum(s * s for s in tta_scales(mode))
+    return (2 if mirrored(mode) else 1) * sum(s * s for s in tta_scales(mode))
 
 
 def run_tta_bench(target: str | Path, split: str, data_root: str | None, batch_size: int | None,

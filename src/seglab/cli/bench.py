@@ -124,12 +124,15 @@ def quality(
     runs: Annotated[str, typer.Option(help="Folder for the preset's run (a finished run there is reused, an "
                                            "interrupted one resumed).")] = "runs",
     frames: Annotated[int, typer.Option(min=3, help="Test frames to time inference on, after 2 untimed ones.")] = 50,
+    seed: Annotated[list[int] | None, typer.Option(
+        help="Train and score this seed (repeat for several: one run at a time, each with the machine to itself; "
+             "the targets need two). Default: the preset's seed.")] = None,
     out: JsonOut = None,
 ):
-    """Train the preset, then its test mIoU with interval, per-class IoU, training minutes and ms/frame."""
+    """Train the preset per seed; test mIoU of one pass and with TTA, views table, time to accuracy, minutes."""
     from seglab.bench.quality_bench import run_quality_bench
 
-    run_quality_bench(data, preset, runs, frames, out)
+    run_quality_bench(data, preset, runs, frames, out, seeds=seed)
 
 
 @app.command("tta")

@@ -163,3 +163,12 @@ def holm(p_values: Sequence[float | None]) -> list[float | None]:
         running = max(running, min(1.0, (m - j) * float(p_values[i])))
         out[i] = running
     return out
+
+
+def seed_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float | None, float | None]:
+    """The t-interval of the mean over seeds (training noise, not test-image noise); (None, None) with one
+    seed or no spread."""
+    if len(values) < 2 or np.std(values) == 0:
+        return None, None
+    low, high = stats.t.interval(confidence, len(values) - 1, loc=np.mean(values), scale=stats.sem(values))
+    return float(low), float(high)

@@ -6,8 +6,8 @@ pessimistic, and a neighbour that takes a core for twenty minutes makes any star
 prediction costs either way: too many steps, and the hard stop cuts the learning-rate schedule before it
 has decayed (the weights scored are mid-schedule); too few, and minutes of the hour go unused.
 
-So the pace is measured while training: every few dozen steps, the wall time per step since the last check
-(validations excluded; they are counted separately) gives the steps that still fit before the cap, and
+So the pace is measured while training: every few dozen steps, the wall time per step over the last few
+checks (validations excluded; they are counted separately) gives the steps that still fit before the cap, and
 when those differ from the plan by more than ``tolerance`` the schedule is re-planned to end there
 (``ScheduleCallback.replan``: the progress so far is kept, so the learning rate never jumps, and the
 schedule still ends at its end). The budget's own steps stay the ceiling: a fast machine never trains
@@ -30,7 +30,9 @@ from seglab.training.schedule import ScheduleCallback
 
 CHECKS = 50  # checks over a planned run: about one a minute in an hour
 MIN_EVERY = 10  # steps between checks at least: a pace from fewer steps is mostly noise
-TOLERANCE = 0.01  # re-plan when the steps that fit differ from the plan by more than this share
+SMOOTH = 3  # the pace is the mean over the last this many checks' steps: a minute's blip moves it a third
+TOLERANCE = 0.02  # re-plan when the steps that fit differ from the plan by more than this share (at the end of
+                  # a cosine, 2% of the schedule is at under 0.1% of the learning rate; of an hour, 1.2 minutes)
 MARGIN = 0.01  # share of max_time kept back, once validations are timed, for checkpoints and the last step
 
 
@@ -47,11 +49,12 @@ class PaceReplanner(L.Callback):
         self.replans: list[dict] = []
         self.val_seconds, self.validations = 0.0, 0
         self._window: list[float] = []
+        self._recent: list[list[float]] = []  # the last SMOOTH windows' step times
         self._last: float | None = None
         self._val_t0 = 0.0
 
     def on_train_start(self, trainer, pl_module):
-        self._last, self._window = None, []
+        self._last, self._window, self._recent = None, [], []
 
     def on_validation_start(self, trainer, pl_module):
         if trainer.state.fn == "fit":
@@ -69,7 +72,8 @@ class PaceReplanner(L.Callback):
             self._window.append(now - self._last)
         self._last = now
         if len(self._window) >= self.every and not trainer.should_stop:
-            self.check(trainer, statistics.fmean(self._window))
+            self._recent = [*self._recent[-(SMOOTH - 1):], self._window]
+            self.check(trainer, statistics.fmean(t for w in self._recent for t in w))
             self._window = []
 
     def held_back_seconds(self, step: int, steps: int) -> float:

@@ -128,6 +128,8 @@ def trial_row(trial, rungs: Rungs) -> dict:
 def finalist_row(trial, reruns: list[float], rungs: Rungs, rung_steps: list[int]) -> dict:
     import numpy as np
 
+    from seglab.study.stats import seed_interval
+
     passed, value = standing(trial)
     mean = float(np.mean(reruns))
     low, high = seed_interval(reruns)
@@ -135,17 +137,6 @@ def finalist_row(trial, reruns: list[float], rungs: Rungs, rung_steps: list[int]
             "params": dict(trial.params), "search_value": value, "search_rung": passed,
             "search_steps": rung_steps[passed - 1], "reruns": reruns, "rerun_mean": mean,
             "rerun_low": low, "rerun_high": high, "bias": value - mean if passed == rungs.count else None}
-
-
-def seed_interval(values: list[float]) -> tuple[float | None, float | None]:
-    """The 95% t-interval of the mean over seeds; (None, None) with one seed or no spread."""
-    import numpy as np
-    from scipy import stats
-
-    if len(values) < 2 or np.std(values) == 0:
-        return None, None
-    low, high = stats.t.interval(0.95, len(values) - 1, loc=np.mean(values), scale=stats.sem(values))
-    return float(low), float(high)
 
 
 def compare_to_winner(rows: list[dict], winner: dict) -> None:
@@ -168,6 +159,7 @@ def score_winner(folder: TuneDir, spec: TuneSpec, winner: dict, seeds: list[int]
     import numpy as np
 
     from seglab.evaluate import evaluate
+    from seglab.study.stats import seed_interval
 
     metric = primary.metric(spec.metric)
     runs = []
