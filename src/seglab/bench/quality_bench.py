@@ -149,6 +149,7 @@ def seed_report(run: RunDir, frames: int) -> dict:
         **time_to_accuracy(run, calibration_s),
         "train_minutes": round(train_s / 60, 1),
         "calibration_minutes": round(calibration_s / 60, 2),
+        "precision": info.get("precision"),  # bf16 on CPUs with bf16 units, else fp32: about 4x the step cost
         "step_cost_cpu_s_1thread": budget.get("seconds_per_step"),
         "wall_s_per_step_at_start": budget.get("wall_seconds_per_step"),
         "train_steps_budget_bought": budget.get("budget_steps"),
