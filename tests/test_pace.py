@@ -50,6 +50,15 @@ def test_an_old_checkpoint_without_a_plan_keeps_the_configs_steps():
     assert cb.steps == 100 and cb.anchor == (0, 0.0) and cb.elapsed_before == 12.0
 
 
+def test_resuming_with_more_steps_trains_them_even_after_a_re_plan():
+    """`seglab train --resume RUN --steps N`: the user's new length wins over the re-planned one."""
+    cb = ScheduleCallback("cosine", steps=100)
+    cb.replan(fake_trainer(40), 80)
+    longer = ScheduleCallback("cosine", steps=300)  # config.yaml's steps raised for the resume
+    longer.load_state_dict(cb.state_dict())
+    assert longer.steps == 300 and longer.anchor == (0, 0.0)
+
+
 class Clock:
     def __init__(self):
         self.now = 1000.0

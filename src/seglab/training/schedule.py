@@ -46,6 +46,7 @@ class ScheduleCallback(L.Callback):
     def __init__(self, schedule: str = "none", warmup: float = 0.0, budget_s: float | None = None,
                  steps: int | None = None, interval: str = "step"):
         self.schedule, self.warmup, self.budget_s, self.steps = schedule, warmup, budget_s, steps
+        self.configured = steps  # the config's steps: a resume with other steps (a longer run) plans anew
         self.per_epoch = interval == "epoch"  # config.checks refuses it with a wall-clock budget
         self.elapsed_before = 0.0  # seconds spent in earlier (interrupted) sessions of this run
         self._t0 = None
@@ -106,11 +107,15 @@ class ScheduleCallback(L.Callback):
             trainer.should_stop = True
 
     def state_dict(self):
-        return {"elapsed": self.elapsed(), "steps": self.steps, "anchor": list(self.anchor)}
+        return {"elapsed": self.elapsed(), "steps": self.steps, "anchor": list(self.anchor),
+                "configured": self.configured}
 
     def load_state_dict(self, state):
+        """A re-planned run resumes with its re-planned steps and anchor, as long as it resumes with the steps
+        it was configured with; given other steps (resumed to train longer), those stand, as before re-planning
+        existed. Checkpoints of older seglab runs hold neither: the config's steps stand."""
         self.elapsed_before = float(state.get("elapsed", 0.0))
-        if state.get("steps"):  # checkpoints of older seglab runs have neither: the config's steps stand
+        if state.get("steps") and state.get("configured") == self.configured:
             self.steps = int(state["steps"])
             self.anchor = (int(state["anchor"][0]), float(state["anchor"][1]))
 
