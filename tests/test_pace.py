@@ -82,20 +82,27 @@ def drive(replanner, schedule, trainer, clock, steps, seconds_per_step, val_ever
             replanner.on_validation_end(trainer, None)
 
 
+def capped_run(monkeypatch, steps, max_time_s, spent_s, ceiling, val_every):
+    """A cosine schedule of ``steps`` and its re-planner under a fake clock, training started."""
+    clock = Clock()
+    monkeypatch.setattr(pace.time, "monotonic", clock)
+    monkeypatch.setattr("seglab.training.schedule.time.monotonic", clock)
+    schedule = ScheduleCallback("cosine", steps=steps)
+    trainer = fake_trainer(0, steps)
+    schedule.on_train_start(trainer, None)
+    replanner = pace.PaceReplanner(schedule, max_time_s=max_time_s, spent_s=spent_s, ceiling=ceiling,
+                                   val_every=val_every)
+    replanner.on_train_start(trainer, None)
+    return clock, schedule, trainer, replanner
+
+
 @pytest.mark.parametrize("actual, expect", [(1.3, "fewer"), (0.8, "more")])
 def test_a_drifting_pace_moves_the_last_step_so_the_run_ends_within_the_cap(monkeypatch, actual, expect):
     """Planned at 1 s a step for a 600-s cap; the machine turns out 30% slower (or 20% faster). The re-planned
     run ends with its schedule complete, inside the cap, and never beyond the budget's steps."""
-    clock = Clock()
-    monkeypatch.setattr(pace.time, "monotonic", clock)
-    monkeypatch.setattr("seglab.training.schedule.time.monotonic", clock)
     planned = int(600 * (1 - pace.WALL_RESERVE))  # what the start-up timing planned
-    schedule = ScheduleCallback("cosine", steps=planned)
-    trainer = fake_trainer(0, planned)
-    schedule.on_train_start(trainer, None)
     ceiling = 700
-    replanner = pace.PaceReplanner(schedule, max_time_s=600, spent_s=0.0, ceiling=ceiling, val_every=100)
-    replanner.on_train_start(trainer, None)
+    clock, schedule, trainer, replanner = capped_run(monkeypatch, planned, 600, 0.0, ceiling, val_every=100)
     drive(replanner, schedule, trainer, clock, 2000, actual, val_every=100, val_seconds=3.0)
     assert replanner.replans, "the drift was not noticed"
     final = trainer.global_step
@@ -109,14 +116,7 @@ def test_a_drifting_pace_moves_the_last_step_so_the_run_ends_within_the_cap(monk
 
 
 def test_a_steady_pace_changes_nothing(monkeypatch):
-    clock = Clock()
-    monkeypatch.setattr(pace.time, "monotonic", clock)
-    monkeypatch.setattr("seglab.training.schedule.time.monotonic", clock)
-    schedule = ScheduleCallback("cosine", steps=500)
-    trainer = fake_trainer(0, 500)
-    schedule.on_train_start(trainer, None)
-    replanner = pace.PaceReplanner(schedule, max_time_s=600, spent_s=30.0, ceiling=900, val_every=None)
-    replanner.on_train_start(trainer, None)
+    clock, schedule, trainer, replanner = capped_run(monkeypatch, 500, 600, 30.0, 900, val_every=None)
     # 500 steps in 600 s less the step-cost measurement and the validations' reserve, as budget.py plans
     per_step = (600 * (1 - pace.WALL_RESERVE) - 30.0) / 500
     drive(replanner, schedule, trainer, clock, 500, per_step)
@@ -129,14 +129,7 @@ def test_step_to_step_noise_does_not_keep_re_planning(monkeypatch):
     import random
 
     rng = random.Random(0)
-    clock = Clock()
-    monkeypatch.setattr(pace.time, "monotonic", clock)
-    monkeypatch.setattr("seglab.training.schedule.time.monotonic", clock)
-    schedule = ScheduleCallback("cosine", steps=1700)
-    trainer = fake_trainer(0, 1700)
-    schedule.on_train_start(trainer, None)
-    replanner = pace.PaceReplanner(schedule, max_time_s=3540, spent_s=50.0, ceiling=2100, val_every=None)
-    replanner.on_train_start(trainer, None)
+    clock, schedule, trainer, replanner = capped_run(monkeypatch, 1700, 3540, 50.0, 2100, val_every=None)
     per_step = (3540 * (1 - pace.WALL_RESERVE) - 50.0) / 1700
     for _ in range(1700):
         drive(replanner, schedule, trainer, clock, 1, per_step * rng.uniform(0.85, 1.15))
@@ -149,14 +142,7 @@ def test_step_to_step_noise_does_not_keep_re_planning(monkeypatch):
 def test_a_blip_of_load_costs_steps_only_while_it_lasts(monkeypatch):
     """Five minutes at half speed in the middle of the hour: the plan drops while it lasts and climbs back
     after it, and the schedule still ends at the run's last step."""
-    clock = Clock()
-    monkeypatch.setattr(pace.time, "monotonic", clock)
-    monkeypatch.setattr("seglab.training.schedule.time.monotonic", clock)
-    schedule = ScheduleCallback("cosine", steps=1700)
-    trainer = fake_trainer(0, 1700)
-    schedule.on_train_start(trainer, None)
-    replanner = pace.PaceReplanner(schedule, max_time_s=3540, spent_s=50.0, ceiling=2100, val_every=150)
-    replanner.on_train_start(trainer, None)
+    clock, schedule, trainer, replanner = capped_run(monkeypatch, 1700, 3540, 50.0, 2100, val_every=150)
     drive(replanner, schedule, trainer, clock, 600, 1.9, val_every=150, val_seconds=10.0)
     before_blip = schedule.steps
     drive(replanner, schedule, trainer, clock, 160, 3.8, val_every=150, val_seconds=10.0)

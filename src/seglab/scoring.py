@@ -199,7 +199,7 @@ def score_split(forward: Callable[[torch.Tensor], torch.Tensor], batches: Iterab
         with torch.autocast(device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
             pairs = {s: tta_logits(forward, images, f"{CUSTOM_SCALES}{s:g}").exp() for s in shared}
             scores = {m: torch.stack([pairs[s] for s in tta_scales(m)]).sum(0) if mirrored(m) else
-                      forward(images).float() if m == "none" else tta_logits(forward, images, m) for m in modes}
+                      tta_logits(forward, images, m).float() for m in modes}
         for mode, s in scores.items():
             mats[mode].append(measure_batch(s, labels, num_classes)["matrices"])
     empty = np.zeros((0, num_classes, num_classes), np.int64)

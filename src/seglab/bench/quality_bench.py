@@ -37,21 +37,17 @@ LEVELS = (0.60, 0.65, 0.70)  # val mIoU levels whose first minute is recorded (t
 VIEWS = ("none", "scale:1.25", "scale:1.5", "flip")
 
 
-def run_name(name: str, seed: int, preset_seed: int) -> str:
-    """The preset's own seed keeps the preset's run name (earlier results stay readable); others get -seedN."""
-    return name if seed == preset_seed else f"{name}-seed{seed}"
-
-
 def trained_run(preset: str, data: str | None, out: str, seed: int | None = None) -> RunDir:
     """The preset's run folder under ``out`` for ``seed`` (None: the preset's): trained now, resumed, or
-    (finished already) left as it is."""
+    (finished already) left as it is. The preset's own seed keeps the preset's run name (earlier results stay
+    readable); other seeds get -seedN."""
     from seglab.experiment import train
 
     overrides = {"out_dir": out, **({"data.root": data} if data else {})}
     cfg = load_config(preset_path(preset), overrides)
-    if seed is not None:
-        cfg = load_config(preset_path(preset), {**overrides, "train.seed": seed,
-                                                "name": run_name(cfg.run_name(), seed, cfg.train.seed)})
+    if seed is not None and seed != cfg.train.seed:
+        name = f"{cfg.run_name()}-seed{seed}"
+        cfg = load_config(preset_path(preset), {**overrides, "train.seed": seed, "name": name})
     run = RunDir(Path(out) / cfg.run_name())
     status = run.read_info().get("status")
     if status == "finished":
