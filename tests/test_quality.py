@@ -193,6 +193,35 @@ def test_bench_quality_writes_the_issue_fields(capsys, tiny_camvid, tmp_path, mo
     assert (tmp_path / "runs" / "tiny" / "checkpoints" / "last.ckpt").stat().st_mtime == mtime
     assert json.loads(out.read_text())["one_view_test_miou"] == one
 
+    # A record grows by seeds: a seed it holds is kept as measured (here one whose run folder is gone, marked so a
+    # re-scoring would show), a seed it lacks is trained or read from its finished run, and the figures over seeds
+    # are recomputed over all of them.
+    import shutil
+
+    record = json.loads(out.read_text())
+    kept = {**record["per_seed"][0], "run": "measured in another session"}
+    out.write_text(json.dumps({**record, "seeds": [4], "per_seed": [kept]}))
+    shutil.rmtree(tmp_path / "runs" / "tiny")
+    r = run_cli(capsys, *args[:-6], "--seed", "5", "--out", out)
+    assert r.code == 0, r.err[-3000:]
+    grown = json.loads(out.read_text())
+    assert grown["seeds"] == [4, 5] and grown["seeds_kept_from_the_record"] == [4] and grown["per_seed"][0] == kept
+    assert grown["per_seed"][1]["one_view"]["miou"] == seeds[1]["one_view"]["miou"]  # read, latency timed anew
+    assert grown["one_view_test_miou"]["per_seed"] == one["per_seed"]
+    assert [h["seed"] for h in grown["hosts"]] == [4, 5] and grown["hosts"][1]["step_cost_cpu_s_1thread"] > 0
+    assert not (tmp_path / "runs" / "tiny").exists()  # seed 4 was not trained again
+    assert len(grown["commands"]) == 2 and grown["commands"][-1].endswith(f"--seed 5 --out {out}")
+
+    # What is not this preset's record, or was scored with other views than the preset deploys, is refused and
+    # left as it is.
+    for text, problem in [("{not json", "not a readable"), (json.dumps({**grown, "preset": "other"}), "not preset"),
+                          (json.dumps({**grown, "per_seed": [{"seed": 4}]}), "not a readable"),
+                          (json.dumps({**grown, "per_seed": [{**kept, "tta": {**kept["tta"], "mode": "none"}}]}),
+                           "the preset now deploys 'flip'")]:
+        out.write_text(text)
+        assert_one_line_error(run_cli(capsys, *args), f"--out {out}", problem)
+        assert out.read_text() == text
+
 
 def test_time_to_accuracy_reads_the_first_validation_at_each_level(tmp_path):
     from seglab.bench.quality_bench import time_to_accuracy

@@ -11,6 +11,11 @@ host's step cost. Over the seeds: the mean of each headline figure, its spread a
 the targets were reached. Every view choice reported was fixed before test was read: the headline one-view
 figure is the native pass, the headline TTA is the preset's (chosen on val); the other rows of the views
 table are for reading, not for choosing.
+
+A record grows by seeds: when ``--out`` already holds this preset's record, the seeds in it are kept as they
+were measured (on whatever machine, with their own step cost) and only the seeds it lacks are trained, so an
+hour-long seed is never trained twice and a seed measured in another session is never lost. The figures over
+seeds are then recomputed over all of them.
 """
 
 from __future__ import annotations
@@ -168,11 +173,54 @@ def over_seeds(values: list[float]) -> dict:
             "ci95_over_seeds": [low, high] if low is not None else None, "per_seed": values}
 
 
+def recorded_seeds(out: Path | None, preset: str, tta: str) -> tuple[dict[int, dict], list[str]]:
+    """The per-seed reports already in ``out`` (by seed) and the commands that wrote them; nothing when ``out``
+    does not exist yet. A file that is not this preset's quality record, or whose seeds were scored with other
+    test-time views than the preset deploys now, is refused rather than mixed in or overwritten."""
+    import json
+
+    if out is None or not Path(out).exists():
+        return {}, []
+    keep = "name another file (this one is left as it is)"
+    try:
+        prior = json.loads(Path(out).read_text())
+        recorded = {int(s["seed"]): s for s in prior["per_seed"]}
+        modes = {seed: s["tta"]["mode"] for seed, s in recorded.items()
+                 if isinstance(s["one_view"]["miou"], float) and isinstance(s["machine"], dict)}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as err:
+        raise SeglabError(f"--out {out}: exists but is not a readable `seglab bench quality` record "
+                          f"({type(err).__name__}); {keep}") from None
+    if prior.get("preset") != preset or len(modes) < len(recorded):
+        raise SeglabError(f"--out {out}: is not preset {preset!r}'s quality record; {keep}")
+    if other := {seed: mode for seed, mode in modes.items() if mode != tta}:
+        raise SeglabError(f"--out {out}: seed(s) {', '.join(map(str, other))} were scored with TTA "
+                          f"{next(iter(other.values()))!r}, the preset now deploys {tta!r}; {keep}")
+    commands = prior.get("commands") or ([prior["command"]] if prior.get("command") else [])
+    return recorded, list(commands)
+
+
+def hosts(per_seed: list[dict]) -> list[dict]:
+    """Where each seed was measured and at what step cost: seeds from hosts of different speed get different
+    steps within the hour, so their spread is seed and host together."""
+    return [{"seed": s["seed"], "cpu": s["machine"].get("cpu"), "commit": s["machine"].get("commit"),
+             "precision": s.get("precision"), "step_cost_cpu_s_1thread": s.get("step_cost_cpu_s_1thread"),
+             "wall_s_per_step_at_start": s.get("wall_s_per_step_at_start"), "train_steps": s.get("train_steps")}
+            for s in per_seed]
+
+
 def run_quality_bench(data: str | None, preset: str, runs_dir: str, frames: int, out: Path | None,
                       seeds: list[int] | None = None) -> dict:
     preset_cfg = load_config(preset_path(preset), {"data.root": data} if data else {})
-    seeds = list(dict.fromkeys(seeds or [preset_cfg.train.seed]))
-    per_seed = [seed_report(trained_run(preset, data, runs_dir, seed), frames) for seed in seeds]
+    recorded, commands = recorded_seeds(out, preset, preset_cfg.data.tta)
+    seeds = list(dict.fromkeys([*recorded, *(seeds or [preset_cfg.train.seed])]))
+    if recorded:
+        log.info("%s: keeping seed(s) %s as recorded there; training and scoring %s", out,
+                 ", ".join(map(str, recorded)), ", ".join(str(s) for s in seeds if s not in recorded) or "none")
+    fresh = [s for s in seeds if s not in recorded]
+    scored = {s: seed_report(trained_run(preset, data, runs_dir, s), frames) for s in fresh}
+    for s in fresh:
+        scored[s]["command"] = command_line()
+    per_seed = [recorded.get(s) or scored[s] for s in seeds]
     one = over_seeds([r["one_view"]["miou"] for r in per_seed])
     tta = over_seeds([r["tta"]["miou"] for r in per_seed])
     in_time = all(r["train_minutes"] <= TARGET_MINUTES for r in per_seed)
@@ -181,7 +229,10 @@ def run_quality_bench(data: str | None, preset: str, runs_dir: str, frames: int,
     report = {
         "preset": preset,
         "command": command_line(),
+        "commands": list(dict.fromkeys([*commands, command_line()])),  # every call that wrote this record
         "seeds": seeds,
+        "seeds_kept_from_the_record": list(recorded),
+        "hosts": hosts(per_seed),
         "one_view_test_miou": one,
         "one_view_target": TARGET_MIOU,
         "one_view_target_reached": bool(len(seeds) >= 2 and one["mean"] >= TARGET_MIOU and in_time),
@@ -211,8 +262,9 @@ def run_quality_bench(data: str | None, preset: str, runs_dir: str, frames: int,
         "machine": machine_info(),
     }
     finish(report, out)
-    rows = [[mode, v["views"], 100 * v["miou"], v.get("ms_per_frame")] for mode, v in first["views"].items()]
-    print_table(f"{preset}: CamVid test, seed {first['seed']}", ["views", "passes", "mIoU %", "ms/frame"], rows)
+    for s in fresh:
+        rows = [[mode, v["views"], 100 * v["miou"], v.get("ms_per_frame")] for mode, v in scored[s]["views"].items()]
+        print_table(f"{preset}: CamVid test, seed {s}", ["views", "passes", "mIoU %", "ms/frame"], rows)
     print_table(f"{preset}: over seeds {', '.join(map(str, seeds))}", ["figure", "mean %", "min %", "max %"],
                 [["one view", 100 * one["mean"], 100 * one["min"], 100 * one["max"]],
                  [tta_mode, 100 * tta["mean"], 100 * tta["min"], 100 * tta["max"]]],

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -127,7 +128,9 @@ def quality(
     seed: Annotated[list[int] | None, typer.Option(
         help="Train and score this seed (repeat for several: one run at a time, each with the machine to itself; "
              "the targets need two). Default: the preset's seed.")] = None,
-    out: JsonOut = None,
+    out: Annotated[Path | None, typer.Option("--out", help=(
+        "Write the record here. If it holds this preset's record already, its seeds are kept as measured and "
+        "only the seeds it lacks are trained and added."))] = None,
 ):
     """Train the preset per seed; test mIoU of one pass and with TTA, views table, time to accuracy, minutes."""
     from seglab.bench.quality_bench import run_quality_bench
