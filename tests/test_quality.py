@@ -186,7 +186,7 @@ def test_bench_quality_writes_the_issue_fields(capsys, tiny_camvid, tmp_path, mo
         assert minutes == sorted(minutes) and minutes[-1] <= s["train_minutes"] + 0.05
         assert s["step_cost_cpu_s_1thread"] > 0 and s["train_steps"] >= 1
 
-    # A second call reads the finished runs instead of training them again.
+    # A second call trains nothing again: both seeds are in the record already.
     mtime = (tmp_path / "runs" / "tiny" / "checkpoints" / "last.ckpt").stat().st_mtime
     r = run_cli(capsys, *args)
     assert r.code == 0, r.err[-3000:]

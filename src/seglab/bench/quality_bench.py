@@ -213,13 +213,12 @@ def run_quality_bench(data: str | None, preset: str, runs_dir: str, frames: int,
     preset_cfg = load_config(preset_path(preset), {"data.root": data} if data else {})
     recorded, commands = recorded_seeds(out, preset, preset_cfg.data.tta)
     seeds = list(dict.fromkeys([*recorded, *(seeds or [preset_cfg.train.seed])]))
+    fresh = [s for s in seeds if s not in recorded]
     if recorded:
         log.info("%s: keeping seed(s) %s as recorded there; training and scoring %s", out,
-                 ", ".join(map(str, recorded)), ", ".join(str(s) for s in seeds if s not in recorded) or "none")
-    fresh = [s for s in seeds if s not in recorded]
-    scored = {s: seed_report(trained_run(preset, data, runs_dir, s), frames) for s in fresh}
-    for s in fresh:
-        scored[s]["command"] = command_line()
+                 ", ".join(map(str, recorded)), ", ".join(map(str, fresh)) or "none")
+    command = command_line()
+    scored = {s: {**seed_report(trained_run(preset, data, runs_dir, s), frames), "command": command} for s in fresh}
     per_seed = [recorded.get(s) or scored[s] for s in seeds]
     one = over_seeds([r["one_view"]["miou"] for r in per_seed])
     tta = over_seeds([r["tta"]["miou"] for r in per_seed])
@@ -228,8 +227,8 @@ def run_quality_bench(data: str | None, preset: str, runs_dir: str, frames: int,
     first = per_seed[0]
     report = {
         "preset": preset,
-        "command": command_line(),
-        "commands": list(dict.fromkeys([*commands, command_line()])),  # every call that wrote this record
+        "command": command,
+        "commands": list(dict.fromkeys([*commands, command])),  # every call that wrote this record
         "seeds": seeds,
         "seeds_kept_from_the_record": list(recorded),
         "hosts": hosts(per_seed),
