@@ -59,6 +59,9 @@ def test_train_report(tiny_camvid, tmp_path):
      "'--preset': the preset sets the model, size and batch; drop --model"),
     (["train", "--preset", "camvid-cpu-60m", "--variants", "threads=1,warp"], "'--variants': unknown warp"),
     (["train", "--variants", "threads=1"], "'--variants': only with --preset"),
+    (["train", "--set", "train.precision=32"], "'--set': only with --preset"),
+    (["train", "--preset", "camvid-cpu-60m", "--set", "train.precison=32"], "unknown config key 'train.precison'"),
+    (["train", "--preset", "camvid-cpu-60m", "--set", "train.compile=maybe"], "true, false or auto"),
     (["train", "--profile", "-1"], "'--profile'"),
     (["infer", "--frames", "0"], "'--frames'"),
 ])

@@ -11,7 +11,7 @@ from fakes import run_cli
 
 from seglab.bench.peaks import PeakSampler, spread
 from seglab.bench.step_profile import OpTime, category, summarise
-from seglab.bench.variants import gain
+from seglab.bench.variants import gain, variants
 
 
 def test_spread_flags_the_issue_run():
@@ -127,6 +127,15 @@ def test_preset_report_has_the_committed_fields(capsys, tiny_camvid, tmp_path, m
     variant = report["paths"]["channels_last=false"]
     assert not variant["channels_last"] and len(variant["gain_per_round"]) == 2 and variant["helps"] is False
     assert set(report["variants"]["adamw_step_s"]) == {"fused", "foreach", "for_loop"}
+    losses = report["variants"]["loss_step_s"]
+    assert set(losses) == {"seglab", "smp_dice_and_torch_ce"} and all(v > 0 for v in losses.values())
     prof = report["profile"]
     assert prof["steps"] == 2 and sum(prof["category_share"].values()) == pytest.approx(1.0, abs=0.01)
     assert prof["top_ops"] and "profile:" in r.out
+
+
+def test_the_compile_variant_switches_compilation_to_the_side_the_setup_is_not_on():
+    off, on, both = variants(2, compiled=False), variants(2, compiled=True), variants(2)
+    assert off["compile=true"].overrides == {"train.compile": True} and "compile=false" not in off
+    assert on["compile=false"].overrides == {"train.compile": False} and "compile=true" not in on
+    assert {"threads=1", "threads=2", "channels_last=false", "compile=true", "compile=false"} == set(both)

@@ -31,6 +31,7 @@ def test_unknown_key_names_it_and_suggests(tmp_path):
     ("train.budget", "soon", "bad duration"),
     ("train.warmup", 1.5, "train.warmup"),
     ("name", "a/b", "name"),
+    ("train.compile", "sometimes", "train.compile.*true, false or auto"),
 ])
 def test_bad_values_are_one_line_errors(key, value, match):
     with pytest.raises(SeglabError, match=match) as err:

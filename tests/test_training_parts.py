@@ -44,6 +44,31 @@ def test_weighted_ce_and_mixing():
         build_loss("focal", class_weights=[1.0, 1.0])
 
 
+@pytest.mark.parametrize("absent", [False, True])
+def test_dice_and_dice_ce_match_smp_and_torch_in_value_and_gradient(absent):
+    """seglab's Dice skips smp's one-hot target for speed; smp's DiceLoss and torch's weighted CE are the
+    reference it must equal, in the loss and in its gradient, with void pixels and a class absent."""
+    import segmentation_models_pytorch as smp
+
+    torch.manual_seed(1)
+    logits = (3 * torch.randn(3, 4, 9, 13)).requires_grad_(True)
+    target = torch.randint(0, 4, (3, 9, 13))
+    target[torch.rand(target.shape) < 0.3] = IGNORE_INDEX
+    if absent:
+        target[target == 2] = 0
+    weights = [1.0, 2.0, 0.5, 1.5]
+    smp_dice = smp.losses.DiceLoss("multiclass", ignore_index=IGNORE_INDEX)
+    torch_ce = torch.nn.CrossEntropyLoss(weight=torch.tensor(weights), ignore_index=IGNORE_INDEX)
+    cases = [(build_loss("dice"), lambda x: smp_dice(x, target)),
+             (build_loss("dice_ce", weights, ce_weight=0.7, dice_weight=1.3),
+              lambda x: 0.7 * torch_ce(x, target) + 1.3 * smp_dice(x, target))]
+    for ours, reference in cases:
+        mine, ref = ours(logits, target), reference(logits)
+        (g_mine,), (g_ref,) = torch.autograd.grad(mine, logits), torch.autograd.grad(ref, logits)
+        assert mine.item() == pytest.approx(ref.item(), rel=1e-5)
+        assert g_ref.abs().max() > 0 and torch.allclose(g_mine, g_ref, rtol=1e-4, atol=1e-9)
+
+
 def test_lovasz_term_adds_to_the_loss_and_vanishes_on_a_perfect_prediction():
     torch.manual_seed(0)
     target = torch.randint(0, 3, (2, 8, 8))
@@ -92,3 +117,4 @@ def test_budget_stops_at_batch_and_at_epoch_end():
     cb.on_train_epoch_end(trainer, None)
     assert trainer.should_stop
     assert cb.state_dict()["elapsed"] >= 10.5  # saved in checkpoints, so a resumed run keeps its budget
+

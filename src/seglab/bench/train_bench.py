@@ -29,7 +29,7 @@ from seglab.bench.memory import PeakRSS, rss_mb
 from seglab.bench.notebook import NotebookPath
 from seglab.bench.peaks import PeakSampler
 from seglab.bench.report import command_line, finish, machine_info, print_table, summarise
-from seglab.bench.variants import MIN_GAIN, MIN_ROUNDS, Variant, adamw_step_s, gain, variants
+from seglab.bench.variants import MIN_GAIN, MIN_ROUNDS, Variant, adamw_step_s, gain, loss_step_s, variants
 from seglab.config import load_config, preset_path
 from seglab.data.datamodule import SegDataModule
 from seglab.data.open import open_data
@@ -57,7 +57,7 @@ def loader_throughput(loader, batches: int) -> float:
 class SeglabPath:
     """``seglab train``'s data module, LightningModule and Trainer under ``cfg`` (random-init weights).
 
-    ``variant`` changes the config or the built module; ``datamodule`` may be shared with other paths of
+    ``variant`` changes the config; ``datamodule`` may be shared with other paths of
     the same data config (one decoded cache). ``train.threads: auto`` gets one ThreadTuner for all rounds,
     as one long run has, instead of a fresh one per round.
     """
@@ -73,8 +73,6 @@ class SeglabPath:
         self.datamodule = datamodule or SegDataModule(source, cfg.data)
         self.datamodule.setup("fit")  # decode the cache now, as `seglab train` does before fitting
         self.module = SegModule(cfg, source.classes)  # cfg.model.weights is none: random init
-        if variant and variant.prepare:
-            variant.prepare(self.module)
         self.observed_threads = threads
         self.loader = self.datamodule.train_dataloader()
 
@@ -85,7 +83,8 @@ class SeglabPath:
     def settings(self) -> dict:
         """What the report lists of each path's setup."""
         cfg = self.cfg
-        return {"precision": self.precision, "channels_last": cfg.train.channels_last, "workers": cfg.data.workers,
+        return {"precision": self.precision, "channels_last": cfg.train.channels_last,
+                "compile": resolve_plan(cfg).compile, "workers": cfg.data.workers,
                 "cache": self.datamodule.policy.cache, "threads": self.observed_threads, "thread_tuning": self.tuner is not None}
 
     @property
@@ -132,34 +131,37 @@ def _build_alone(makers, baseline: float, warmup: int, loader_batches: int) -> t
     return paths, info
 
 
-def bench_config(data: str, preset: str | None, spec: str | None, size, batch: int | None):
-    """The preset's config, or the defaults with ``spec``, ``size`` and ``batch``; random-init weights."""
+def bench_config(data: str, preset: str | None, spec: str | None, size, batch: int | None,
+                 settings: dict | None = None):
+    """The preset's config (with ``settings``, dotted keys, changed), or the defaults with ``spec``, ``size``
+    and ``batch``; random-init weights."""
     overrides = {"data.root": data, "model.weights": "none"}
     if preset:
-        return load_config(preset_path(preset), overrides)
+        return load_config(preset_path(preset), {**(settings or {}), **overrides})
     return load_config(overrides={**overrides, "model.spec": spec, "data.size": list(size), "data.batch_size": batch})
 
 
 def run_train_bench(data: str, spec: str | None = None, size: tuple[int, int] | None = None, batch: int | None = None,
                     *, preset: str | None = None, steps: int = 12, warmup: int = 2, rounds: int = 3,
                     threads: int | None = None, variant_names: list[str] | None = None,
-                    profile_steps: int = 0, out=None, show: bool = True) -> dict:
+                    profile_steps: int = 0, settings: dict | None = None, out=None, show: bool = True) -> dict:
     """Measure the paths and return (and write to ``out``) the report.
 
     Without ``preset``: the notebooks' path against seglab's, ``speedup`` = seglab / notebook. With it: the
     preset's own setup (``seglab``) against its variants (``variant_names``, default all). The matmul peak
     is measured before, between and after the rounds. ``profile_steps`` > 0 profiles that many steps of
-    seglab's path after the rounds.
+    seglab's path after the rounds. ``settings``: config keys changed in the preset (``--set``), e.g. its
+    fp32 step on a CPU whose auto precision is bf16.
     """
     threads = threads or torch.get_num_threads()
     torch.set_num_threads(threads)
     machine = machine_info()
     baseline = rss_mb()
-    cfg = bench_config(data, preset, spec, size, batch)
+    cfg = bench_config(data, preset, spec, size, batch, settings)
     spec, size, batch = cfg.model.spec, tuple(cfg.data.size), cfg.data.batch_size
     source = open_data(cfg.data)
     cpus = usable_cpus()
-    chosen = variants(cpus) if preset else {}
+    chosen = variants(cpus, resolve_plan(cfg).compile) if preset else {}
     chosen = {n: chosen[n] for n in variant_names} if variant_names is not None else chosen
     peaks = PeakSampler(cpus)
 
@@ -225,7 +227,9 @@ def run_train_bench(data: str, spec: str | None = None, size: tuple[int, int] | 
         report["variants"] = {"helps_if": f"median gain over rounds > {MIN_GAIN:.0%} in >= {MIN_ROUNDS} rounds",
                               "kept": [n for n in chosen if results.get(n, {}).get("helps")],
                               "failed": failed,
-                              "adamw_step_s": adamw_step_s(list(paths["seglab"].module.parameters()))}
+                              "adamw_step_s": adamw_step_s(list(paths["seglab"].module.parameters())),
+                              "loss_step_s": loss_step_s(paths["seglab"].module.criterion, source.classes.num_classes,
+                                                         batch, size)}
     else:
         report["speedup"] = sl["imgs_per_s"] / results["notebook"]["imgs_per_s"]
     if profiled:

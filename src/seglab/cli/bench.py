@@ -54,11 +54,14 @@ def train(
                                                       "it (default: all; 'none' for none).")] = None,
     profile: Annotated[int | None, typer.Option(min=0, help="Steps of seglab's path to profile per op after "
                                                            "the rounds [default: 3 with --preset, else 0].")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="With --preset: a config key to change in it, "
+                                                                 "e.g. --set train.precision=32.")] = None,
     out: JsonOut = None,
 ):
     """Images/s of seglab's training (against the notebooks' loop, or a preset's variants), FLOP use, memory."""
     from seglab.bench.train_bench import run_train_bench
     from seglab.bench.variants import variants as known_variants
+    from seglab.config.loading import parse_override
     from seglab.training.threads import usable_cpus
 
     if rounds > steps:
@@ -72,6 +75,9 @@ def train(
         from seglab.config import preset_path
 
         preset_path(preset)  # an unknown name fails now, not after the data is read
+    if set_ and not preset:
+        raise typer.BadParameter("only with --preset", param_hint="'--set'")
+    settings = dict(parse_override(s) for s in set_ or [])
     chosen = None
     if variants is not None:
         if not preset:
@@ -84,7 +90,7 @@ def train(
                                      param_hint="'--variants'")
     run_train_bench(data, model or "unet:resnet18", size or (256, 256), batch or 4, preset=preset, steps=steps,
                     warmup=warmup, rounds=rounds, threads=threads, variant_names=chosen,
-                    profile_steps=(3 if preset else 0) if profile is None else profile, out=out)
+                    profile_steps=(3 if preset else 0) if profile is None else profile, settings=settings, out=out)
 
 
 @app.command("infer")

@@ -81,6 +81,8 @@ def validate(cfg: RunConfig) -> None:
                                            "or device indices like 0,1")
     if (isinstance(t.threads, str) and t.threads != "auto") or (isinstance(t.threads, int) and t.threads < 0):
         raise ConfigError("train.threads", f"bad value {t.threads!r}; use 0 (all cores), a count, or auto")
+    if isinstance(t.compile, str) and t.compile != "auto":
+        raise ConfigError("train.compile", f"bad value {t.compile!r}; use true, false or auto")
     if t.scheduler_interval == "epoch" and t.budget is not None and t.budget_clock == "wall":
         raise ConfigError("train.scheduler_interval", "epoch needs a run of known length (epochs, steps or a "
                                                       "compute budget), not train.budget_clock: wall")

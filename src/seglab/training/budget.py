@@ -70,6 +70,7 @@ def cost_key(cfg: RunConfig) -> str:
     t = cfg.train
     key = (f"{cfg.model.spec}|{h}x{w}|bs{cfg.data.batch_size}|{t.precision}|cl{int(t.channels_last)}|"
            f"{t.accelerator}|threads{t.threads}")
+    key += f"|compile-{t.compile}" if t.compile else ""
     return key + (f"|max{t.max_time}" if t.max_time else "")  # the wall cap depends on it
 
 

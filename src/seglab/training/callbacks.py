@@ -203,6 +203,28 @@ class MetricsCSV(L.Callback):
 
 
 
+class CompileTraining(L.Callback):
+    """Runs the training steps' forward pass through ``torch.compile`` (``train.compile``), and keeps in
+    run.json how long the first step took: that is when Inductor compiles the forward and backward graphs."""
+
+    def __init__(self):
+        self.first_step_s, self._start = None, None
+
+    def on_fit_start(self, trainer, pl_module):
+        pl_module.compile_training()
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if self.first_step_s is None and self._start is None:
+            self._start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if self.first_step_s is None and self._start is not None:
+            self.first_step_s = round(time.perf_counter() - self._start, 1)
+
+    def run_record(self) -> dict:
+        return {"compile": {"first_step_seconds": self.first_step_s}}
+
+
 class TimedCheckpoint(ModelCheckpoint):
     """last.ckpt every ``train_time_interval`` of training, except after a batch that a validation (or the end
     of training) follows: Lightning resumes after the checkpoint's batch, so a run killed during that validation

@@ -40,6 +40,7 @@ class SegModule(L.LightningModule):
         self.criterion = build_loss(t.loss, class_weights, t.ce_weight, t.dice_weight, t.lovasz_weight)
         if cfg.train.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        self._compiled: list = []  # the compiled network, when training compiles (a list: not a submodule)
         self.cm = {"val": ConfusionMatrix(len(names), names)}
         self.boundary = {"val": torch.zeros(len(names), 2, dtype=torch.int64)}  # Boundary IoU's band counts
 
@@ -48,17 +49,30 @@ class SegModule(L.LightningModule):
         """A trained run's module (for scoring it), weights from its checkpoint, in eval mode."""
         return cls(trained.config, trained.classes, trained.class_weights, model=trained.build()).eval()
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, compiled: bool = False) -> torch.Tensor:
         if self.cfg.train.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        return self.model(images)
+        return (self._compiled[0] if compiled and self._compiled else self.model)(images)
+
+    def compile_training(self) -> None:
+        """Compile the network for the training steps (once per module, however many fits run it): one input
+        shape, as training batches are full crops, so it compiles once; validation and scoring keep the eager
+        network, whose shapes vary and would each compile anew. The compiled kernels read the thread count
+        when they run, so ``train.threads: auto`` can switch without recompiling. The state dict is the
+        network's own: the compiled wrapper is kept outside the module tree."""
+        if not self._compiled:
+            from torch._inductor import config as inductor
+
+            inductor.cpp.dynamic_threads = True
+            self._compiled.append(torch.compile(self.model, dynamic=False))
 
     def _shared_step(self, batch, stage: str) -> torch.Tensor | None:
         """The batch's loss, or None for a batch whose labels are all void (an unlabelled image, a random
         crop inside a void region): it has nothing to learn from, and a mean over no pixel would be NaN.
         When training_step returns None, Lightning runs no backward pass, so the step changes no weight."""
         images, masks = batch
-        logits = to_label_size(self(images), masks.shape[-2:])  # validation at the training scale: native labels
+        # validation at the training scale, scored on native labels
+        logits = to_label_size(self(images, compiled=stage == "train"), masks.shape[-2:])
         loss = None
         if (masks < logits.shape[1]).any():
             loss = self.criterion(logits.float(), masks)

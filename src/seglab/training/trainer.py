@@ -9,6 +9,7 @@ import warnings
 import lightning as L
 import torch
 
+from seglab.training.callbacks import CompileTraining
 from seglab.training.checkpoint_io import AtomicCheckpointIO
 from seglab.training.plan import RunPlan
 from seglab.training.threads import ThreadTuner
@@ -46,13 +47,15 @@ TRAINER_DEFAULTS = {"enable_model_summary": False, "num_sanity_val_steps": 0, "l
 
 
 def make_trainer(plan: RunPlan, **kwargs) -> L.Trainer:
-    """A Trainer on the plan's device, in its precision and with its CPU threads, and seglab's progress output
+    """A Trainer on the plan's device, in its precision, with its CPU threads and compilation, and seglab's progress output
     (a bar on a terminal, plain lines in a log); ``kwargs`` go to Lightning."""
     from seglab.training.progress import progress_callback
 
     kwargs = {**TRAINER_DEFAULTS, **kwargs}
     if kwargs.get("enable_progress_bar", True):
         kwargs["callbacks"] = [*kwargs.get("callbacks", []), progress_callback()]
+    if plan.compile:
+        kwargs["callbacks"] = [*kwargs.get("callbacks", []), CompileTraining()]
     if plan.accelerator == "cpu" and plan.threads == "auto":
         kwargs["callbacks"] = [*kwargs.get("callbacks", []), ThreadTuner()]
     elif plan.fixed_threads:
