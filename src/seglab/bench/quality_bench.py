@@ -1,6 +1,6 @@
 """What seglab's best recipe scores, and what it costs: ``seglab bench quality`` writes benchmarks/quality.json.
 
-    seglab bench quality --data ../shared/camvid --seed 0 --seed 1 --out benchmarks/quality.json
+    seglab bench quality --data ../shared/camvid --seed 0 --seed 1 --seed 2 --out benchmarks/quality.json
 
 Trains the preset once per seed, one run at a time (or resumes it, or reads a finished run of it), then
 records for each: the test mIoU of one forward pass and of the preset's test-time augmentation (at most four
