@@ -152,10 +152,10 @@ class TrainConfig:
     channels_last: bool = setting(True, "Channels-last memory: faster convolutions on CPU and tensor cores.")
     compile: bool | str = setting(
         False, "torch.compile the network for training steps (validation and scoring run it as it is): true, "
-               "false, or auto: on for fp32 training on a CPU, off under bf16 and on GPUs. On a 2-core AVX2 "
-               "CPU in fp32 it made the quality preset's step 36% faster; on an AVX-512-bf16 CPU in bf16, 20% "
-               "slower (docs: benchmarks). The first steps pay for compiling: about a minute and a half on a "
-               "2-core CPU, within the run's time.")
+               "false, or auto: on for fp32 training on a CPU, off under bf16 and on GPUs. On 2-core CPUs in "
+               "fp32 it made the quality preset's step 13-36% faster; in bf16, 10-20% slower (docs: "
+               "benchmarks). The first step pays for compiling: up to two minutes on a 2-core CPU, within "
+               "the run's time.")
     threads: int | str = setting(0, "CPU threads: 0 = one per usable core; N = exactly N; auto = measure 1 vs "
                                     "all cores during training and keep the faster.")
     deterministic: bool = setting(False, "Repeatable CUDA runs at some speed cost (CPU runs repeat anyway).")

@@ -144,7 +144,7 @@ def resolve_plan(cfg: RunConfig, train_images: int | None = None) -> RunPlan:
 
 def compiles(setting: bool | str, accelerator: str, precision: str) -> bool:
     """``train.compile`` on this device: auto compiles fp32 training on a CPU only, the one case measured to
-    gain (36% on a 2-core AVX2 CPU; under bf16 on an AVX-512-bf16 CPU it lost 20%; GPUs are unmeasured)."""
+    gain (13-36% on 2-core AMD and Intel CPUs; under bf16 on both it lost 10-20%; GPUs are unmeasured)."""
     if setting == "auto":
         return accelerator == "cpu" and precision == "32"
     return bool(setting)
