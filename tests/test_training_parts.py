@@ -117,4 +117,3 @@ def test_budget_stops_at_batch_and_at_epoch_end():
     cb.on_train_epoch_end(trainer, None)
     assert trainer.should_stop
     assert cb.state_dict()["elapsed"] >= 10.5  # saved in checkpoints, so a resumed run keeps its budget
-

@@ -70,6 +70,7 @@ class SeglabPath:
         if cfg.train.threads == "auto":
             cfg = Variant("", {"train.threads": 0}).config(cfg)  # the tuner above does it
         self.cfg, self.threads, self.workdir = cfg, threads, workdir
+        self.plan = resolve_plan(cfg)  # each round's Trainer computes as this plan says
         self.datamodule = datamodule or SegDataModule(source, cfg.data)
         self.datamodule.setup("fit")  # decode the cache now, as `seglab train` does before fitting
         self.module = SegModule(cfg, source.classes)  # cfg.model.weights is none: random init
@@ -78,13 +79,13 @@ class SeglabPath:
 
     @property
     def precision(self) -> str:
-        return resolve_plan(self.cfg).precision
+        return self.plan.precision
 
     def settings(self) -> dict:
         """What the report lists of each path's setup."""
         cfg = self.cfg
         return {"precision": self.precision, "channels_last": cfg.train.channels_last,
-                "compile": resolve_plan(cfg).compile, "workers": cfg.data.workers,
+                "compile": self.plan.compile, "workers": cfg.data.workers,
                 "cache": self.datamodule.policy.cache, "threads": self.observed_threads, "thread_tuning": self.tuner is not None}
 
     @property
@@ -96,7 +97,7 @@ class SeglabPath:
         torch.set_num_threads(self.threads)  # seglab's own thread choice, if it makes one, comes after this
         clock = StepClock(time.perf_counter)
         trainer = make_trainer(
-            resolve_plan(self.cfg), max_steps=steps, max_epochs=-1, limit_val_batches=0,
+            self.plan, max_steps=steps, max_epochs=-1, limit_val_batches=0,
             logger=False, enable_checkpointing=False, enable_progress_bar=False,
             callbacks=[*([self.tuner] if self.tuner else []), *(callbacks or []), clock],
             default_root_dir=self.workdir,
